@@ -1,0 +1,11 @@
+"""Command line: parses, prints and maps errors to exit codes; the work lives in the library.
+
+Each sub-command is its own module that registers on `app`; typer and rich are used only here.
+"""
+
+from avatarkit.cli.app import app, main
+
+# Sub-command modules register themselves on `app` when imported.
+from avatarkit.cli import build as _build  # noqa: E402,F401
+
+__all__ = ["app", "main"]

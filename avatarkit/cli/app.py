@@ -1,0 +1,76 @@
+"""The typer application, shared console and the error guard every command runs under."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from avatarkit import __version__
+from avatarkit.errors import AvatarkitError
+
+app = typer.Typer(
+    name="avatarkit",
+    help="Turn one portrait photo into a live, talking 2D avatar.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True, highlight=False)
+state = {"verbose": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"avatarkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show details and tracebacks."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_time=False, show_path=verbose)],
+    )
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red line and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def guarded(func: F) -> F:
+    """Run a command so that expected failures print one red line and exit non-zero."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AvatarkitError as exc:
+            if state["verbose"]:
+                console.print_exception()
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
