@@ -10,3 +10,11 @@ class AvatarkitError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class AvatarkitWarning(UserWarning):
+    """Something the user should know about, but which did not stop the work.
+
+    Stages raise it with `warnings.warn(message, AvatarkitWarning)`; the build collects it into
+    its result and the CLI prints it in yellow.
+    """

@@ -3,9 +3,8 @@
 Each sub-command is its own module that registers on `app`; typer and rich are used only here.
 """
 
-from avatarkit.cli.app import app, main
-
 # Sub-command modules register themselves on `app` when imported.
 from avatarkit.cli import build as _build  # noqa: E402,F401
+from avatarkit.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,191 @@
+"""`avatarkit build`: parse options, show progress, print results; the work is avatarkit.build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from avatarkit.build import (
+    BuildOptions,
+    BuildResult,
+    IdleOptions,
+    build_avatar,
+    build_folder,
+    find_photos,
+    summarise,
+    write_report,
+)
+from avatarkit.cli.app import app, console, fail, guarded, state
+from avatarkit.errors import AvatarkitError
+from avatarkit.face.photo import DEFAULT_MAX_SIDE, MIN_MAX_SIDE
+from avatarkit.native_stderr import quiet_native_stderr
+
+stdout = Console(highlight=False)
+
+STAGE_LABELS = {"load": "reading the photo", "detect": "finding the face",
+                "mouth": "making the mouth assets", "idle": "making the idle loop",
+                "manifest": "writing avatar.json"}
+STATUS_STYLE = {"built": "green", "skipped": "cyan", "failed": "bold red"}
+
+
+# One annotated type per option, so the signature below reads as name, type and default.
+Source = Annotated[Path, typer.Argument(
+    metavar="PHOTO|FOLDER",
+    help="A portrait photo (jpg, png, webp), or a folder: every jpg/jpeg/png/webp in it.")]
+Out = Annotated[Path, typer.Option(
+    "--out", "-o", metavar="OUT",
+    help="Output folder; each photo's avatar goes to OUT/<photo name without extension>/.")]
+Jobs = Annotated[int, typer.Option(
+    "--jobs", "-j", min=1, metavar="N",
+    help="Folder mode: photos built at once, each in its own worker process.")]
+Report = Annotated[Path | None, typer.Option(
+    "--report", metavar="FILE",
+    help="Write a JSON report: per photo status, error, warnings, timings, output files.")]
+Force = Annotated[bool, typer.Option(
+    "--force", "-f",
+    help="Rebuild even if the avatar is up to date (same photo bytes and settings).")]
+FaceIndex = Annotated[int | None, typer.Option(
+    "--face", min=0, metavar="N", show_default=False,
+    help="Which face to use when there are several: 0 = largest, 1 = next, ... "
+         "\\[default: the largest, with a warning]")]
+MaxSide = Annotated[int, typer.Option(
+    "--max-side", min=MIN_MAX_SIDE, metavar="PX",
+    help="Downscale photos whose longer side is larger than this before building.")]
+Seconds = Annotated[float, typer.Option(
+    "--seconds", min=3.0, max=5.0, help="Idle loop length in seconds (3-5).")]
+Fps = Annotated[int, typer.Option("--fps", min=24, max=30, help="Idle loop frame rate (24-30).")]
+Blinks = Annotated[int, typer.Option(
+    "--blinks", min=0, metavar="N", help="Eye blinks per idle loop.")]
+Motion = Annotated[float, typer.Option(
+    "--motion", min=0.0, max=2.0,
+    help="Idle head motion scale: 0 = still (blinks only), 1 = natural, 2 = lively.")]
+Seed = Annotated[int, typer.Option(
+    "--seed", help="Random seed of the idle motion: same seed, same video.")]
+
+
+HELP = (
+    "Turn a portrait photo (or a folder of them) into avatar folders.\n\n"
+    "Each avatar folder OUT/<name>/ holds the mouth sprite atlas (atlas.png, atlas.json), the "
+    "mesh deformation (meshdef.json, mouth_interior.png), the mouth mask (mask_mouth.png), the "
+    "idle loop (idle.mp4, idle_poster.png, track.json) and avatar.json, the manifest naming "
+    "them all. Unchanged photos with unchanged settings are skipped."
+)
+
+
+@app.command(help=HELP)
+@guarded
+def build(
+    source: Source,
+    out: Out = Path("out"),
+    jobs: Jobs = 1,
+    report: Report = None,
+    force: Force = False,
+    face: FaceIndex = None,
+    max_side: MaxSide = DEFAULT_MAX_SIDE,
+    seconds: Seconds = IdleOptions.seconds,
+    fps: Fps = IdleOptions.fps,
+    blinks: Blinks = IdleOptions.blinks,
+    motion: Motion = IdleOptions.motion,
+    seed: Seed = IdleOptions.seed,
+) -> None:
+    """Turn a portrait photo (or a folder of them) into avatar folders."""
+    options = BuildOptions(
+        max_side=max_side, face=face, force=force,
+        idle=IdleOptions(seconds=seconds, fps=fps, blinks=blinks, motion=motion, seed=seed),
+    )
+    with quiet_native_stderr(enabled=not state["verbose"]):
+        if source.is_dir():
+            results = _build_folder(source, out, options, jobs)
+        else:
+            results = [_build_photo(source, out, options)]
+    if report:
+        write_report(report, results, source=source, out=out, options=options)
+    _print_summary(results, single=not source.is_dir())
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        if len(results) == 1:
+            raise fail(failed[0].error or "build failed")
+        raise fail(f"{len(failed)} of {len(results)} photos failed (see above)")
+
+
+def _build_photo(photo: Path, out: Path, options: BuildOptions) -> BuildResult:
+    """One photo with a spinner naming the stage; a failure becomes a failed result so that
+    --report is still written."""
+    with console.status(f"{photo.name}: starting") as status:
+        def on_stage(stage: str) -> None:
+            status.update(f"{photo.name}: {STAGE_LABELS.get(stage, stage)}")
+
+        try:
+            return build_avatar(photo, out, options, on_stage=on_stage, on_warning=_warn)
+        except AvatarkitError as exc:
+            if state["verbose"]:
+                console.print_exception()
+            return BuildResult(str(photo), "failed", error=str(exc))
+
+
+def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
+                  ) -> list[BuildResult]:
+    """Every photo in the folder, with a progress bar and one line per finished photo."""
+    count = len(find_photos(folder))
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"building {folder}", total=count or None)
+
+        def on_result(result: BuildResult) -> None:
+            name = Path(result.photo).name
+            for message in result.warnings:
+                _warn(message)
+            if result.status == "failed":
+                console.print(f"[bold red]failed[/] {result.error}", soft_wrap=True)
+            else:
+                console.print(f"[{STATUS_STYLE[result.status]}]{result.status}[/] {name} "
+                              f"-> {result.output} ({result.timings.get('total', 0):.1f} s)",
+                              soft_wrap=True)
+            progress.advance(task)
+
+        return build_folder(folder, out, options, jobs=jobs, on_result=on_result)
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def _print_summary(results: list[BuildResult], single: bool) -> None:
+    """A table of what happened; for one built photo also where it went (scripts read stdout)."""
+    if single and results[0].status != "failed":
+        r = results[0]
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r.timings.items() if k != "total")
+        verb = "up to date" if r.status == "skipped" else "built"
+        stdout.print(f"[green]{verb}[/] {r.output}/ in {r.timings.get('total', 0):.2f} s"
+                     + (f" ({stages})" if r.status == "built" else " (use --force to rebuild)"),
+                     soft_wrap=True)
+        return
+    if single:
+        return
+    table = Table(title="avatarkit build", title_justify="left")
+    table.add_column("photo")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("output / error", overflow="fold")
+    for r in results:
+        style = STATUS_STYLE[r.status]
+        table.add_row(Path(r.photo).name, f"[{style}]{r.status}[/]",
+                      f"{r.timings.get('total', 0):.1f} s" if r.timings else "-",
+                      r.output if r.status != "failed" else f"[red]{r.error}[/]")
+    stdout.print(table)
+    counts = summarise(results)
+    stdout.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+
