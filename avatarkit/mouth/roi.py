@@ -42,7 +42,7 @@ def mouth_roi(face: Face, image_size: tuple[int, int]) -> Roi:
     x0 = left - 0.55 * width
     x1 = right + 0.55 * width
     y0 = nose_base - 0.25 * (lip_top - nose_base) - 0.05 * width
-    y1 = chin + 0.45 * width
+    y1 = chin + 0.75 * width
     img_w, img_h = image_size
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     x1, y1 = min(img_w, int(np.ceil(x1))), min(img_h, int(np.ceil(y1)))

@@ -1,0 +1,21 @@
+"""The feathered alpha mask of the region the mouth overlay may touch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEATHER_START = 0.70  # superellipse radius where the fade begins (1.0 = ROI border)
+EXPONENT = 3.0  # between an ellipse (2) and the rectangle, so the cheeks and chin are covered
+
+
+def feathered_mask(w: int, h: int) -> np.ndarray:
+    """8-bit alpha: opaque over the lips and jaw, smooth fade, exactly zero on the ROI border."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    r = ((np.abs(xs - cx) / cx) ** EXPONENT + (np.abs(ys - cy) / cy) ** EXPONENT) ** (1 / EXPONENT)
+    t = np.clip((1.0 - r) / (1.0 - FEATHER_START), 0.0, 1.0)
+    alpha = t * t * (3 - 2 * t)
+    mask = np.round(alpha * 255).astype(np.uint8)
+    mask[0, :] = mask[-1, :] = 0
+    mask[:, 0] = mask[:, -1] = 0
+    return mask
