@@ -1,0 +1,80 @@
+"""The embedded offline voice: espeak-ng speaking sentence by sentence, with exact timing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.tts.espeak_lib import Synthesis, check_language, check_variant, engine
+from avatarkit.tts.provider import SpeechChunk
+from avatarkit.tts.sentences import split_sentences
+from avatarkit.visemes.phonemes import TimedPhoneme
+
+
+@dataclass(frozen=True)
+class EspeakOptions:
+    """How the embedded voice speaks."""
+
+    #: espeak-ng language code (`en-us`, `en-gb`, `de`, `fr`, `es`, `it`, ... ~130 more).
+    lang: str = "en-us"
+    #: Voice variant shipped with espeak-ng (e.g. `Annie`, `m3`, `f2`); None = default.
+    variant: str | None = None
+    #: Speaking rate in words per minute (espeak-ng accepts 80–450).
+    rate_wpm: int = 175
+    #: Base pitch, 0–99.
+    pitch: int = 50
+
+    def checked(self) -> EspeakOptions:
+        """Validate every field once, up front, with actionable messages."""
+        check_language(self.lang)
+        check_variant(self.variant)
+        if not 80 <= self.rate_wpm <= 450:
+            raise AvatarkitError(f"rate must be 80–450 words per minute, got {self.rate_wpm}")
+        if not 0 <= self.pitch <= 99:
+            raise AvatarkitError(f"pitch must be 0–99, got {self.pitch}")
+        return self
+
+
+class EspeakProvider:
+    """`Provider` over espeak-ng: one chunk per sentence, synthesised off the event loop.
+
+    All synthesis runs on espeak-ng's single worker thread, so any number of concurrent
+    streams are safe; they interleave sentence by sentence.
+    """
+
+    def __init__(self, options: EspeakOptions | None = None) -> None:
+        self.options = (options or EspeakOptions()).checked()
+        self.sample_rate = engine().sample_rate
+
+    def _synthesize(self, sentence: str) -> Synthesis:
+        o = self.options
+        return engine().synthesize(
+            sentence, o.lang, variant=o.variant, rate_wpm=o.rate_wpm, pitch=o.pitch
+        )
+
+    async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """Yield one chunk per sentence; the next sentence is made while this one plays."""
+        sentences = split_sentences(text)
+        if not sentences:
+            raise AvatarkitError("no text to speak: the text is empty")
+        loop = asyncio.get_running_loop()
+        executor = engine().executor
+        pending = loop.run_in_executor(executor, self._synthesize, sentences[0])
+        clock = 0.0
+        try:
+            for i, sentence in enumerate(sentences):
+                synthesis = await pending
+                if i + 1 < len(sentences):
+                    pending = loop.run_in_executor(executor, self._synthesize, sentences[i + 1])
+                phonemes = tuple(
+                    TimedPhoneme(p.symbol, p.start_ms + clock, p.end_ms + clock)
+                    for p in synthesis.phonemes
+                )
+                yield SpeechChunk(synthesis.pcm, synthesis.sample_rate, clock, phonemes,
+                                  None, sentence)
+                clock += synthesis.duration_ms
+        finally:
+            if not pending.done():
+                pending.cancel()
