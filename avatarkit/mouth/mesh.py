@@ -86,7 +86,7 @@ def build_grid(face: Face, roi: Roi) -> MouthGrid:
     ys = np.stack(rows)
     for r in range(1, ROWS - 1):  # keep rows strictly ordered inside the ROI
         ys[r] = np.clip(np.maximum(ys[r], ys[r - 1] + MIN_ROW_GAP), 0, h - (ROWS - 1 - r) * 0.5)
-    points = np.stack([np.broadcast_to(xs, ys.shape), ys], axis=-1)
+    points = np.round(np.stack([np.broadcast_to(xs, ys.shape), ys], axis=-1), 3)
     return MouthGrid(points=points, corner_cols=(3, 12), mouth_width=float(width),
                      center_x=float(0.5 * (left + right)))
 

@@ -36,12 +36,11 @@ def mouth_roi(face: Face, image_size: tuple[int, int]) -> Roi:
     p = face.points
     width = regions.mouth_width(p)
     left, right = p[regions.MOUTH_LEFT, 0], p[regions.MOUTH_RIGHT, 0]
-    lip_top = p[list(regions.LIPS_OUTER_UPPER), 1].min()
     nose_base = p[regions.SUBNASALE, 1]
     chin = p[regions.CHIN, 1]
     x0 = left - 0.55 * width
     x1 = right + 0.55 * width
-    y0 = nose_base - 0.25 * (lip_top - nose_base) - 0.05 * width
+    y0 = nose_base - 0.2 * width
     y1 = chin + 0.75 * width
     img_w, img_h = image_size
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))

@@ -39,7 +39,7 @@ SHAPES: dict[str, MouthShape] = {
     "AI": MouthShape(raise_upper=0.04, open=0.36, width=-0.04, tongue="low"),
     "E": MouthShape(raise_upper=0.03, open=0.11, width=0.06, roundness=4.0, teeth_lower=True),
     "U": MouthShape(open=0.03, keep=0.5, width=-0.30, roundness=2.0, pout=0.05),
-    "O": MouthShape(raise_upper=0.02, open=0.17, keep=0.9, width=-0.24, roundness=2.0,
+    "O": MouthShape(raise_upper=0.02, open=0.17, keep=0.9, width=-0.30, roundness=2.0,
                     pout=0.04, tongue="low"),
     "MBP": MouthShape(close=1.0, width=-0.02),
     "FV": MouthShape(raise_upper=0.03, keep=0.3, teeth_fill=True),
@@ -107,7 +107,7 @@ def shape_offsets(grid: MouthGrid, shape: MouthShape) -> np.ndarray:
     dy[mesh.ROW_LOWER_OUTER] = spread(dy_lo)
     dy[1] = 0.3 * dy[mesh.ROW_UPPER_OUTER]
     # The jaw carries the chin and the skin below the lower lip; the neck takes up the rest.
-    jaw_rows = {mesh.ROW_BELOW_LIP: 1.0, mesh.ROW_JAW: 1.0, 8: 0.6, 9: 0.3, 10: 0.1}
+    jaw_rows = {mesh.ROW_BELOW_LIP: 1.0, mesh.ROW_JAW: 1.0, 8: 0.4, 9: 0.12, 10: 0.0}
     chin_span = np.clip(1.0 - np.abs(xs - cx) / (1.6 * mw), 0, 1)
     chin_fall = chin_span * chin_span * (3 - 2 * chin_span)
     if jaw > 0:
@@ -145,5 +145,6 @@ def _keep_rows_ordered(points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def all_offsets(grid: MouthGrid) -> dict[str, np.ndarray]:
-    """Offsets for every canonical class, Rest all zeros."""
-    return {name: shape_offsets(grid, shape) for name, shape in SHAPES.items()}
+    """Offsets for every canonical class, Rest all zeros; rounded as meshdef.json stores them,
+    so sprites drawn from these equal what a client draws from the file."""
+    return {name: np.round(shape_offsets(grid, shape), 3) for name, shape in SHAPES.items()}

@@ -1,0 +1,106 @@
+"""The mouth shapes are real: the face landmarker must see them on composites of real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from avatarkit.face import regions
+from avatarkit.face.landmarks import detect_faces, landmarks
+from avatarkit.mouth.assets import make_mouth_assets
+from avatarkit.mouth.sprites import composite
+from avatarkit.visemes.classes import VISEME_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTRAITS = {
+    "hero": ROOT / "examples" / "hero.jpg",  # smiling, upper teeth visible
+    "hopper": ROOT / "tests" / "data" / "hopper.jpg",  # closed mouth, glasses
+    "biden": ROOT / "tests" / "data" / "biden.jpg",  # closed smile, head tilted
+    "obama": ROOT / "tests" / "data" / "obama.jpg",  # wide toothy smile
+}
+
+
+def _photo(path: Path) -> np.ndarray:
+    return np.array(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module", params=sorted(PORTRAITS))
+def measured(request):
+    """Assets plus re-detected lip opening and mouth width for every class composite."""
+    rgb = _photo(PORTRAITS[request.param])
+    face = detect_faces(rgb)[0]
+    assets = make_mouth_assets(rgb, face)
+    roi = assets.roi
+    composites, opening, width = {}, {}, {}
+    for name in VISEME_CLASSES:
+        out = rgb.copy()
+        out[roi.y:roi.y + roi.h, roi.x:roi.x + roi.w] = composite(roi.crop(rgb),
+                                                                   assets.sprites[name])
+        points = landmarks(out)
+        assert points is not None, f"{request.param}/{name}: no face found on the composite"
+        composites[name] = out
+        opening[name] = regions.inner_lip_opening(points)
+        width[name] = regions.mouth_width(points)
+    return request.param, rgb, assets, composites, opening, width
+
+
+def test_ai_opens_most(measured):
+    name, _, _, _, opening, _ = measured
+    widest = max(opening, key=opening.get)
+    assert widest == "AI", f"{name}: {widest} opens more than AI: {opening}"
+
+
+@pytest.mark.parametrize("cls", ["E", "O", "CH", "L", "TH"])
+def test_open_classes_open_visibly(measured, cls):
+    name, _, _, _, opening, width = measured
+    assert opening[cls] >= opening["Rest"] + 0.04 * width["Rest"], (
+        f"{name}/{cls}: opening {opening[cls]:.1f} px vs Rest {opening['Rest']:.1f} px")
+
+
+def test_mbp_is_closed(measured):
+    name, _, _, _, opening, width = measured
+    assert opening["MBP"] <= 0.10 * width["Rest"], f"{name}: MBP opening {opening['MBP']:.1f}"
+    assert opening["MBP"] <= max(0.5 * opening["Rest"], 0.04 * width["Rest"])
+
+
+@pytest.mark.parametrize("cls", ["O", "U", "WQ"])
+def test_rounded_classes_are_narrower(measured, cls):
+    name, _, _, _, _, width = measured
+    assert width[cls] <= 0.95 * width["Rest"], f"{name}/{cls}: {width[cls]:.1f} vs {width}"
+
+
+def test_e_is_not_narrower(measured):
+    name, _, _, _, _, width = measured
+    assert width["E"] >= 0.99 * width["Rest"], f"{name}: E {width['E']:.1f} vs {width['Rest']}"
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_rest_is_the_photo(measured):
+    name, rgb, assets, composites, _, _ = measured
+    roi = assets.roi
+    assert _psnr(roi.crop(composites["Rest"]), roi.crop(rgb)) >= 40.0, name
+
+
+def _gradient_energy(img: np.ndarray, band: np.ndarray) -> float:
+    g = img.astype(np.float64).mean(axis=2)
+    gy, gx = np.gradient(g)
+    return float(np.mean((gx**2 + gy**2)[band]))
+
+
+def test_no_seam_along_the_mask_edge(measured):
+    """Where the mask fades, the composite is no busier than the photo itself."""
+    name, rgb, assets, composites, _, _ = measured
+    roi = assets.roi
+    band = (assets.mask > 20) & (assets.mask < 235)
+    photo_energy = _gradient_energy(roi.crop(rgb), band)
+    for cls, out in composites.items():
+        energy = _gradient_energy(roi.crop(out), band)
+        assert energy <= photo_energy * 1.10 + 1.0, (
+            f"{name}/{cls}: gradient energy {energy:.1f} vs photo {photo_energy:.1f}")
