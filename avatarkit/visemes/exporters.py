@@ -123,15 +123,17 @@ def oculus_json(timeline: Timeline) -> dict[str, Any]:
 
 def azure_events(timeline: Timeline) -> list[dict[str, int]]:
     """Azure Speech `VisemeReceived`-style events: audio offset (ms) and viseme ID 0–21."""
-    events: list[dict[str, int]] = []
+    events: list[dict[str, int]] = [{"audio_offset_ms": 0, "viseme_id": 0}]
     for p in timeline.phonemes:
         if is_marker(p.symbol):
             continue
         vid = lookup(p.symbol).info.azure
-        if events and events[-1]["viseme_id"] == vid:
+        if events[-1]["viseme_id"] == vid:
             continue
+        if events[-1]["audio_offset_ms"] == int(round(p.start_ms)):
+            events.pop()  # a change at the same instant replaces the previous event
         events.append({"audio_offset_ms": int(round(p.start_ms)), "viseme_id": vid})
-    if timeline.phonemes and (not events or events[-1]["viseme_id"] != 0):
+    if events[-1]["viseme_id"] != 0:
         events.append({"audio_offset_ms": int(round(timeline.duration_ms)), "viseme_id": 0})
     return events
 

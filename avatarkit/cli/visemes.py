@@ -1,0 +1,104 @@
+"""`avatarkit visemes`: text (or a TTS character alignment) -> viseme timeline file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avatarkit.cli.app import app, console, guarded
+from avatarkit.errors import AvatarkitError
+from avatarkit.visemes.alignment import load_alignment_file
+from avatarkit.visemes.coarticulation import CoarticulationOptions
+from avatarkit.visemes.exporters import FORMATS, export
+from avatarkit.visemes.timeline import Timeline, speak, timeline_from_alignment
+
+Text = Annotated[str | None, typer.Option(
+    "--text", "-t", help="What to say (required unless --alignment is given).")]
+Lang = Annotated[str, typer.Option(
+    "--lang", "-l", help="espeak-ng language code for synthesis and G2P: en-us, en-gb, de, ...")]
+Fps = Annotated[float, typer.Option("--fps", help="Frames per second of the timeline.")]
+Format = Annotated[str, typer.Option(
+    "--format", "-f",
+    help="json (avatarkit timeline), live (JSON Lines wire events), rhubarb (Rhubarb JSON), "
+         "tsv (Rhubarb TSV), oculus (Meta 15 visemes), azure (Azure viseme IDs).")]
+AudioOut = Annotated[Path | None, typer.Option(
+    "--audio-out", metavar="WAV", help="Also write the synthesised speech as a WAV file.")]
+Out = Annotated[Path | None, typer.Option(
+    "--out", "-o", metavar="FILE", help="Write the timeline here (default: standard output).")]
+AlignmentFile = Annotated[Path | None, typer.Option(
+    "--alignment", "-a", metavar="FILE",
+    help="ElevenLabs alignment JSON (WebSocket or HTTP shape, a list of chunks, or JSON "
+         "Lines) to use instead of synthesising.")]
+Voice = Annotated[str | None, typer.Option(
+    "--voice", help="espeak-ng voice variant, e.g. Annie, m3, f2 (embedded voice only).")]
+Rate = Annotated[int, typer.Option("--rate", help="Speaking rate in words per minute.")]
+
+
+@app.command()
+@guarded
+def visemes(
+    text: Text = None,
+    lang: Lang = "en-us",
+    fps: Fps = 60.0,
+    fmt: Format = "json",
+    audio_out: AudioOut = None,
+    out: Out = None,
+    alignment: AlignmentFile = None,
+    voice: Voice = None,
+    rate: Rate = 175,
+) -> None:
+    """Make a coarticulated viseme timeline from text with the embedded voice, or from a
+    TTS service's character alignment."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise AvatarkitError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    options = CoarticulationOptions(fps=fps).checked()
+    if alignment is not None:
+        if audio_out is not None:
+            raise AvatarkitError(
+                "--audio-out needs synthesis; with --alignment the audio comes from your TTS"
+            )
+        timeline = _from_alignment(alignment, text, lang, options)
+    else:
+        if text is None or not text.strip():
+            raise AvatarkitError("nothing to say: pass --text \"...\" (or --alignment FILE)")
+        from avatarkit.tts.espeak_lib import check_variant
+
+        check_variant(voice)
+        timeline, synthesis = speak(text, lang, options, variant=voice, rate_wpm=rate)
+        if audio_out is not None:
+            from avatarkit.tts.wav import write_wav
+
+            write_wav(audio_out, synthesis.pcm, synthesis.sample_rate)
+            console.print(f"audio: {audio_out} ({synthesis.duration_ms / 1000:.2f} s)")
+    payload = export(timeline, fmt)
+    if out is None:
+        sys.stdout.write(payload)
+    else:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(payload, "utf-8")
+        except OSError as exc:
+            raise AvatarkitError(f"could not write {out}: {exc.strerror or exc}") from exc
+        console.print(
+            f"visemes: {out} ({fmt}, {len(timeline.frames)} frames at {fps:g} fps, "
+            f"{len(timeline.phonemes)} phonemes, {timeline.duration_ms / 1000:.2f} s)"
+        )
+
+
+def _from_alignment(
+    path: Path, text: str | None, lang: str, options: CoarticulationOptions
+) -> Timeline:
+    chunks = load_alignment_file(path)
+    timeline = timeline_from_alignment(chunks, lang, options)
+    if text is not None:
+        spoken = "".join(c.alignment.text for c in chunks if c.alignment is not None)
+        if " ".join(spoken.split()) != " ".join(text.split()):
+            console.print(
+                "[yellow]warning:[/] --text differs from the alignment's characters; "
+                "the alignment was used"
+            )
+    return timeline
