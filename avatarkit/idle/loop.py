@@ -1,0 +1,126 @@
+"""The idle-loop stage: photo + face + mouth ROI in, idle.mp4 + poster + track.json out.
+
+A recipe: decide how the person can move (over a separated background, or head only when
+the photo does not allow it), draw the motion curves, then render each frame as one warp of
+the (blinking) photo and stream it to the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from avatarkit.face import regions
+from avatarkit.face.landmarks import Face
+from avatarkit.idle.blink import EyeLids, blink_image, eye_lids
+from avatarkit.idle.curves import MotionCurves, motion_curves
+from avatarkit.idle.encode import H264Writer, pad_even
+from avatarkit.idle.options import IdleOptions
+from avatarkit.idle.segment import person_layers
+from avatarkit.idle.track import TRACK_JSON, Track, fit_affine, roi_samples
+from avatarkit.idle.warp import HeadRig, Warper, body_rig, forward_points, head_only_rig
+from avatarkit.mouth.roi import Roi
+
+log = logging.getLogger(__name__)
+
+IDLE_MP4, POSTER_PNG = "idle.mp4", "idle_poster.png"
+MIN_NECK = 0.45  # face heights of photo needed below the chin for neck and shoulders
+
+
+@dataclass
+class IdleLoop:
+    """A planned idle loop: frames are rendered on demand (the loop never sits in memory)."""
+
+    photo: np.ndarray  # (h, w, 3) uint8
+    options: IdleOptions
+    curves: MotionCurves
+    rig: HeadRig
+    warper: Warper
+    lids: list[EyeLids]
+    track: Track
+    mode: str  # "parallax" (person over a still background) or "head-only" (fallback)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return self.options.frames
+
+    def field(self, i: int) -> np.ndarray:
+        """Coarse backward displacement of frame i."""
+        c = self.curves
+        return self.rig.field(float(c.roll_deg[i]), float(c.nod[i]), float(c.breath[i]))
+
+    def frame(self, i: int) -> np.ndarray:
+        """Frame i as RGB uint8 at the photo's size."""
+        source = blink_image(self.photo, self.lids, float(self.curves.blink[i]))
+        return self.warper.render(source, self.field(i))
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        for i in range(self.frames):
+            yield self.frame(i)
+
+    def write(self, folder: str | Path) -> list[str]:
+        """Write idle.mp4, idle_poster.png and track.json into `folder`; return their names."""
+        folder = Path(folder)
+        h, w = self.photo.shape[:2]
+        opts = self.options
+        first = None
+        with H264Writer(folder / IDLE_MP4, (w, h), opts.fps, frames=self.frames, crf=opts.crf,
+                        preset=opts.preset) as writer:
+            for i, frame in enumerate(self.iter_frames()):
+                if i == 0:
+                    first = frame
+                writer.write(frame)
+        Image.fromarray(pad_even(first)).save(folder / POSTER_PNG, compress_level=3)
+        self.track.write(folder / TRACK_JSON)
+        return [IDLE_MP4, POSTER_PNG, TRACK_JSON]
+
+
+def _plan_track(loop_fields: list[np.ndarray], size: tuple[int, int], roi: Roi,
+                fps: int) -> Track:
+    samples = roi_samples(roi)
+    transforms = np.stack(
+        [fit_affine(samples, forward_points(f, size, samples)) for f in loop_fields]
+    )
+    return Track(fps=float(fps), roi=roi, transforms=transforms)
+
+
+def make_idle_loop(rgb: np.ndarray, face: Face, roi: Roi,
+                   options: IdleOptions | None = None) -> IdleLoop:
+    """Plan the idle loop of a photo: how it moves, where the mouth goes, what falls back."""
+    options = options or IdleOptions()
+    options.validate()
+    h, w = rgb.shape[:2]
+    size = (w, h)
+    curves = motion_curves(options)
+    warnings: list[str] = []
+    chin_y = float(face.points[regions.CHIN, 1])
+    face_h = chin_y - face.bbox[1]
+    rig = body_rig(face, roi, size)
+    layers, why = None, ""
+    if options.motion > 0:
+        if h - chin_y < MIN_NECK * face_h:
+            why = "the photo is cut off at the shoulders"
+        else:
+            layers, why = person_layers(rgb, face)
+    if layers is None:
+        rig = head_only_rig(face, size)
+        warper = Warper(size)
+        mode = "head-only"
+        if why:
+            msg = f"idle loop: {why}; moving the head only (no parallax or breathing)"
+            warnings.append(msg)
+            log.warning(msg)
+    else:
+        warper = Warper(size, layers.alpha, layers.background)
+        mode = "parallax"
+    fields = [rig.field(float(curves.roll_deg[i]), float(curves.nod[i]), float(curves.breath[i]))
+              for i in range(options.frames)]
+    track = _plan_track(fields, size, roi, options.fps)
+    lids = eye_lids(face, size)
+    return IdleLoop(rgb, options, curves, rig, warper, lids, track, mode, warnings)
