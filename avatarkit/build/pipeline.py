@@ -19,6 +19,7 @@ from avatarkit.build.output import MANIFEST, is_complete, read_manifest, staging
 from avatarkit.errors import AvatarkitError, AvatarkitWarning
 from avatarkit.face.landmarks import MIN_FACE_WIDTH_PX, Face, check_usable, detect_faces
 from avatarkit.face.photo import Photo, decode_photo, read_bytes
+from avatarkit.idle import make_idle_loop
 from avatarkit.mouth.assets import make_mouth_assets
 from avatarkit.mouth.roi import Roi
 
@@ -68,11 +69,18 @@ def mouth_stage(ctx: StageContext) -> list[str]:
     return mouth.write(ctx.folder)
 
 
+def idle_stage(ctx: StageContext) -> list[str]:
+    """idle.mp4, idle_poster.png and track.json (avatarkit.idle); the track needs the ROI."""
+    assert ctx.roi is not None, "the mouth stage sets the ROI"
+    loop = make_idle_loop(ctx.photo.rgb, ctx.face, ctx.roi, ctx.options.idle)
+    ctx.manifest["idle"] = loop.describe()
+    return loop.write(ctx.folder)
+
+
 # The asset stages, in order, after the face is chosen. Add a stage by adding a line here.
 ASSET_STAGES: list[tuple[str, Stage]] = [
     ("mouth", mouth_stage),
-    # ---- idle loop (issue 3) goes here: ("idle", idle_stage), where idle_stage calls
-    # make_idle_loop(ctx.photo.rgb, ctx.face, ctx.roi, ctx.options.idle).write(ctx.folder)
+    ("idle", idle_stage),
 ]
 
 

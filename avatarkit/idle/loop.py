@@ -7,14 +7,15 @@ the (blinking) photo and stream it to the encoder.
 
 from __future__ import annotations
 
-import logging
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from avatarkit.errors import AvatarkitWarning
 from avatarkit.face import regions
 from avatarkit.face.landmarks import Face
 from avatarkit.idle.blink import EyeLids, blink_image, eye_lids
@@ -26,9 +27,8 @@ from avatarkit.idle.track import TRACK_JSON, Track, fit_affine, roi_samples
 from avatarkit.idle.warp import HeadRig, Warper, body_rig, forward_points, head_only_rig
 from avatarkit.mouth.roi import Roi
 
-log = logging.getLogger(__name__)
-
 IDLE_MP4, POSTER_PNG = "idle.mp4", "idle_poster.png"
+IDLE_FIELDS = tuple(f.name for f in fields(IdleOptions))
 MIN_NECK = 0.45  # face heights of photo needed below the chin for neck and shoulders
 
 
@@ -44,7 +44,7 @@ class IdleLoop:
     lids: list[EyeLids]
     track: Track
     mode: str  # "parallax" (person over a still background) or "head-only" (fallback)
-    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # fallbacks taken, one line each
 
     @property
     def frames(self) -> int:
@@ -63,6 +63,19 @@ class IdleLoop:
     def iter_frames(self) -> Iterator[np.ndarray]:
         for i in range(self.frames):
             yield self.frame(i)
+
+    def describe(self) -> dict:
+        """The idle section of avatar.json: files, timing, size and how the loop moves."""
+        h, w = self.photo.shape[:2]
+        blink = self.curves.blink
+        return {
+            "video": IDLE_MP4, "poster": POSTER_PNG, "track": TRACK_JSON,
+            "fps": self.options.fps, "frames": self.frames,
+            "seconds": round(self.frames / self.options.fps, 4),
+            "size": {"w": w + w % 2, "h": h + h % 2},
+            "mode": self.mode,
+            "blink_frames": [int(i) for i in np.flatnonzero(blink >= 1.0)],
+        }
 
     def write(self, folder: str | Path) -> list[str]:
         """Write idle.mp4, idle_poster.png and track.json into `folder`; return their names."""
@@ -93,12 +106,13 @@ def _plan_track(loop_fields: list[np.ndarray], size: tuple[int, int], roi: Roi,
 def make_idle_loop(rgb: np.ndarray, face: Face, roi: Roi,
                    options: IdleOptions | None = None) -> IdleLoop:
     """Plan the idle loop of a photo: how it moves, where the mouth goes, what falls back."""
-    options = options or IdleOptions()
-    options.validate()
+    if not isinstance(options, IdleOptions):  # None, or another options object's fields
+        options = IdleOptions(**{k: getattr(options, k) for k in IDLE_FIELDS
+                                 if options is not None and hasattr(options, k)})
     h, w = rgb.shape[:2]
     size = (w, h)
     curves = motion_curves(options)
-    warnings: list[str] = []
+    notes: list[str] = []
     chin_y = float(face.points[regions.CHIN, 1])
     face_h = chin_y - face.bbox[1]
     rig = body_rig(face, roi, size)
@@ -114,8 +128,8 @@ def make_idle_loop(rgb: np.ndarray, face: Face, roi: Roi,
         mode = "head-only"
         if why:
             msg = f"idle loop: {why}; moving the head only (no parallax or breathing)"
-            warnings.append(msg)
-            log.warning(msg)
+            notes.append(msg)
+            warnings.warn(msg, AvatarkitWarning, stacklevel=2)
     else:
         warper = Warper(size, layers.alpha, layers.background)
         mode = "parallax"
@@ -123,4 +137,4 @@ def make_idle_loop(rgb: np.ndarray, face: Face, roi: Roi,
               for i in range(options.frames)]
     track = _plan_track(fields, size, roi, options.fps)
     lids = eye_lids(face, size)
-    return IdleLoop(rgb, options, curves, rig, warper, lids, track, mode, warnings)
+    return IdleLoop(rgb, options, curves, rig, warper, lids, track, mode, notes)
