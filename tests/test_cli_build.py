@@ -119,3 +119,12 @@ def test_terminal_output_is_clean(tmp_path):
     assert result.stdout.startswith(f"built {tmp_path / 'out' / 'hero'}/ in ")
     for noise in ("W0000", "I0000", "XNNPACK", "absl", "inference_feedback"):
         assert noise not in result.stderr, result.stderr
+
+
+def test_idle_option_checked_by_the_idle_stage(tmp_path):
+    """Ranges that depend on each other (blinks per loop length) are checked by IdleOptions."""
+    result = run(str(HERO), "-o", str(tmp_path / "out"), "--blinks", "9")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --blinks must be between 0 and 3")
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
