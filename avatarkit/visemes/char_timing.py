@@ -17,14 +17,15 @@ from avatarkit.visemes.alignment import AlignmentChunk, CharAlignment
 from avatarkit.visemes.g2p import Lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, lookup
 
-#: Relative duration of a phoneme by manner (fit to espeak-ng's own timing on the corpus).
+#: Relative duration of a phoneme by manner: mean espeak-ng durations on the corpus
+#: (vowel 68 ms, stop 46, fricative 70, nasal 85, liquid 63, glide 82, affricate 80).
 MANNER_WEIGHT: dict[str, float] = {
-    "vowel": 1.0, "stop": 0.75, "affricate": 0.95, "fricative": 0.95, "nasal": 0.75,
-    "liquid": 0.65, "glide": 0.6, "weak": 0.7, "pause": 0.5,
+    "vowel": 1.0, "stop": 0.68, "affricate": 1.18, "fricative": 1.03, "nasal": 1.25,
+    "liquid": 0.93, "glide": 1.2, "weak": 0.85, "pause": 0.3,
 }
-#: Extra weight for stressed vowels and two-target vowels (diphthongs).
-STRESS_BONUS = 0.35
-GLIDE_BONUS = 0.35
+#: Extra weight for stressed vowels and two-target vowels (diphthongs), same fit.
+STRESS_BONUS = 0.62
+GLIDE_BONUS = 0.45
 #: Gaps between words shorter than this are closed instead of becoming a pause, ms.
 MIN_PAUSE_MS = 15.0
 
@@ -99,18 +100,22 @@ def phoneme_weight(symbol: str) -> float:
 
 
 def place_word(
-    phonemes: Sequence[str], start_ms: float, end_ms: float
+    phonemes: Sequence[str],
+    start_ms: float,
+    end_ms: float,
 ) -> list[TimedPhoneme]:
-    """Spread a word's phonemes over [start, end] in proportion to typical durations."""
+    """Spread a word's phonemes over [start, end] in proportion to typical durations.
+
+    """
     if not phonemes or end_ms <= start_ms:
         return []
     weights = [phoneme_weight(p) for p in phonemes]
     scale = (end_ms - start_ms) / sum(weights)
-    out, t = [], start_ms
-    for p, w in zip(phonemes, weights, strict=True):
-        out.append(TimedPhoneme(p, t, t + w * scale))
-        t += w * scale
-    return out
+    bounds = [start_ms]
+    for w in weights:
+        bounds.append(bounds[-1] + w * scale)
+    bounds[-1] = end_ms
+    return [TimedPhoneme(p, a, b) for p, a, b in zip(phonemes, bounds, bounds[1:], strict=False)]
 
 
 def _emit_word(

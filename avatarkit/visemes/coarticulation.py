@@ -13,6 +13,8 @@ at least `lookahead_ms` before the end of the audio covered so far.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -71,9 +73,7 @@ class CoarticulationOptions:
     #: Per-class dominance; classes missing here use `Rest`'s parameters.
     dominance: Mapping[str, Dominance] = field(default_factory=lambda: dict(DEFAULT_DOMINANCE))
     #: Dominance multiplier per phoneme manner (see `phoneme_tables.MANNERS`).
-    manner_scale: Mapping[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_MANNER_SCALE)
-    )
+    manner_scale: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MANNER_SCALE))
     #: Hard bound on how far before its onset a segment can influence the mouth, ms.
     max_anticipation_ms: float = 120.0
     #: Hard bound on how long after its end a segment can influence the mouth, ms.
@@ -166,15 +166,19 @@ def coarticulate_step(
         times = np.arange(first, last + 1, dtype=np.float64) * step_ms
         weights = _blend(segments, times, opts)
         frames = [
-            Frame(int(round(t)), _sparse(row, opts.min_weight))
-            for t, row in zip(times, weights, strict=True)
+            Frame(int(round(t)), row)
+            for t, row in zip(times, _sparse_rows(weights, opts.min_weight), strict=True)
         ]
         first = last + 1
     horizon = first * step_ms - opts.max_carryover_ms - opts.smoothing_ms
     kept = tuple(s for s in segments if s.end_ms >= horizon)
     return frames, replace(
-        state, segments=kept, known_until_ms=known, next_frame=first,
-        phonemes_seen=state.phonemes_seen + len(phonemes), finished=final,
+        state,
+        segments=kept,
+        known_until_ms=known,
+        next_frame=first,
+        phonemes_seen=state.phonemes_seen + len(phonemes),
+        finished=final,
     )
 
 
@@ -211,11 +215,14 @@ def _dominance_matrix(
     t = times[:, None]
     before = np.clip(start[None, :] - t, 0.0, None)
     after = np.clip(t - end[None, :], 0.0, None)
-    dom = np.where(
-        before > 0,
-        _taper(before, tau_a[None, :], opts.max_anticipation_ms),
-        _taper(after, tau_c[None, :], opts.max_carryover_ms),
-    ) * mag[None, :]
+    dom = (
+        np.where(
+            before > 0,
+            _taper(before, tau_a[None, :], opts.max_anticipation_ms),
+            _taper(after, tau_c[None, :], opts.max_carryover_ms),
+        )
+        * mag[None, :]
+    )
     return out + dom @ onehot
 
 
@@ -233,18 +240,40 @@ def _floors(
             continue
         dur = s.end_ms - s.start_ms
         mid = (s.start_ms + s.end_ms) / 2
-        hold = max(0.25 * dur, half_frame)
-        ramp = 0.25 * dur + 20.0
+        # lips stay closed through most of a stop or nasal, not just at its midpoint
+        hold = max(0.35 * dur, half_frame)
+        ramp = 0.15 * dur + 20.0
         env = np.clip(1.0 - (np.abs(times - mid) - hold) / ramp, 0.0, 1.0)
         col = _CLASS_INDEX[s.viseme]
         out[:, col] = np.maximum(out[:, col], dom.floor * env)
     return out
 
 
+_BLOCK = 256
+
+
 def _blend(
     segments: Sequence[Segment], times: np.ndarray, opts: CoarticulationOptions
 ) -> np.ndarray:
+    """Weights for each time, computed in blocks over only the segments in reach (linear)."""
+    starts = [s.start_ms for s in segments]
+    ends = list(itertools.accumulate((s.end_ms for s in segments), max))
+    reach_before = opts.max_carryover_ms + opts.smoothing_ms + 250.0
+    reach_after = opts.max_anticipation_ms + opts.smoothing_ms + 250.0
+    out = []
+    for i in range(0, len(times), _BLOCK):
+        block = times[i : i + _BLOCK]
+        lo = bisect.bisect_left(ends, block[0] - reach_before)
+        hi = bisect.bisect_right(starts, block[-1] + reach_after)
+        out.append(_blend_block(segments[lo:hi], block, opts))
+    return np.concatenate(out) if out else np.zeros((0, len(VISEME_CLASSES)))
+
+
+def _blend_block(
+    segments: Sequence[Segment], times: np.ndarray, opts: CoarticulationOptions
+) -> np.ndarray:
     """Normalised, smoothed, floored weights for each time (rows sum to 1)."""
+
     def normalised(ts: np.ndarray) -> np.ndarray:
         dom = _dominance_matrix(segments, ts, opts)
         return dom / dom.sum(axis=1, keepdims=True)
@@ -267,6 +296,22 @@ def _blend(
         free *= np.where(free_sum > 0, (1.0 - fixed) / np.maximum(free_sum, 1e-12), 0.0)
         w = np.where(binding.any(axis=1, keepdims=True), raised + free, w)
     return np.clip(w, 0.0, 1.0)
+
+
+def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float]]:
+    """Vectorised `_sparse` for a block of rows (same result, a fraction of the cost)."""
+    w = np.where(weights >= min_weight, weights, 0.0)
+    empty = w.sum(axis=1) <= 0
+    w[empty, np.argmax(weights[empty], axis=1)] = 1.0
+    w = np.round(w / w.sum(axis=1, keepdims=True), 3)
+    top = np.argmax(w, axis=1)
+    rows = np.arange(len(w))
+    w[rows, top] = np.round(w[rows, top] + 1.0 - w.sum(axis=1), 3)
+    names = VISEME_CLASSES
+    out = []
+    for r in w.tolist():
+        out.append({names[i]: v for i, v in enumerate(r) if v > 0})
+    return out
 
 
 def _sparse(row: np.ndarray, min_weight: float) -> dict[str, float]:
