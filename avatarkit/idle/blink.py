@@ -18,7 +18,7 @@ from avatarkit.face.landmarks import Face
 
 EYES = (regions.EYE_IMAGE_LEFT, regions.EYE_IMAGE_RIGHT)
 LID_SKIN = 0.3  # height of the upper-lid skin that stretches, in eye widths
-OVERLAP = 0.1  # how far past the lower lid the closed lid reaches, in lid openings
+OVERLAP = 0.25  # how far past the lower lid the closed lid reaches, in lid openings
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ class IdleLoop:
     def write(self, folder: str | Path) -> list[str]:
         """Write idle.mp4, idle_poster.png and track.json into `folder`; return their names."""
         folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         h, w = self.photo.shape[:2]
         opts = self.options
         first = None

@@ -21,7 +21,7 @@ from avatarkit.face.landmarks import Face
 log = logging.getLogger(__name__)
 
 MIN_FACE_COVERAGE = 0.6  # mean person alpha over the face; lower means segmentation failed
-MIN_BACKGROUND = 0.08  # background share of the image below which the person fills the frame
+MIN_BACKGROUND = 0.10  # background share of the image below which the person fills the frame
 _local = threading.local()
 
 

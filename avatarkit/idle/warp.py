@@ -116,8 +116,11 @@ def head_only_rig(face: Face, size: tuple[int, int]) -> HeadRig:
     gx, gy = grid[..., 0], grid[..., 1]
     r = np.hypot((gx - cx) / (0.5 * face_w), (gy - cy) / (0.5 * face_h))
     head = 1.0 - _smoothstep((r - 1.25) / 0.9)
+    # Zero from the outermost grid nodes on, so the frame's edge pixels never move.
+    cell = float(grid[0, 1, 0] - grid[0, 0, 0])
     margin = 0.06 * max(w, h)
-    edge = np.minimum.reduce([gx + 0.5, w - 0.5 - gx, gy + 0.5, h - 0.5 - gy]) / margin
+    dist = np.minimum.reduce([gx + 0.5, w - 0.5 - gx, gy + 0.5, h - 0.5 - gy])
+    edge = (dist - cell) / margin
     head = head * _smoothstep(edge)
     pivot = np.array([chin[0], chin[1] + PIVOT_BELOW_CHIN * face_h])
     return HeadRig(size, grid, pivot, face_h, head.astype(np.float32),
@@ -125,7 +128,11 @@ def head_only_rig(face: Face, size: tuple[int, int]) -> HeadRig:
 
 
 class Warper:
-    """Renders frames from a photo and coarse fields; the expensive parts are built once."""
+    """Renders frames from a photo and coarse fields; everything per-photo is built once.
+
+    With a person layer the photo is kept premultiplied by its alpha (so interpolation at
+    the silhouette does not drag background colour along), and a frame is
+    `person + plate * (1 - alpha)` in a few saturating uint8 operations."""
 
     def __init__(self, size: tuple[int, int], alpha: np.ndarray | None = None,
                  background: np.ndarray | None = None) -> None:
@@ -135,10 +142,21 @@ class Warper:
         self.base = np.dstack([gx, gy])
         self.alpha = None if alpha is None else np.round(alpha * 255).astype(np.uint8)
         self.background = background
+        self._layer: tuple[int, np.ndarray] | None = None  # (id of photo, premultiplied RGBA)
 
     def full_map(self, coarse: np.ndarray) -> np.ndarray:
         """(h, w, 2) float32 sampling map from a coarse displacement field."""
-        return self.base + cv2.resize(coarse, self.size, interpolation=cv2.INTER_LINEAR)
+        return cv2.add(self.base, cv2.resize(coarse, self.size, interpolation=cv2.INTER_LINEAR))
+
+    def person(self, photo: np.ndarray) -> np.ndarray:
+        """The photo as premultiplied RGBA; cached for the unblinking photo (most frames)."""
+        if self._layer is not None and self._layer[0] == id(photo):
+            return self._layer[1]
+        a = self.alpha
+        premult = cv2.multiply(photo, cv2.merge([a, a, a]), scale=1 / 255)
+        layer = cv2.merge([*cv2.split(premult), a])
+        self._layer = (id(photo), layer)
+        return layer
 
     def render(self, photo: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """One frame: the (possibly blinking) photo moved by the field, over the still plate."""
@@ -147,12 +165,11 @@ class Warper:
         m = self.full_map(coarse)
         if self.alpha is None:
             return cv2.remap(photo, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        rgba = cv2.remap(np.dstack([photo, self.alpha]), m, None, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-        a = rgba[..., 3:4].astype(np.float32) * np.float32(1 / 255)
-        fg = rgba[..., :3].astype(np.float32)
-        bg = self.background.astype(np.float32)
-        return (bg + a * (fg - bg) + 0.5).astype(np.uint8)
+        moved = cv2.remap(self.person(photo), m, None, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        inv = 255 - moved[..., 3]
+        under = cv2.multiply(self.background, cv2.merge([inv, inv, inv]), scale=1 / 255)
+        return cv2.add(moved[..., :3], under)
 
 
 def sample_field(coarse: np.ndarray, size: tuple[int, int], points: np.ndarray) -> np.ndarray:

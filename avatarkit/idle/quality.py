@@ -1,0 +1,106 @@
+"""Measurements of an idle loop from what a viewer gets: decoded MP4 frames and landmarks
+re-detected on them. Tests assert floors on these numbers; the benchmark prints them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from avatarkit.face import regions
+from avatarkit.face.landmarks import landmarks
+from avatarkit.idle.track import Track
+
+# The whole mesh without irises: many points average out the detector's jitter, and the
+# robust fit ignores the few that a blink moves.
+RIGID = tuple(range(468))
+# The points the track must follow: mouth corners and the lip centre (middle of 0 and 17).
+MOUTH_POINTS = (regions.MOUTH_LEFT, regions.MOUTH_RIGHT)
+
+
+def frame_differences(frames: np.ndarray) -> tuple[np.ndarray, float]:
+    """Mean absolute difference of each neighbouring pair, and of last -> first (the seam)."""
+    f = frames.astype(np.int16)
+    neighbours = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))
+    seam = float(np.abs(f[-1] - f[0]).mean())
+    return neighbours, seam
+
+
+def redetect(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, 478, 2) landmarks of every frame (NaN where no face was found)."""
+    out = np.full((len(frames), 478, 2), np.nan, np.float32)
+    for i, frame in enumerate(frames):
+        p = landmarks(np.ascontiguousarray(frame))
+        if p is not None:
+            out[i] = p
+    return out
+
+
+def eye_openness(points: np.ndarray) -> np.ndarray:
+    """Mean eye aspect ratio of both eyes, per frame."""
+    return np.array([
+        0.5 * (regions.eye_aspect_ratio(p, regions.EYE_IMAGE_LEFT)
+               + regions.eye_aspect_ratio(p, regions.EYE_IMAGE_RIGHT))
+        for p in points
+    ])
+
+
+def head_angles(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotation in degrees of each frame's face against `reference` (a similarity fit of the
+    rigid face points, so nod and breathing do not read as rotation)."""
+    src = reference[list(RIGID)].astype(np.float32)
+    angles = []
+    for p in points:
+        m, _ = cv2.estimateAffinePartial2D(src, p[list(RIGID)].astype(np.float32),
+                                           method=cv2.LMEDS)
+        angles.append(np.degrees(np.arctan2(m[1, 0], m[0, 0])) if m is not None else np.nan)
+    return np.array(angles)
+
+
+def mouth_points(points: np.ndarray) -> np.ndarray:
+    """(…, 3, 2): left corner, right corner, lip centre."""
+    top, bottom = points[..., regions.OUTER_LIP_TOP, :], points[..., regions.OUTER_LIP_BOTTOM, :]
+    centre = 0.5 * (top + bottom)
+    return np.stack([points[..., MOUTH_POINTS[0], :], points[..., MOUTH_POINTS[1], :], centre],
+                    axis=-2)
+
+
+def track_errors(track: Track, photo_points: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(frames, 3) distance in pixels between where the track puts the mouth corners and lip
+    centre and where the detector finds them in each decoded frame."""
+    ref = mouth_points(photo_points)
+    predicted = np.stack([track.apply(i, ref) for i in range(len(points))])
+    return np.linalg.norm(predicted - mouth_points(points), axis=-1)
+
+
+def background_motion(frames: np.ndarray, person: np.ndarray, band_px: int) -> tuple[float, float]:
+    """(largest mean, largest 99th percentile) absolute change against frame 0 over the pixels
+    farther than `band_px` from the person: the background must not swim."""
+    grow = 2 * band_px + 1
+    near = cv2.dilate(person.astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0
+    far = ~near
+    first = frames[0].astype(np.int16)
+    means, p99 = [], []
+    for f in frames[1:]:
+        d = np.abs(f.astype(np.int16) - first)[far]
+        means.append(float(d.mean()))
+        p99.append(float(np.percentile(d, 99)))
+    return max(means), max(p99)
+
+
+@dataclass(frozen=True)
+class BlinkStats:
+    open_ear: float  # median eye aspect ratio away from blinks
+    min_ear: float  # lowest during blinks
+    min_elsewhere: float  # lowest away from blinks (must stay open)
+
+
+def blink_stats(ear: np.ndarray, blink: np.ndarray, guard: int = 2) -> BlinkStats:
+    """Eye openness during and away from the planned blinks (`blink` = closure per frame)."""
+    during = blink > 0
+    near = np.convolve(during.astype(float), np.ones(2 * guard + 1), mode="same") > 0
+    away = ~near
+    return BlinkStats(float(np.nanmedian(ear[away])), float(np.nanmin(ear[during])),
+                      float(np.nanmin(ear[away])))
