@@ -46,7 +46,9 @@ def segment_person(rgb: np.ndarray) -> np.ndarray:
         raise RuntimeError("selfie segmentation returned no mask")
     mask = np.clip(mask.astype(np.float32), 0.0, 1.0)
     radius = max(2, round(max(rgb.shape[:2]) / 160))
-    refined = cv2.ximgproc.guidedFilter(rgb, mask, radius, 1e-2 * 255**2 / 255**2)
+    guide = rgb.astype(np.float32) * np.float32(1 / 255)
+    refined = cv2.ximgproc.guidedFilter(guide, mask, radius, 1e-3)
+    refined = np.nan_to_num(refined, nan=0.0)
     # A steeper ramp keeps the edge soft (anti-aliased) but only a pixel or two wide.
     return np.clip((refined - 0.5) * 2.5 + 0.5, 0.0, 1.0).astype(np.float32)
 

@@ -142,6 +142,7 @@ class Warper:
         self.base = np.dstack([gx, gy])
         self.alpha = None if alpha is None else np.round(alpha * 255).astype(np.uint8)
         self.background = background
+        self._plate = [] if background is None else cv2.split(background)
         self._layer: tuple[int, np.ndarray] | None = None  # (id of photo, premultiplied RGBA)
 
     def full_map(self, coarse: np.ndarray) -> np.ndarray:
@@ -167,9 +168,10 @@ class Warper:
             return cv2.remap(photo, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         moved = cv2.remap(self.person(photo), m, None, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
-        inv = 255 - moved[..., 3]
-        under = cv2.multiply(self.background, cv2.merge([inv, inv, inv]), scale=1 / 255)
-        return cv2.add(moved[..., :3], under)
+        *person, alpha = cv2.split(moved)  # contiguous planes: cv2 runs fastest on those
+        clear = cv2.bitwise_not(alpha)  # 255 - alpha
+        return cv2.merge([cv2.add(p, cv2.multiply(b, clear, scale=1 / 255))
+                          for p, b in zip(person, self._plate, strict=True)])
 
 
 def sample_field(coarse: np.ndarray, size: tuple[int, int], points: np.ndarray) -> np.ndarray:

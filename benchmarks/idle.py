@@ -1,0 +1,100 @@
+"""The idle loop: quality figures of the example (from the decoded MP4 and re-detected
+landmarks) and warp / encode time per frame at the example size, 1024 px and 2048 px.
+
+    python benchmarks/idle.py
+
+Floors asserted by tests/test_idle_loop.py; budget (issue 3): the whole build of the example,
+idle loop included, under 3 s on the 2-core development machine (see benchmarks/build.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from avatarkit.face.landmarks import detect_faces  # noqa: E402
+from avatarkit.idle import make_idle_loop, read_frames, read_track  # noqa: E402
+from avatarkit.idle import quality as q  # noqa: E402
+from avatarkit.idle.encode import H264Writer  # noqa: E402
+from avatarkit.mouth.roi import mouth_roi  # noqa: E402
+from avatarkit.native_stderr import quiet_native_stderr  # noqa: E402
+
+HERO = ROOT / "examples" / "hero.jpg"
+
+
+def quality(workdir: Path) -> None:
+    rgb = np.asarray(Image.open(HERO).convert("RGB"))
+    face = detect_faces(rgb)[0]
+    loop = make_idle_loop(rgb, face, mouth_roi(face, (rgb.shape[1], rgb.shape[0])))
+    loop.write(workdir / "q")
+    frames = np.stack(list(read_frames(workdir / "q" / "idle.mp4")))
+    neighbours, seam = q.frame_differences(frames)
+    points = q.redetect(frames)
+    blink = q.blink_stats(q.eye_openness(points), loop.curves.blink)
+    angles = q.head_angles(points, face.points)
+    errors = q.track_errors(read_track(workdir / "q" / "track.json"), face.points, points)
+    bg_mean, bg_p99 = q.background_motion(frames, loop.warper.alpha > 5, band_px=8)
+    size = (workdir / "q" / "idle.mp4").stat().st_size
+    print(f"example idle loop ({loop.mode}, {loop.frames} frames, {size / 1024:.0f} KiB)")
+    print(f"  seam MAD {seam:.3f}  <= neighbour median {np.median(neighbours):.3f}"
+          f"  (max neighbour {neighbours.max():.3f})")
+    print(f"  blink EAR min {blink.min_ear:.3f} / open {blink.open_ear:.3f}"
+          f" = {blink.min_ear / blink.open_ear:.2f}  (lowest away from blinks"
+          f" {blink.min_elsewhere:.3f})")
+    print(f"  head roll amplitude {(angles.max() - angles.min()) / 2:.2f} deg,"
+          f" largest frame step {np.abs(np.diff(angles)).max():.2f} deg,"
+          f" residual to plan {np.std(angles - loop.curves.roll_deg):.2f} deg")
+    print(f"  track error median {np.median(errors):.2f} px, max {errors.max():.2f} px")
+    print(f"  background beyond 8 px of the person: mean change {bg_mean:.3f},"
+          f" p99 {bg_p99:.0f} levels")
+
+
+def speed(rgb: np.ndarray, label: str, workdir: Path) -> None:
+    face = detect_faces(rgb)[0]
+    t0 = time.perf_counter()
+    loop = make_idle_loop(rgb, face, mouth_roi(face, (rgb.shape[1], rgb.shape[0])))
+    plan = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frames = [loop.frame(i) for i in range(loop.frames)]
+    warp = (time.perf_counter() - t0) / loop.frames
+    h, w = rgb.shape[:2]
+    t0 = time.perf_counter()
+    with H264Writer(workdir / "s.mp4", (w, h), loop.options.fps, frames=loop.frames) as out:
+        for f in frames:
+            out.write(f)
+    encode = (time.perf_counter() - t0) / loop.frames
+    del frames
+    t0 = time.perf_counter()
+    loop.write(workdir / "w")
+    total = time.perf_counter() - t0
+    print(f"{label:<22}{plan * 1000:>9.0f}{warp * 1000:>10.1f}{encode * 1000:>10.1f}"
+          f"{total:>12.2f}")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, quiet_native_stderr():
+        workdir = Path(tmp)
+        quality(workdir)
+        hero = Image.open(HERO).convert("RGB")
+        print("\nper frame, ms (plan once per loop; write = warp and encode overlapped, s)")
+        print(f"{'photo':<22}{'plan':>9}{'warp':>10}{'encode':>10}{'write 4 s':>12}")
+        for side in (None, 1024, 2048):
+            img = hero
+            if side:
+                scale = side / max(hero.size)
+                img = hero.resize((round(hero.width * scale), round(hero.height * scale)),
+                                  Image.LANCZOS)
+            label = f"{'example' if side is None else f'{side} px'} ({img.width}x{img.height})"
+            speed(np.asarray(img), label, workdir)
+
+
+if __name__ == "__main__":
+    main()
