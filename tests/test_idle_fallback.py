@@ -126,3 +126,15 @@ def test_build_writes_and_lists_the_idle_files(tmp_path: Path) -> None:
     assert manifest["idle"]["frames"] == 72 and manifest["idle"]["fps"] == 24
     assert manifest["idle"]["mode"] == "parallax" and manifest["idle"]["blink_frames"]
     assert "idle" in result.timings
+
+
+def test_blink_frames_render_the_same_in_sequence_and_alone() -> None:
+    """Regression: the person-layer cache once keyed on id(), so a new blink frame could
+    reuse the previous one's layer when Python handed out the same address."""
+    rgb, face = load(HERO)
+    loop = make_idle_loop(rgb, face, mouth_roi(face, (320, 400)), SHORT)
+    blinking = np.flatnonzero(loop.curves.blink > 0)
+    in_sequence = [loop.frame(int(i)) for i in blinking]
+    for i, frame in zip(blinking, in_sequence, strict=True):
+        loop.warper._layer = None
+        assert np.array_equal(frame, loop.frame(int(i)))

@@ -143,7 +143,9 @@ class Warper:
         self.alpha = None if alpha is None else np.round(alpha * 255).astype(np.uint8)
         self.background = background
         self._plate = [] if background is None else cv2.split(background)
-        self._layer: tuple[int, np.ndarray] | None = None  # (id of photo, premultiplied RGBA)
+        # (photo, its premultiplied RGBA): holding the photo itself, not its id(), so a new
+        # blinking frame can never be mistaken for a freed one that had the same address.
+        self._layer: tuple[np.ndarray, np.ndarray] | None = None
 
     def full_map(self, coarse: np.ndarray) -> np.ndarray:
         """(h, w, 2) float32 sampling map from a coarse displacement field."""
@@ -151,12 +153,12 @@ class Warper:
 
     def person(self, photo: np.ndarray) -> np.ndarray:
         """The photo as premultiplied RGBA; cached for the unblinking photo (most frames)."""
-        if self._layer is not None and self._layer[0] == id(photo):
+        if self._layer is not None and self._layer[0] is photo:
             return self._layer[1]
         a = self.alpha
         premult = cv2.multiply(photo, cv2.merge([a, a, a]), scale=1 / 255)
         layer = cv2.merge([*cv2.split(premult), a])
-        self._layer = (id(photo), layer)
+        self._layer = (photo, layer)
         return layer
 
     def render(self, photo: np.ndarray, coarse: np.ndarray) -> np.ndarray:
