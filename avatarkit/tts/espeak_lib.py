@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from avatarkit.errors import AvatarkitError
+from avatarkit.visemes.phonemes import TimedPhoneme
 
 T = TypeVar("T")
 
@@ -63,15 +64,6 @@ _SynthCallback = ctypes.CFUNCTYPE(
 
 
 @dataclass(frozen=True)
-class PhonemeEvent:
-    """One phoneme as espeak-ng placed it in the audio it produced (IPA, stress marks kept)."""
-
-    symbol: str
-    start_ms: float
-    end_ms: float
-
-
-@dataclass(frozen=True)
 class WordEvent:
     """A word of the input text: character span (0-based, in code points) and its audio onset."""
 
@@ -86,7 +78,7 @@ class Synthesis:
 
     pcm: bytes
     sample_rate: int
-    phonemes: tuple[PhonemeEvent, ...]
+    phonemes: tuple[TimedPhoneme, ...]
     words: tuple[WordEvent, ...]
 
     @property
@@ -328,7 +320,7 @@ def _decode_name(raw: bytes) -> str:
 
 def _timed(
     events: list[tuple[int, int, int, int, bytes]], total_ms: float
-) -> tuple[tuple[PhonemeEvent, ...], tuple[WordEvent, ...]]:
+) -> tuple[tuple[TimedPhoneme, ...], tuple[WordEvent, ...]]:
     """Turn raw callback events into phoneme spans (each ends where the next starts)."""
     onsets: list[tuple[str, float]] = []
     words: list[WordEvent] = []
@@ -340,11 +332,11 @@ def _timed(
             words.append(WordEvent(max(text_pos - 1, 0), length, float(audio_ms)))
         elif etype == _EVENT_END:
             ends.append(float(audio_ms))
-    phonemes: list[PhonemeEvent] = []
+    phonemes: list[TimedPhoneme] = []
     for i, (symbol, start) in enumerate(onsets):
         end = onsets[i + 1][1] if i + 1 < len(onsets) else max(total_ms, start)
         if end > start:
-            phonemes.append(PhonemeEvent(symbol, start, end))
+            phonemes.append(TimedPhoneme(symbol, start, end))
     return tuple(phonemes), tuple(words)
 
 

@@ -54,7 +54,7 @@ class Score:
 
 def truth_phonemes(synthesis: Synthesis) -> list[TimedPhoneme]:
     """espeak-ng's phoneme events as timed phonemes."""
-    return [TimedPhoneme(p.symbol, p.start_ms, p.end_ms) for p in synthesis.phonemes]
+    return list(synthesis.phonemes)
 
 
 def _label_at(segments: Sequence[Segment], t: float, j: int) -> tuple[str, int]:

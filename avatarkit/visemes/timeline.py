@@ -84,6 +84,6 @@ def speak(
     if not text.strip():
         raise AvatarkitError("no text to speak: pass a non-empty --text")
     synthesis = engine().synthesize(text, lang, variant=variant, rate_wpm=rate_wpm)
-    phonemes = [TimedPhoneme(p.symbol, p.start_ms, p.end_ms) for p in synthesis.phonemes]
+    phonemes = list(synthesis.phonemes)
     timeline = timeline_from_phonemes(phonemes, options, duration_ms=synthesis.duration_ms)
     return timeline, synthesis
