@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from avatarkit.errors import AvatarkitError
 from avatarkit.visemes.alignment import AlignmentChunk
 from avatarkit.visemes.phonemes import TimedPhoneme
 
@@ -52,3 +53,16 @@ class Provider(Protocol):
     def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
         """Yield chunks in order; the first should come as soon as possible."""
         ...
+
+
+class ProviderError(AvatarkitError):
+    """A TTS provider failed; `code` names the failure for clients and metrics.
+
+    Codes: `unauthorized` (bad API key, 401), `quota_exceeded`, `rate_limited`,
+    `bad_request` (the provider refused the input, e.g. close code 1008),
+    `connection_lost`, `timeout`, `provider_error` (anything else).
+    """
+
+    def __init__(self, message: str, code: str = "provider_error") -> None:
+        super().__init__(message)
+        self.code = code
