@@ -1,0 +1,333 @@
+"""The live wire protocol: typed messages and their bytes, apart from any socket.
+
+Everything a session sends is serialised here exactly once and then written to every
+client as is (pre-built text or bytes), so the per-client, per-event cost is one socket
+write. `docs/protocol.md` documents these shapes; `SCHEMAS` holds the JSON Schema of every
+message and a test checks that the document shows exactly these schemas.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from avatarkit.visemes.classes import VISEME_CLASSES
+
+#: Protocol version, sent in `hello` and in every binary audio frame.
+PROTOCOL_VERSION = 1
+
+# ---------------------------------------------------------------- binary audio frames
+
+#: First four bytes of every binary audio frame.
+AUDIO_MAGIC = b"AKAU"
+#: magic, version u8, flags u8, header length u16, utterance id u32, sample rate u32,
+#: pts_ms float64 - all little-endian; PCM16LE mono samples follow the header.
+_AUDIO_HEADER = struct.Struct("<4sBBHIId")
+AUDIO_HEADER_SIZE = _AUDIO_HEADER.size  # 24
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """A decoded binary audio frame (what clients and tests see)."""
+
+    utterance_id: int
+    sample_rate: int
+    pts_ms: float
+    pcm: bytes
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def duration_ms(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate * 1000.0
+
+
+def encode_audio(utterance_id: int, pts_ms: float, sample_rate: int, pcm: bytes) -> bytes:
+    """One binary audio frame: the 24-byte header, then the PCM16LE samples."""
+    header = _AUDIO_HEADER.pack(
+        AUDIO_MAGIC, PROTOCOL_VERSION, 0, AUDIO_HEADER_SIZE, utterance_id, sample_rate, pts_ms
+    )
+    return header + pcm
+
+
+def decode_audio(data: bytes) -> AudioFrame:
+    """Parse a binary audio frame; raises WireError if it is not one."""
+    if len(data) < AUDIO_HEADER_SIZE or data[:4] != AUDIO_MAGIC:
+        raise WireError("bad_audio_frame", "not an avatarkit audio frame (magic 'AKAU')")
+    magic, version, _flags, header_len, uid, rate, pts = _AUDIO_HEADER.unpack_from(data)
+    if header_len < AUDIO_HEADER_SIZE or (len(data) - header_len) % 2:
+        raise WireError("bad_audio_frame", "audio frame header length or payload is invalid")
+    return AudioFrame(uid, rate, pts, bytes(data[header_len:]), version)
+
+
+def encode_audio_json(utterance_id: int, pts_ms: float, sample_rate: int, pcm: bytes) -> str:
+    """The JSON/base64 form of an audio frame (`?audio=json`)."""
+    data = base64.b64encode(pcm).decode("ascii")
+    return (
+        f'{{"type":"audio","utterance_id":{utterance_id},"pts_ms":{_num(pts_ms)},'
+        f'"sample_rate":{sample_rate},"data":"{data}"}}'
+    )
+
+
+# ---------------------------------------------------------------- server -> client JSON
+
+
+def _num(x: float) -> str:
+    """A finite float as compact JSON (3 decimals; integers without a fraction)."""
+    r = round(float(x), 3)
+    return str(int(r)) if r == int(r) else repr(r)
+
+
+def _dumps(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_viseme(utterance_id: int, pts_ms: int, weights: Mapping[str, float]) -> str:
+    """`{"type":"viseme",...}` built by hand: this is the hottest message on the wire."""
+    body = ",".join(f'"{k}":{_num(v)}' for k, v in weights.items())
+    return (
+        f'{{"type":"viseme","utterance_id":{utterance_id},"pts_ms":{int(pts_ms)},'
+        f'"weights":{{{body}}}}}'
+    )
+
+
+def hello(
+    *, session_id: str, avatar_id: str, provider: str, sample_rate: int, viseme_fps: float,
+    audio: str, send_ahead_ms: float,
+) -> str:
+    """First message on every WebSocket: what the session is and how audio will arrive."""
+    return _dumps({
+        "type": "hello", "protocol": PROTOCOL_VERSION, "session_id": session_id,
+        "avatar_id": avatar_id, "provider": provider, "sample_rate": sample_rate,
+        "viseme_fps": viseme_fps, "classes": list(VISEME_CLASSES), "audio": audio,
+        "send_ahead_ms": send_ahead_ms,
+    })
+
+
+def utterance_start(
+    utterance_id: int, text: str, sample_rate: int, *, pts_ms: float = 0.0,
+    resumed: bool = False,
+) -> str:
+    """An utterance begins (or, for a client that joined late, resumes at `pts_ms`)."""
+    return _dumps({
+        "type": "utterance_start", "utterance_id": utterance_id, "text": text,
+        "sample_rate": sample_rate, "pts_ms": round(pts_ms, 3), "resumed": resumed,
+    })
+
+
+def utterance_end(
+    utterance_id: int, *, interrupted: bool, pts_ms: float, reason: str,
+) -> str:
+    """An utterance is over; its audio ends at `pts_ms` on its own clock."""
+    return _dumps({
+        "type": "utterance_end", "utterance_id": utterance_id, "interrupted": interrupted,
+        "pts_ms": round(pts_ms, 3), "reason": reason,
+    })
+
+
+def error(
+    code: str, message: str, *, utterance_id: int | None = None, request_id: Any = None,
+) -> str:
+    """A JSON error event; the socket stays open."""
+    msg: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if utterance_id is not None:
+        msg["utterance_id"] = utterance_id
+    if request_id is not None:
+        msg["id"] = request_id
+    return _dumps(msg)
+
+
+def ack(command: str, *, request_id: Any = None, **fields: Any) -> str:
+    """Reply to a WebSocket command: the same body the HTTP route returns, plus `type`."""
+    msg: dict[str, Any] = {"type": "ack", "command": command, "ok": True, **fields}
+    if request_id is not None:
+        msg["id"] = request_id
+    return _dumps(msg)
+
+
+def pong(request_id: Any = None) -> str:
+    msg: dict[str, Any] = {"type": "pong"}
+    if request_id is not None:
+        msg["id"] = request_id
+    return _dumps(msg)
+
+
+# ---------------------------------------------------------------- client -> server
+
+
+class WireError(Exception):
+    """A message that cannot be accepted: `code` for programs, `message` for people."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Speak:
+    text: str
+    barge_in: bool = False
+    request_id: Any = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    request_id: Any = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    request_id: Any = None
+
+
+Command = Speak | Stop | Ping
+CLIENT_TYPES = ("speak", "stop", "ping")
+
+
+def _request_id(obj: Mapping[str, Any]) -> Any:
+    """The client's optional correlation `id` (string or integer), echoed in replies."""
+    rid = obj.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, str | int):
+        return None
+    return rid[:128] if isinstance(rid, str) else rid
+
+
+def parse_speak(obj: Any, *, max_chars: int, request_id: Any = None) -> Speak:
+    """Validate a speak body (HTTP JSON or WebSocket message)."""
+    if not isinstance(obj, Mapping):
+        raise WireError("bad_message", "expected a JSON object", request_id)
+    text = obj.get("text")
+    if not isinstance(text, str):
+        raise WireError("bad_message", "'text' must be a string", request_id)
+    if not text.strip():
+        raise WireError("text_empty", "'text' is empty: give the words to speak", request_id)
+    if len(text) > max_chars:
+        raise WireError(
+            "text_too_long",
+            f"'text' has {len(text)} characters; the limit is {max_chars} - split it into "
+            "several speak commands (they queue)",
+            request_id,
+        )
+    barge_in = obj.get("barge_in", False)
+    if not isinstance(barge_in, bool):
+        raise WireError("bad_message", "'barge_in' must be true or false", request_id)
+    return Speak(text, barge_in, request_id)
+
+
+def parse_client_message(data: str, *, max_chars: int) -> Command:
+    """A WebSocket text message -> command; raises WireError with a clear reason."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        raise WireError("bad_json", "message is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise WireError("bad_message", "message must be a JSON object with a 'type'")
+    rid = _request_id(obj)
+    kind = obj.get("type")
+    if kind == "speak":
+        return parse_speak(obj, max_chars=max_chars, request_id=rid)
+    if kind == "stop":
+        return Stop(rid)
+    if kind == "ping":
+        return Ping(rid)
+    shown = kind if isinstance(kind, str) else json.dumps(kind)
+    raise WireError(
+        "unknown_type",
+        f"unknown message type {shown[:40]!r}; expected one of {', '.join(CLIENT_TYPES)}",
+        rid,
+    )
+
+
+# ---------------------------------------------------------------- JSON Schemas
+
+_UID = {"type": "integer", "minimum": 1}
+_PTS = {"type": "number", "minimum": 0}
+_REQ_ID = {"type": ["string", "integer"]}
+_WEIGHTS = {
+    "type": "object",
+    "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in VISEME_CLASSES},
+    "additionalProperties": False,
+    "minProperties": 1,
+}
+
+
+def _obj(type_: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"type": {"const": type_}, **props},
+        "required": ["type", *required],
+        "additionalProperties": False,
+    }
+
+
+#: JSON Schema (draft 2020-12 subset) of every JSON message, by `type`.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    # server -> client
+    "hello": _obj("hello", {
+        "protocol": {"const": PROTOCOL_VERSION},
+        "session_id": {"type": "string"},
+        "avatar_id": {"type": "string"},
+        "provider": {"enum": ["espeak", "elevenlabs", "custom"]},
+        "sample_rate": {"type": "integer", "minimum": 8000},
+        "viseme_fps": {"type": "number", "exclusiveMinimum": 0},
+        "classes": {"type": "array", "items": {"type": "string"}},
+        "audio": {"enum": ["binary", "json"]},
+        "send_ahead_ms": {"type": "number", "minimum": 0},
+    }, ["protocol", "session_id", "avatar_id", "provider", "sample_rate", "viseme_fps",
+        "classes", "audio", "send_ahead_ms"]),
+    "utterance_start": _obj("utterance_start", {
+        "utterance_id": _UID,
+        "text": {"type": "string"},
+        "sample_rate": {"type": "integer", "minimum": 8000},
+        "pts_ms": _PTS,
+        "resumed": {"type": "boolean"},
+    }, ["utterance_id", "text", "sample_rate", "pts_ms", "resumed"]),
+    "viseme": _obj("viseme", {
+        "utterance_id": _UID,
+        "pts_ms": {"type": "integer", "minimum": 0},
+        "weights": _WEIGHTS,
+    }, ["utterance_id", "pts_ms", "weights"]),
+    "audio": _obj("audio", {
+        "utterance_id": _UID,
+        "pts_ms": _PTS,
+        "sample_rate": {"type": "integer", "minimum": 8000},
+        "data": {"type": "string", "contentEncoding": "base64"},
+    }, ["utterance_id", "pts_ms", "sample_rate", "data"]),
+    "utterance_end": _obj("utterance_end", {
+        "utterance_id": _UID,
+        "interrupted": {"type": "boolean"},
+        "pts_ms": _PTS,
+        "reason": {"enum": ["completed", "stop", "barge_in", "error", "closed"]},
+    }, ["utterance_id", "interrupted", "pts_ms", "reason"]),
+    "ack": _obj("ack", {
+        "command": {"enum": ["speak", "stop"]},
+        "ok": {"const": True},
+        "utterance_id": _UID,
+        "interrupted": {"type": "boolean"},
+        "id": _REQ_ID,
+    }, ["command", "ok"]),
+    "pong": _obj("pong", {"id": _REQ_ID}, []),
+    "error": _obj("error", {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "utterance_id": _UID,
+        "id": _REQ_ID,
+    }, ["code", "message"]),
+    # client -> server
+    "speak": _obj("speak", {
+        "text": {"type": "string", "minLength": 1},
+        "barge_in": {"type": "boolean"},
+        "id": _REQ_ID,
+    }, ["text"]),
+    "stop": _obj("stop", {"id": _REQ_ID}, []),
+    "ping": _obj("ping", {"id": _REQ_ID}, []),
+}
+
+SERVER_MESSAGES = ("hello", "utterance_start", "viseme", "audio", "utterance_end", "ack",
+                   "pong", "error")
+CLIENT_MESSAGES = CLIENT_TYPES
