@@ -1,0 +1,101 @@
+"""Speech audio as mono PCM16 samples: read from a file, padded for the video's lead-in/tail.
+
+WAV files with integer samples are read with the standard library; anything else (float
+WAV, MP3, FLAC, ...) is decoded by the ffmpeg that imageio-ffmpeg ships.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+
+from avatarkit.errors import AvatarkitError
+
+DECODE_RATE = 48000  # the rate non-WAV input is decoded at
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono 16-bit samples and their rate."""
+
+    samples: np.ndarray  # (n,) int16
+    sample_rate: int
+
+    @classmethod
+    def from_pcm(cls, pcm: bytes, sample_rate: int) -> Audio:
+        """From little-endian PCM16 bytes (what the TTS providers produce)."""
+        return cls(np.frombuffer(pcm, "<i2").astype(np.int16), int(sample_rate))
+
+    @property
+    def duration_ms(self) -> float:
+        return len(self.samples) / self.sample_rate * 1000.0
+
+    def padded(self, before_s: float, total_s: float) -> Audio:
+        """Silence before (the lead-in) and after, to exactly `total_s` (cut if longer)."""
+        before = round(before_s * self.sample_rate)
+        total = round(total_s * self.sample_rate)
+        out = np.zeros(total, np.int16)
+        body = self.samples[:max(0, total - before)]
+        out[before:before + len(body)] = body
+        return Audio(out, self.sample_rate)
+
+    def write_wav(self, path: Path) -> None:
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(self.sample_rate)
+            w.writeframes(self.samples.astype("<i2").tobytes())
+
+
+def _read_wav(path: Path) -> Audio:
+    with wave.open(str(path), "rb") as w:
+        channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+        raw = w.readframes(w.getnframes())
+    if width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
+    elif width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.int32)
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        x = ((b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)) >> 16
+    elif width == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.int64) >> 16
+    else:
+        raise wave.Error(f"{8 * width}-bit samples")
+    x = x.reshape(-1, channels).mean(axis=1)
+    return Audio(np.clip(np.round(x), -32768, 32767).astype(np.int16), rate)
+
+
+def _decode_ffmpeg(path: Path) -> Audio:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path),
+           "-vn", "-ac", "1", "-ar", str(DECODE_RATE), "-f", "s16le", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+    except OSError as exc:
+        raise AvatarkitError(f"could not start ffmpeg to read {path.name}: {exc}") from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise AvatarkitError(f"could not read audio {path}: not an audio file ffmpeg can decode "
+                             f"({detail[-1] if detail else 'no detail'})")
+    return Audio.from_pcm(proc.stdout, DECODE_RATE)
+
+
+def read_audio(path: str | Path) -> Audio:
+    """Mono PCM16 of an audio file; AvatarkitError names the file when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise AvatarkitError(f"could not read audio {path}: no such file")
+    try:
+        audio = _read_wav(path)
+    except (wave.Error, EOFError, ValueError):
+        audio = _decode_ffmpeg(path)  # not a PCM WAV: let ffmpeg try
+    except OSError as exc:
+        raise AvatarkitError(f"could not read audio {path}: {exc.strerror or exc}") from exc
+    if len(audio.samples) == 0 or audio.sample_rate <= 0:
+        raise AvatarkitError(f"could not read audio {path}: it holds no sound")
+    return audio

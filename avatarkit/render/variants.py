@@ -1,0 +1,128 @@
+"""The mouth variants: how a frame's mouth is drawn from viseme weights.
+
+Every variant has one method, `draw(frame, frame_index, weights) -> frame`: `frame` is the
+idle-loop frame for that output frame (read-only), `frame_index` the output frame's index
+(the track wraps it around the loop), `weights` a vector in canonical class order. All
+weight on `Rest` returns the idle frame unchanged, so idle and speech never pop.
+
+- sprites: the atlas cells cross-faded by weight, with the live idle mouth standing in for
+  the `Rest` cell (the contract says they are the same), placed through the track + mask.
+- mesh: the offsets interpolated by weight and the *current idle frame* warped with the
+  grid's triangles. The warp is done in frame coordinates (the mesh points are carried into
+  the frame through the track affine, which is exact because an affine of a piecewise-affine
+  map is piecewise affine), so the frame is resampled once and a still mesh is the identity.
+  The interior texture shows inside the opening polygon, faded in as the lips part beyond
+  their rest gap; the result is blended through the mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.mouth.interior import polygon_alpha
+from avatarkit.render.avatar import Avatar
+from avatarkit.render.meshwarp import mesh_maps
+from avatarkit.render.place import blend_box, frame_box, place_patch, shifted, to_box
+from avatarkit.render.weights import REST
+from avatarkit.visemes.classes import VISEME_CLASSES
+
+#: Below this much non-Rest weight a frame is the idle frame.
+MIN_SPEECH_WEIGHT = 1e-3
+#: The interior is fully shown once the lip gap has grown by this fraction of the mouth width.
+REVEAL_GAP = 0.05
+
+
+@runtime_checkable
+class MouthVariant(Protocol):
+    """Draws the mouth for viseme weights into an idle frame."""
+
+    name: str
+
+    def draw(self, frame: np.ndarray, frame_index: int, weights: np.ndarray) -> np.ndarray:
+        """A new RGB uint8 frame: `frame` with the mouth for `weights` drawn in."""
+        ...
+
+
+class SpriteVariant:
+    """Variant A: atlas cells cross-faded by weight."""
+
+    name = "sprites"
+
+    def __init__(self, avatar: Avatar) -> None:
+        self.avatar = avatar
+        self.cells = np.stack([avatar.cells[c][..., :3] for c in VISEME_CLASSES]).astype(np.float32)
+        self.mask = avatar.mask.astype(np.float32) / 255.0
+
+    def draw(self, frame: np.ndarray, frame_index: int, weights: np.ndarray) -> np.ndarray:
+        speaking = 1.0 - float(weights[REST])
+        if speaking < MIN_SPEECH_WEIGHT:
+            return frame.copy()
+        used = np.flatnonzero(weights > 1e-4)
+        used = used[used != REST]
+        patch = np.tensordot(weights[used].astype(np.float32) / speaking, self.cells[used], 1)
+        return place_patch(frame, patch, self.mask * speaking,
+                           self.avatar.roi_affine(frame_index))
+
+
+class MeshVariant:
+    """Variant B: the live frame warped by interpolated mesh offsets, plus the interior."""
+
+    name = "mesh"
+
+    def __init__(self, avatar: Avatar) -> None:
+        self.avatar = avatar
+        self.mesh = avatar.mesh
+        self.mask = avatar.mask.astype(np.float32) / 255.0
+        self.interior_rgb = avatar.interior[..., :3].astype(np.float32)
+        self.interior_alpha = avatar.interior[..., 3].astype(np.float32) / 255.0
+        self.rest_gap = self.mesh.centre_gap(np.zeros_like(self.mesh.points))
+        self.reveal_px = max(REVEAL_GAP * self.mesh.mouth_width, 1.0)
+
+    def reveal(self, offsets: np.ndarray) -> float:
+        """0..1: how much of the interior texture shows (0 at or below the rest gap)."""
+        grown = self.mesh.centre_gap(offsets) - self.rest_gap
+        return float(np.clip(grown / self.reveal_px, 0.0, 1.0))
+
+    def draw(self, frame: np.ndarray, frame_index: int, weights: np.ndarray) -> np.ndarray:
+        offsets = self.mesh.offsets(weights)
+        if 1.0 - float(weights[REST]) < MIN_SPEECH_WEIGHT or np.abs(offsets).max() < 1e-3:
+            return frame.copy()
+        affine = self.avatar.roi_affine(frame_index)
+        roi = self.avatar.roi
+        box = frame_box(affine, (roi.w, roi.h), (frame.shape[1], frame.shape[0]))
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            return frame.copy()
+        local = shifted(affine, x0, y0)
+        lin, t = local[:, :2], local[:, 2]
+        map_x, map_y = mesh_maps(self.mesh.points @ lin.T + t, offsets @ lin.T, (x1 - x0, y1 - y0))
+        crop = frame[y0:y1, x0:x1]
+        warped = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        show = self.reveal(offsets)
+        if show > 0:
+            opening = self.mesh.opening(offsets) @ lin.T + t
+            cover = polygon_alpha(opening, (x1 - x0, y1 - y0))
+            cover *= to_box(self.interior_alpha, affine, box, fill_edge=False) * show
+            interior = to_box(self.interior_rgb, affine, box)
+            warped += (interior - warped) * cover[..., None]
+        return blend_box(frame, box, warped, to_box(self.mask, affine, box, fill_edge=False))
+
+
+VARIANTS: dict[str, Callable[[Avatar], MouthVariant]] = {
+    "sprites": SpriteVariant,
+    "mesh": MeshVariant,
+}
+
+
+def make_variant(avatar: Avatar, name: str) -> MouthVariant:
+    """The variant called `name` (a key of VARIANTS) for this avatar."""
+    factory = VARIANTS.get(name)
+    if factory is None:
+        raise AvatarkitError(f"unknown variant {name!r}; use one of {', '.join(VARIANTS)}")
+    return factory(avatar)
