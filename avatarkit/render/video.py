@@ -9,8 +9,8 @@ a failed or interrupted render never leaves a half-written MP4 at the target.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,11 +50,10 @@ class VideoWriter:
         self.frames = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4",
-                                       dir=self.path.parent)
-            os.close(fd)
         except OSError as exc:
             raise AvatarkitError(f"could not write {self.path}: {exc.strerror or exc}") from exc
+        # A hidden name in the same folder, so the final rename is atomic.
+        tmp = self.path.parent / f".{self.path.stem}.{os.getpid()}.{secrets.token_hex(4)}.part.mp4"
         self._tmp = Path(tmp)
         self._wav: Path | None = None
         w, h = self.size

@@ -1,0 +1,134 @@
+"""`avatarkit preview`: render the talking avatar to an MP4 with sound (and a viseme sheet)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from avatarkit.cli.app import app, console, guarded
+from avatarkit.errors import AvatarkitError, AvatarkitWarning
+from avatarkit.render import (
+    VARIANTS,
+    PreviewOptions,
+    Speech,
+    load_avatar,
+    render_preview,
+    speech_from_files,
+    speech_from_text,
+    variant_sheet,
+)
+
+AvatarDir = Annotated[Path, typer.Argument(
+    metavar="AVATAR_DIR", help="An avatar folder made by `avatarkit build` (e.g. out/hero).",
+    show_default=False)]
+Text = Annotated[str | None, typer.Option(
+    "--text", "-t", help="What the avatar says, spoken with the embedded voice.")]
+Lang = Annotated[str, typer.Option(
+    "--lang", "-l", help="espeak-ng language of --text: en-us, en-gb, de, fr, ...")]
+Variant = Annotated[str, typer.Option(
+    "--variant", help="Mouth drawing: sprites (atlas cross-fade) or mesh (warp of the live "
+                      "frame plus the interior texture).")]
+AudioIn = Annotated[Path | None, typer.Option(
+    "--audio", "-a", metavar="WAV",
+    help="Speech to render instead of --text (WAV, or anything ffmpeg reads); needs "
+         "--timeline.")]
+TimelineIn = Annotated[Path | None, typer.Option(
+    "--timeline", metavar="FILE",
+    help="Viseme timeline for --audio, from `avatarkit visemes` (--format json, live or "
+         "oculus). A length that differs from the audio is trimmed or padded, with a "
+         "warning.")]
+Out = Annotated[Path | None, typer.Option(
+    "--out", "-o", metavar="MP4",
+    help="Where to write the video. \\[default: AVATAR_NAME_preview.mp4 in the current folder]")]
+Sheet = Annotated[Path | None, typer.Option(
+    "--sheet", metavar="PNG",
+    help="Also (or only) write a labelled contact sheet of every viseme in both variants.")]
+LeadIn = Annotated[float, typer.Option("--lead-in", help="Idle seconds before the speech.")]
+Tail = Annotated[float, typer.Option("--tail", help="Idle seconds after the speech.")]
+
+
+HELP = (
+    "Render the avatar speaking to an MP4 (H.264 + AAC at the idle loop's frame rate, with a "
+    "short idle lead-in and tail), as a client would show it.\n\n"
+    "Say something with the embedded voice (--text), or render your own audio with a "
+    "timeline from `avatarkit visemes` (--audio + --timeline). --sheet writes every viseme "
+    "on the face, in both variants, to judge the mouth shapes at a glance.\n\n"
+    "Example: avatarkit preview out/hero --text \"Hello there\" --variant mesh -o hello.mp4"
+)
+
+
+@app.command(help=HELP)
+@guarded
+def preview(
+    avatar_dir: AvatarDir,
+    text: Text = None,
+    lang: Lang = "en-us",
+    variant: Variant = PreviewOptions.variant,
+    audio: AudioIn = None,
+    timeline: TimelineIn = None,
+    out: Out = None,
+    sheet: Sheet = None,
+    lead_in: LeadIn = PreviewOptions.lead_in_s,
+    tail: Tail = PreviewOptions.tail_s,
+) -> None:
+    variant = variant.lower()
+    if variant not in VARIANTS:
+        raise AvatarkitError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    if text is not None and audio is not None:
+        raise AvatarkitError("pass either --text or --audio with --timeline, not both")
+    if (audio is None) != (timeline is None):
+        raise AvatarkitError("--audio and --timeline go together: the timeline says how the "
+                             "mouth moves to that audio (make one with `avatarkit visemes`)")
+    if text is not None and not text.strip():
+        raise AvatarkitError("nothing to say: --text is empty")
+    if text is None and audio is None and sheet is None:
+        raise AvatarkitError("nothing to render: pass --text \"...\", or --audio WAV "
+                             "--timeline FILE, or --sheet PNG")
+    options = PreviewOptions(variant=variant, lead_in_s=lead_in, tail_s=tail).checked()
+    avatar = load_avatar(avatar_dir)
+    if sheet is not None:
+        with console.status("drawing the viseme sheet"):
+            image = variant_sheet(avatar)
+        try:
+            sheet.parent.mkdir(parents=True, exist_ok=True)
+            image.save(sheet)
+        except (OSError, ValueError) as exc:
+            raise AvatarkitError(f"could not write {sheet}: {exc}") from exc
+        console.print(f"sheet: {sheet} ({image.width}x{image.height})")
+    if text is None and audio is None:
+        return
+    speech = _speech(text, lang, audio, timeline)
+    target = out or Path(f"{avatar.name}_preview.mp4")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"rendering {target.name} ({variant})", total=None)
+
+        def on_frame(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = render_preview(avatar, speech, target, options, progress=on_frame)
+    plan = result.plan
+    console.print(
+        f"preview: {result.path} ({result.variant}, {plan.duration_s:.2f} s, {plan.frames} "
+        f"frames at {plan.fps:g} fps; rendered in {result.render_s:.1f} s, "
+        f"{result.speed:.1f}x real time)", soft_wrap=True)
+
+
+def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | None) -> Speech:
+    """The speech to render; timeline/audio length warnings are printed in yellow."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AvatarkitWarning)
+        if text is not None:
+            with console.status("speaking"):
+                speech = speech_from_text(text, lang)
+        else:
+            speech = speech_from_files(audio, timeline)
+    for w in caught:
+        if issubclass(w.category, AvatarkitWarning):
+            console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+    return speech
