@@ -16,8 +16,8 @@
 
   const CLASSES = ["Rest", "AI", "E", "U", "O", "MBP", "FV", "L", "WQ", "R", "CH", "TH"];
   const RAMP_S = 0.15; // local ramp back to Rest on barge-in
+  const EDGE_RAMP_MS = 80; // fade from / to Rest outside an utterance's timeline (as the renderer)
   const LEAD_S = 0.04; // first chunk of an utterance plays this far after it arrives
-  const MAX_HOLD_MS = 250; // a viseme frame older than this with no successor is held, not lerped
 
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
@@ -30,7 +30,7 @@
     visemeEvents: 0, visemesApplied: 0, utterancesStarted: 0, utterancesEnded: 0,
     lastEnd: null, errors: [], events: [], weights: { Rest: 1 }, mouthActive: false,
     latency: { firstAudioMs: null, firstVisemeMs: null, audibleMs: null },
-    ws: "closed", session: null,
+    ws: "closed", session: null, hello: null, latencyUtterance: null, playingSources: 0,
   };
   function note(kind, data) {
     stats.events.push({ kind, t: Math.round(performance.now()), ...data });
@@ -108,16 +108,17 @@
   }
 
   // ---------------------------------------------------------------- weights
-  /** Viseme weights {class: w} -> Float32Array in CLASSES order; the remainder goes to Rest. */
+  /** Viseme weights {class: w} -> Float32Array in CLASSES order, normalised to sum 1 (all
+   * zero -> Rest), as the Python renderer does (avatarkit/render/weights.py). */
   function toVector(weights) {
     const v = new Float32Array(CLASSES.length);
     let sum = 0;
-    for (let i = 1; i < CLASSES.length; i++) {
+    for (let i = 0; i < CLASSES.length; i++) {
       const w = Math.max(0, Number(weights[CLASSES[i]]) || 0);
       v[i] = w; sum += w;
     }
-    if (sum > 1) { for (let i = 1; i < v.length; i++) v[i] /= sum; sum = 1; }
-    v[0] = 1 - sum;
+    if (sum < 1e-9) { v[0] = 1; return v; }
+    for (let i = 0; i < v.length; i++) v[i] /= sum;
     return v;
   }
   const REST = toVector({});
@@ -132,6 +133,11 @@
     return out;
   }
   const isRest = (v) => v[0] > 0.999;
+  /** The edge frame faded towards Rest, smoothstep over EDGE_RAMP_MS (0 ms: the frame). */
+  function edgeFade(w, distMs) {
+    const t = Math.min(1, Math.max(0, distMs / EDGE_RAMP_MS));
+    return lerpVec(w, REST, t * t * (3 - 2 * t));
+  }
   function dominant(v) {
     let best = 0;
     for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
@@ -145,8 +151,10 @@
   }
 
   // ---------------------------------------------------------------- 2a. sprite renderer
-  /** Cross-fades atlas cells by weight (additive 'lighter' blend of premultiplied cells whose
-   * alpha is the shared mask, so the sum keeps that alpha) and draws the result at the ROI. */
+  /** Cross-fades atlas cells by weight, as avatarkit/render/variants.py SpriteVariant: the
+   * live idle mouth stands in for the Rest cell, so the non-Rest cells are summed with their
+   * weights (additive 'lighter' blend of premultiplied cells that share the mask as alpha:
+   * the sum has alpha mask x speaking weight) and drawn over the frame at the tracked ROI. */
   class SpriteRenderer {
     constructor(assets) {
       this.a = assets;
@@ -165,7 +173,7 @@
       octx.globalAlpha = 1;
       octx.clearRect(0, 0, a.cellW, a.cellH);
       octx.globalCompositeOperation = "lighter";
-      for (let i = 0; i < CLASSES.length; i++) {
+      for (let i = 1; i < CLASSES.length; i++) {
         const w = weights[i];
         if (w < 1 / 512) continue;
         const cell = a.cells.find((c) => c.name === CLASSES[i]);
@@ -203,17 +211,18 @@
     }`;
   const FS_INTERIOR = `
     precision mediump float;
-    uniform sampler2D uInterior; uniform sampler2D uMask;
+    uniform sampler2D uInterior; uniform sampler2D uMask; uniform float uReveal;
     varying vec2 vVideo; varying vec2 vRoi;
     void main() {
       vec4 t = texture2D(uInterior, vRoi);
-      gl_FragColor = vec4(t.rgb, t.a * texture2D(uMask, vRoi).r);
+      gl_FragColor = vec4(t.rgb, t.a * uReveal * texture2D(uMask, vRoi).r);
     }`;
 
   /** Interpolates meshdef targets by weight, warps the current video frame's ROI through the
    * grid triangles (texture = undeformed points, vertices = deformed points, both moved by the
    * frame's track affine), blends by the mask, and shows the interior texture inside the
-   * opening polygon of the deformed inner-lip rows. */
+   * opening polygon of the deformed inner-lip rows, faded in as the lips part beyond their
+   * rest gap - as avatarkit/render/variants.py MeshVariant. */
   class MeshRenderer {
     constructor(assets, width, height) {
       this.a = assets;
@@ -248,9 +257,23 @@
       this.gridTris = new Uint16Array(tris);
       const op = assets.meshdef.opening || { upper_row: 3, lower_row: 4, cols: [3, 12] };
       this.opening = op;
+      const [c0, c1] = op.cols, third = Math.floor((c1 - c0) / 3);
+      this.midCols = [c0 + third, c1 - third];
+      const pts = assets.points;
+      this.mouthWidth = pts[2 * (op.upper_row * cols + c1)] - pts[2 * (op.upper_row * cols + c0)];
+      this.restGap = this.centreGap(pts);
       const quad = [-0.5, -0.5, 0, 0, 0, 0, width - 0.5, -0.5, 1, 0, 0, 0,
         -0.5, height - 0.5, 0, 1, 0, 0, width - 0.5, height - 0.5, 1, 1, 0, 0];
       this.quad = new Float32Array(quad);
+    }
+    /** Mean height of the opening over the middle third of the mouth (ROI pixels). */
+    centreGap(p) {
+      const { upper_row: ur, lower_row: lr } = this.opening;
+      let sum = 0, n = 0;
+      for (let c = this.midCols[0]; c <= this.midCols[1]; c++, n++) {
+        sum += p[2 * (lr * this.cols + c) + 1] - p[2 * (ur * this.cols + c) + 1];
+      }
+      return sum / n;
     }
     program(vs, fs) {
       const gl = this.gl;
@@ -329,14 +352,18 @@
       gl.disable(gl.BLEND);
       this.drawWith(this.progVideo, this.quad, new Uint16Array([0, 1, 3, 0, 3, 2]),
         [["uVideo", this.texVideo]]);
-      const active = !isRest(weights);
-      if (active) {
-        const dst = Float32Array.from(a.points);
+      const dst = Float32Array.from(a.points);
+      let moved = 0;
+      if (!isRest(weights)) {
         for (let k = 1; k < CLASSES.length; k++) {
           const w = weights[k], t = a.targets[k];
           if (w < 1e-4 || !t) continue;
           for (let i = 0; i < dst.length; i++) dst[i] += w * t[i];
         }
+        for (let i = 0; i < dst.length; i++) moved = Math.max(moved, Math.abs(dst[i] - a.points[i]));
+      }
+      const active = moved >= 1e-3;
+      if (active) {
         gl.enable(gl.BLEND);
         gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
         this.drawWith(this.progMouth, this.vertices(dst, affine), this.gridTris,
@@ -358,8 +385,14 @@
           const p = 2 * k, q = p + 2; // upper k, upper k+1; lower = +1
           idx.push(p, q, q + 1, p, q + 1, p + 1);
         }
-        this.drawWith(this.progInterior, this.vertices(strip, affine, strip), new Uint16Array(idx),
-          [["uInterior", this.texInterior], ["uMask", this.texMask]]);
+        const reveal = Math.min(1, Math.max(0,
+          (this.centreGap(dst) - this.restGap) / Math.max(0.05 * this.mouthWidth, 1)));
+        if (reveal > 0) {
+          gl.useProgram(this.progInterior);
+          gl.uniform1f(gl.getUniformLocation(this.progInterior, "uReveal"), reveal);
+          this.drawWith(this.progInterior, this.vertices(strip, affine, strip),
+            new Uint16Array(idx), [["uInterior", this.texInterior], ["uMask", this.texMask]]);
+        }
       }
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.drawImage(this.canvas, 0, 0);
@@ -368,20 +401,24 @@
   }
 
   // ---------------------------------------------------------------- 3. audio scheduler
+  /** Plays each utterance's PCM16 chunks back to back on the AudioContext clock. An
+   * utterance is anchored when its first chunk arrives: t0 = the context time where its
+   * pts 0 plays. Chunk n then starts at t0 + pts_n, so chunks are gapless whatever their
+   * sizes; an AudioBuffer at the chunk's own sample rate lets Web Audio resample. */
   class AudioClock {
     constructor() {
       this.ctx = null;
-      this.gain = null;
+      this.master = null;
       this.utterances = new Map(); // utterance_id -> state
       this.order = [];
       this.tailEnd = 0; // context time where the last scheduled audio ends
-      this.ramp = null; // {from, start}
+      this.ramp = null; // local ramp {from, start} when audio was cut without a server ramp
     }
     ensure() {
       if (!this.ctx) {
         this.ctx = new AudioContext({ latencyHint: "interactive" });
-        this.gain = this.ctx.createGain();
-        this.gain.connect(this.ctx.destination);
+        this.master = this.ctx.createGain();
+        this.master.connect(this.ctx.destination);
       }
       if (this.ctx.state === "suspended") this.ctx.resume();
       return this.ctx;
@@ -394,7 +431,8 @@
     utterance(id) {
       let u = this.utterances.get(id);
       if (!u) {
-        u = { id, t0: null, end: 0, sources: [], frames: [], ended: false, interrupted: false };
+        u = { id, t0: null, end: 0, sources: [], frames: [], ended: false, interrupted: false,
+          gain: null, cutAt: null };
         this.utterances.set(id, u);
         this.order.push(id);
         while (this.order.length > 16) this.utterances.delete(this.order.shift());
@@ -405,14 +443,15 @@
     schedule(id, ptsMs, sampleRate, pcm16) {
       const ctx = this.ensure();
       const u = this.utterance(id);
-      if (u.interrupted || pcm16.length === 0) return null;
-      const floor = ctx.currentTime + 0.01;
+      if (u.cutAt !== null || pcm16.length === 0) return null;
+      const floor = ctx.currentTime + 0.005;
       if (u.t0 === null) {
         u.t0 = Math.max(ctx.currentTime + LEAD_S, this.tailEnd) - ptsMs / 1000;
-        stats.utterancesStarted += 0; // counted on utterance_start
+        u.gain = ctx.createGain();
+        u.gain.connect(this.master);
       }
       let at = u.t0 + ptsMs / 1000;
-      if (at < floor) { // late chunk: slide the utterance clock so audio stays gapless
+      if (at < floor) { // a late chunk: slide this utterance's clock so audio stays gapless
         u.t0 += floor - at;
         at = floor;
         stats.underruns++;
@@ -422,33 +461,56 @@
       for (let i = 0; i < pcm16.length; i++) ch[i] = pcm16[i] / 32768;
       const src = ctx.createBufferSource();
       src.buffer = buf;
-      src.connect(this.gain);
+      src.connect(u.gain);
       src.start(at);
       u.sources.push(src);
       src.onended = () => { const k = u.sources.indexOf(src); if (k >= 0) u.sources.splice(k, 1); };
       u.end = Math.max(u.end, at + buf.duration);
       this.tailEnd = Math.max(this.tailEnd, u.end);
       stats.samplesScheduled += pcm16.length;
-      stats.secondsScheduled += buf.duration;
+      stats.secondsScheduled = Math.round((stats.secondsScheduled + buf.duration) * 1e4) / 1e4;
       return at;
     }
-    /** Cut an utterance's audio now and ramp the mouth back to Rest from what it shows. */
-    interrupt(id, shownWeights) {
+    /** utterance_end: mark it over. Interrupted: stop its audio at the end pts (the server's
+     * ramp runs until then), fading it out; if that moment has passed here, stop now and
+     * ramp the mouth locally from what it shows. */
+    end(id, endPtsMs, interrupted, shownWeights) {
       const u = this.utterance(id);
-      if (u.interrupted) return;
+      u.ended = true;
+      if (!interrupted) return;
       u.interrupted = true;
-      for (const s of u.sources) { try { s.stop(); } catch { /* not started */ } }
-      u.sources = [];
-      if (this.ctx) {
-        this.tailEnd = Math.min(this.tailEnd, this.ctx.currentTime);
+      if (u.t0 === null || !this.ctx) { u.cutAt = 0; return; } // never started playing
+      const ctx = this.ctx;
+      let at = u.t0 + endPtsMs / 1000;
+      const now = ctx.currentTime;
+      if (at <= now + 0.01) {
+        at = now;
         this.ramp = { from: shownWeights, start: this.now() };
+        u.frames = [];
       }
+      u.cutAt = at;
+      const fadeFrom = Math.max(now, at - RAMP_S);
+      u.gain.gain.cancelScheduledValues(now);
+      u.gain.gain.setValueAtTime(1, fadeFrom);
+      u.gain.gain.linearRampToValueAtTime(0, at + 0.005);
+      for (const s of u.sources) { try { s.stop(at + 0.01); } catch { /* already stopped */ } }
+      u.end = Math.min(u.end, at);
+      // Queued utterances start right after the ramp on the session clock, not after the
+      // audio this one had buffered.
+      this.tailEnd = Math.max(now, at);
     }
-    interruptAll(shownWeights) {
+    /** Local cut without the server (socket lost): everything stops now. */
+    cutAll(shownWeights) {
       for (const id of this.order) {
         const u = this.utterances.get(id);
-        if (u && !u.ended) this.interrupt(id, shownWeights);
+        if (u && !u.ended) this.end(id, 0, true, shownWeights);
       }
+      this.ramp = { from: shownWeights, start: this.now() };
+    }
+    playingSources() {
+      let n = 0;
+      for (const u of this.utterances.values()) n += u.sources.length;
+      return n;
     }
     /** Weights to show now: the playing utterance's timeline at the audio clock. */
     weightsNow() {
@@ -461,30 +523,29 @@
       let cur = null;
       for (const id of this.order) {
         const u = this.utterances.get(id);
-        if (u && u.t0 !== null && !u.interrupted && u.t0 <= now && now <= u.end + 0.25) cur = u;
+        if (u && u.t0 !== null && u.frames.length && u.t0 - EDGE_RAMP_MS / 1000 <= now
+            && (!u.ended || now <= u.end + EDGE_RAMP_MS / 1000 + 0.5)) cur = u;
       }
-      if (!cur || cur.frames.length === 0) return { w: REST, fromTimeline: false };
+      if (!cur) return { w: REST, fromTimeline: false };
       const ms = (now - cur.t0) * 1000;
       const f = cur.frames;
-      if (ms < f[0].pts) return { w: REST, fromTimeline: false };
+      if (ms < f[0].pts) return { w: edgeFade(f[0].w, f[0].pts - ms), fromTimeline: true };
       let lo = 0, hi = f.length - 1;
       while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (f[mid].pts <= ms) lo = mid; else hi = mid - 1; }
       const a = f[lo], b = f[lo + 1];
-      if (now > cur.end && cur.ended) return { w: REST, fromTimeline: false };
-      if (!b) return { w: ms - a.pts > MAX_HOLD_MS && cur.ended ? REST : a.w, fromTimeline: true };
-      return { w: lerpVec(a.w, b.w, (ms - a.pts) / Math.max(1, b.pts - a.pts)), fromTimeline: true };
+      if (b) return { w: lerpVec(a.w, b.w, (ms - a.pts) / Math.max(1e-3, b.pts - a.pts)), fromTimeline: true };
+      // Past the last frame: hold it while more may come, fade to Rest once the utterance ended.
+      if (!cur.ended) return { w: a.w, fromTimeline: true };
+      return { w: edgeFade(a.w, ms - a.pts), fromTimeline: true };
     }
+    /** A viseme frame. Protocol rule: a frame whose pts is not after the last one held
+     * replaces everything held from that pts on (the barge-in ramp overwrites look-ahead). */
     addViseme(id, ptsMs, weights) {
       const u = this.utterance(id);
-      if (u.interrupted) return;
-      const frame = { pts: ptsMs, w: toVector(weights) };
+      if (u.cutAt !== null && this.ctx && u.t0 !== null && u.t0 + ptsMs / 1000 > u.cutAt + 0.001) return;
       const f = u.frames;
-      if (!f.length || f[f.length - 1].pts <= ptsMs) f.push(frame);
-      else { // out of order: insert in place
-        let k = f.length - 1;
-        while (k > 0 && f[k - 1].pts > ptsMs) k--;
-        f.splice(k, 0, frame);
-      }
+      while (f.length && f[f.length - 1].pts >= ptsMs) f.pop();
+      f.push({ pts: ptsMs, w: toVector(weights) });
     }
   }
 
@@ -495,7 +556,7 @@
   const audio = new AudioClock();
   let assets = null;
   let renderer = null;
-  let held = null; // weights held for inspection (debug)
+  let held = null; // a pose held for inspection (debug), instead of the audio timeline
   let shown = REST;
   let lastMediaTime = 0;
 
@@ -508,7 +569,9 @@
   function render() {
     requestAnimationFrame(render);
     if (!assets || !renderer || video.readyState < 2) return;
-    const mt = video.requestVideoFrameCallback ? lastMediaTime : video.currentTime;
+    // With requestVideoFrameCallback we know exactly which frame is shown (its mediaTime);
+    // without it, currentTime is a close guess.
+    const mt = video.requestVideoFrameCallback && stats.videoFrames ? lastMediaTime : video.currentTime;
     const frame = trackFrame(mt);
     stats.trackFrame = frame;
     const { w, fromTimeline } = held ? { w: held, fromTimeline: false } : audio.weightsNow();
@@ -516,6 +579,7 @@
     stats.weights = toObject(w);
     stats.mouthActive = renderer.draw(sctx, video, w, assets.track.transforms[frame]);
     stats.renders++;
+    stats.playingSources = audio.playingSources();
     if (fromTimeline && !isRest(w)) stats.visemesApplied++;
     const name = dominant(w);
     if ($("cur-viseme").textContent !== name) $("cur-viseme").textContent = name;
@@ -556,6 +620,238 @@
     setStatus(`${id} · ${stage.width}×${stage.height} · ${renderer.name}`);
   }
 
+  // ---------------------------------------------------------------- 5. transport (docs/protocol.md)
+  const AUDIO_MAGIC = 0x55414b41; // "AKAU" read as little-endian u32
+  let session = null; // {id, wsUrl, avatarId}
+  let ws = null;
+  let wsWanted = false;
+  let nextRequestId = 1;
+
+  function withToken(url) {
+    if (!TOKEN) return url;
+    const u = new URL(url, location.href);
+    u.searchParams.set("token", TOKEN);
+    return u.toString();
+  }
+  function wsUrlFor(s) {
+    const u = new URL(s.wsUrl, location.href);
+    if (u.protocol === "http:") u.protocol = "ws:";
+    if (u.protocol === "https:") u.protocol = "wss:";
+    return withToken(u.toString());
+  }
+
+  // Latency of the last Speak click: click -> first audio frame / first viseme frame of the
+  // utterance it created (known from the ack; before the ack, any utterance newer than
+  // those seen at the click).
+  const lat = { click: null, uid: null, newerThan: 0 };
+  let maxUid = 0;
+  function isLatencyUtterance(uid) {
+    if (lat.click === null) return false;
+    return lat.uid !== null ? uid === lat.uid : uid > lat.newerThan;
+  }
+  function recordLatency(field, uid, el, extraMs = 0) {
+    if (!isLatencyUtterance(uid) || stats.latency[field] !== null) return;
+    const ms = Math.round(performance.now() - lat.click + extraMs);
+    stats.latency[field] = ms;
+    $(el).textContent = `${ms} ms`;
+  }
+
+  function onAudio(uid, ptsMs, rate, samples) {
+    maxUid = Math.max(maxUid, uid);
+    stats.audioFrames++;
+    stats.audioBytes += samples.byteLength;
+    recordLatency("firstAudioMs", uid, "lat-audio");
+    const at = audio.schedule(uid, ptsMs, rate, samples);
+    if (at !== null) { // when the first sample will be heard
+      const ahead = (at - audio.ctx.currentTime + (audio.ctx.outputLatency || 0)) * 1000;
+      recordLatency("audibleMs", uid, "lat-audible", ahead);
+    }
+  }
+
+  function onBinary(buf) {
+    const v = new DataView(buf);
+    if (buf.byteLength < 24 || v.getUint32(0, true) !== AUDIO_MAGIC) {
+      stats.errors.push("bad audio frame");
+      return;
+    }
+    const headerLen = v.getUint16(6, true);
+    const uid = v.getUint32(8, true);
+    const rate = v.getUint32(12, true);
+    const pts = v.getFloat64(16, true);
+    onAudio(uid, pts, rate, new Int16Array(buf, headerLen));
+  }
+
+  function base64ToInt16(b64) {
+    const bin = atob(b64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new Int16Array(bytes.buffer, 0, bytes.length >> 1);
+  }
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case "hello":
+        stats.hello = msg;
+        note("hello", { provider: msg.provider });
+        log(`connected: ${msg.provider} voice, ${msg.sample_rate} Hz, visemes at ${msg.viseme_fps} fps`);
+        break;
+      case "utterance_start":
+        stats.utterancesStarted++;
+        maxUid = Math.max(maxUid, msg.utterance_id);
+        note("utterance_start", { utterance_id: msg.utterance_id, resumed: msg.resumed });
+        audio.utterance(msg.utterance_id);
+        $("stop").disabled = false;
+        break;
+      case "viseme":
+        stats.visemeEvents++;
+        maxUid = Math.max(maxUid, msg.utterance_id);
+        recordLatency("firstVisemeMs", msg.utterance_id, "lat-viseme");
+        audio.addViseme(msg.utterance_id, msg.pts_ms, msg.weights);
+        break;
+      case "audio":
+        onAudio(msg.utterance_id, msg.pts_ms, msg.sample_rate, base64ToInt16(msg.data));
+        break;
+      case "utterance_end":
+        stats.utterancesEnded++;
+        stats.lastEnd = { utterance_id: msg.utterance_id, interrupted: msg.interrupted,
+          reason: msg.reason, pts_ms: msg.pts_ms };
+        note("utterance_end", stats.lastEnd);
+        audio.end(msg.utterance_id, msg.pts_ms, msg.interrupted, shown);
+        if (msg.interrupted) log(`utterance ${msg.utterance_id} interrupted (${msg.reason})`);
+        break;
+      case "ack":
+        if (msg.command === "speak" && msg.id === lat.requestId) {
+          lat.uid = msg.utterance_id;
+          stats.latencyUtterance = msg.utterance_id;
+        }
+        break;
+      case "error":
+        stats.errors.push(`${msg.code}: ${msg.message}`);
+        log(`error: ${msg.message}`);
+        break;
+      case "pong":
+        break;
+      default:
+        note("unknown", { type: msg.type });
+    }
+  }
+
+  function connect() {
+    if (!session) return;
+    wsWanted = true;
+    const sock = new WebSocket(wsUrlFor(session));
+    sock.binaryType = "arraybuffer";
+    ws = sock;
+    stats.ws = "connecting";
+    sock.onopen = () => { stats.ws = "open"; $("speak").disabled = false; };
+    sock.onmessage = (ev) => {
+      if (typeof ev.data === "string") {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch { stats.errors.push("bad JSON from server"); return; }
+        onMessage(msg);
+      } else {
+        onBinary(ev.data);
+      }
+    };
+    sock.onclose = (ev) => {
+      if (ws !== sock) return;
+      stats.ws = "closed";
+      $("speak").disabled = true;
+      ws = null;
+      if (ev.code === 4000) { log("session closed by the server"); session = null; return; }
+      if (wsWanted) { // reconnect: the server resumes us at the current utterance
+        log(`connection lost (${ev.code}); reconnecting`);
+        setTimeout(() => { if (wsWanted && !ws) connect(); }, 1000);
+      }
+    };
+  }
+
+  async function openSession(avatarId) {
+    wsWanted = false;
+    if (ws) { ws.close(1000); ws = null; }
+    const body = { avatar_id: avatarId };
+    for (const k of ["provider", "voice_id", "lang"]) if (params.get(k)) body[k] = params.get(k);
+    const res = await fetchJson("session-2d", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    session = { id: res.session_id, wsUrl: res.ws_url, avatarId };
+    stats.session = res.session_id;
+    connect();
+  }
+
+  function send(obj) {
+    if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(obj)); return true; }
+    return false;
+  }
+
+  async function speak() {
+    const text = $("text").value.trim();
+    if (!text || !session) return;
+    audio.ensure(); // inside the click: browsers only start audio from a user gesture
+    const id = nextRequestId++;
+    Object.assign(lat, { click: performance.now(), uid: null, newerThan: maxUid, requestId: id });
+    stats.latency = { firstAudioMs: null, firstVisemeMs: null, audibleMs: null };
+    stats.latencyUtterance = null;
+    for (const el of ["lat-audio", "lat-viseme", "lat-audible"]) $(el).textContent = "…";
+    const msg = { type: "speak", text, barge_in: $("barge").checked, id };
+    if (!send(msg)) {
+      const res = await fetchJson(`session-2d/${encodeURIComponent(session.id)}/speak`, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ text, barge_in: msg.barge_in }),
+      });
+      lat.uid = res.utterance_id;
+      stats.latencyUtterance = res.utterance_id;
+    }
+  }
+
+  async function stop() {
+    if (!session) return;
+    if (send({ type: "stop", id: nextRequestId++ })) return;
+    audio.cutAll(shown); // no socket: cut locally, then tell the server
+    await fetchOk(`session-2d/${encodeURIComponent(session.id)}/stop`, { method: "POST" })
+      .catch((e) => log(e.message));
+  }
+
+  async function avatarInfo(id) {
+    const assetsBase = params.get("assets");
+    if (assetsBase) return { avatar_id: id, base: assetsBase }; // files only, no server session
+    return fetchJson(`avatars/${encodeURIComponent(id)}`);
+  }
+
+  async function loadAvatar(id) {
+    const info = await avatarInfo(id);
+    const urls = info.base ? urlsFromBase(info.base) : urlsFromBase(`avatars/${encodeURIComponent(id)}/`, info);
+    await showAvatar(id, urls);
+    if (!info.base) await openSession(id);
+    const opts = $("avatar-list");
+    if (![...opts.options].some((o) => o.value === id)) opts.append(new Option(id, id));
+  }
+
+  // ---------------------------------------------------------------- UI wiring
+  function guard(fn) {
+    return async (ev) => {
+      if (ev) ev.preventDefault();
+      try { await fn(ev); } catch (e) {
+        stats.errors.push(e.message);
+        log(`error: ${e.message}`);
+        setStatus(e.message);
+      }
+    };
+  }
+  $("avatar-form").addEventListener("submit", guard(() => loadAvatar($("avatar").value.trim())));
+  $("speak-form").addEventListener("submit", guard(speak));
+  $("stop").addEventListener("click", guard(stop));
+  $("variant").addEventListener("change", () => {
+    if (!assets) return;
+    renderer = makeRenderer($("variant").value);
+    stats.variant = $("variant").value;
+    stats.renderer = renderer.name;
+  });
+  $("text").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) $("speak").click();
+  });
+  if (params.get("variant")) $("variant").value = params.get("variant");
+
   // ---------------------------------------------------------------- debug export
   window.avatarkitPlayer = Object.freeze({
     classes: CLASSES.slice(),
@@ -564,20 +860,26 @@
     get roi() { return assets ? { ...assets.roi } : null; },
     /** The track affine of the frame on screen. */
     get affine() { return assets ? assets.track.transforms[stats.trackFrame].slice() : null; },
+    /** The context time being heard, and the anchor of every known utterance. */
+    get clock() {
+      const u = {};
+      for (const [id, s] of audio.utterances) u[id] = { t0: s.t0, end: s.end, frames: s.frames.length };
+      return { now: audio.now(), utterances: u };
+    },
     /** Hold a pose (e.g. {AI: 1}) instead of the audio timeline; null releases it. */
     hold(weights) { held = weights ? toVector(weights) : null; },
-    /** Pause / resume the idle loop at a time, for still-frame inspection. */
+    /** Pause the idle loop on the frame at `seconds`, for still-frame inspection. */
     async seek(seconds) {
       video.pause();
+      const done = new Promise((r) => { video.onseeked = r; });
       video.currentTime = seconds;
-      await new Promise((r) => { video.onseeked = r; });
+      await done;
       lastMediaTime = seconds;
     },
     play() { return video.play(); },
   });
 
-  // Transport and UI wiring follow (see docs/protocol.md).
-  window.__avatarkit = { $, params, TOKEN, stats, note, log, setStatus, fetchOk, fetchJson,
-    urlsFromBase, showAvatar, audio, get shown() { return shown; } };
   requestAnimationFrame(render);
+  const initial = params.get("avatar");
+  if (initial) { $("avatar").value = initial; guard(() => loadAvatar(initial))(); }
 })();
