@@ -282,7 +282,8 @@ ERRORS: dict[str, tuple[dict[str, Any], str, str]] = {
     "dropped": ({"fail": "drop", "fail_after_chunks": 2}, "connection_lost", "lost"),
     "inactivity": ({"fail": "inactivity", "fail_after_chunks": 1}, "timeout",
                    "Have not received a new text input"),
-    "stall": ({"fail": "stall", "fail_after_chunks": 1}, "timeout", "no message for 0.3 s"),
+    "stall": ({"fail": "stall", "fail_after_chunks": 1}, "timeout",
+              "no message for 0.3 s (receive_timeout_s)"),
 }
 
 

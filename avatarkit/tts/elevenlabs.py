@@ -213,8 +213,7 @@ def provider_error(
                         "speak fewer utterances at once",
         "bad_request": f"ElevenLabs refused the request: {what}; check the voice_id, "
                        "model_id and text",
-        "timeout": f"ElevenLabs timed out: {what}; the service may be slow or unreachable, "
-                   "retry the utterance",
+        "timeout": f"ElevenLabs timed out: {what}; retry the utterance",
         "connection_lost": f"the connection to ElevenLabs was lost: {what}; retry the "
                            "utterance",
     }.get(code, f"ElevenLabs failed: {what}")
@@ -368,8 +367,8 @@ class ElevenLabsProvider:
                 )
         except aiohttp.WSServerHandshakeError as exc:
             code = classify(exc.status, None, exc.message or "")
-            raise provider_error(code, f"WebSocket handshake answered HTTP {exc.status}"
-                                 f"{f' {exc.message}' if exc.message else ''}", o) from exc
+            raise provider_error(code, f"the WebSocket handshake was refused with HTTP "
+                                 f"{exc.status}", o) from exc
         except TimeoutError as exc:
             raise provider_error("timeout", f"no WebSocket connection within "
                                  f"{o.connect_timeout_s:g} s", o) from exc
@@ -405,8 +404,8 @@ class ElevenLabsProvider:
                     msg = await ws.receive(timeout=o.receive_timeout_s)
                 except TimeoutError as exc:
                     raise provider_error(
-                        "timeout", f"no message for {o.receive_timeout_s:g} s after "
-                        f"{chunks.clock_ms:.0f} ms of audio", o) from exc
+                        "timeout", f"no message for {o.receive_timeout_s:g} s (receive_timeout_s) "
+                        f"after {chunks.clock_ms:.0f} ms of audio", o) from exc
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     data = _decode(msg.data, o)
                     if data.get("error") or (data.get("message") and not data.get("audio")):

@@ -81,7 +81,8 @@ async def _lines(resp: aiohttp.ClientResponse, o: ElevenLabsOptions) -> AsyncIte
             async with asyncio.timeout(o.receive_timeout_s):
                 data = await resp.content.readany()
         except TimeoutError as exc:
-            raise provider_error("timeout", f"no data for {o.receive_timeout_s:g} s", o) from exc
+            raise provider_error("timeout", f"no data for {o.receive_timeout_s:g} s "
+                                 "(receive_timeout_s)", o) from exc
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise provider_error("connection_lost", f"the HTTP stream broke off after "
                                  f"{received_bytes} bytes ({type(exc).__name__})", o) from exc

