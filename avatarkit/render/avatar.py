@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.idle.encode import read_frames
 from avatarkit.idle.track import Track, read_track
 from avatarkit.mouth.atlas import unpack_atlas
 from avatarkit.mouth.roi import Roi
+from avatarkit.render.decode import read_video
 from avatarkit.visemes.classes import VISEME_CLASSES
 
 AVATAR_JSON = "avatar.json"
@@ -96,10 +96,10 @@ class Avatar:
     def frames(self) -> np.ndarray:
         """(loop_frames, h, w, 3) uint8 idle-loop frames, decoded once (read-only)."""
         try:
-            frames = np.stack(list(read_frames(self.video)))
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise AvatarkitError(f"{self.folder.name}: could not decode {self.video.name}: "
-                                 f"{exc} - rebuild the avatar with `avatarkit build`") from exc
+            frames = read_video(self.video).copy()
+        except AvatarkitError as exc:
+            raise AvatarkitError(f"{self.folder.name}: {exc} - rebuild the avatar with "
+                                 "`avatarkit build`") from exc
         if len(frames) != self.track.frames:
             raise AvatarkitError(
                 f"{self.folder.name}: {self.video.name} has {len(frames)} frames but track.json "
