@@ -79,7 +79,7 @@ async def test_wire_bytes_init_header_flushes_and_close(fake_elevenlabs) -> None
     fake = await fake_elevenlabs()
     options = fake.options(voice_id="abcDEF123", model_id="eleven_turbo_v2_5",
                            output_format="pcm_24000", inactivity_timeout_s=45,
-                           chunk_length_schedule=(60, 100),
+                           chunk_length_schedule=(60, 100), language_code="en",
                            voice_settings=VoiceSettings(stability=0.3, similarity_boost=0.9))
     provider = ElevenLabsProvider(options)
     try:
@@ -91,7 +91,8 @@ async def test_wire_bytes_init_header_flushes_and_close(fake_elevenlabs) -> None
     assert s.headers["xi-api-key"] == fake.api_key
     assert fake.api_key not in s.path_qs
     assert s.query == {"model_id": "eleven_turbo_v2_5", "output_format": "pcm_24000",
-                       "sync_alignment": "true", "inactivity_timeout": "45"}
+                       "sync_alignment": "true", "inactivity_timeout": "45",
+                       "language_code": "en"}
     assert s.init == {"text": " ", "voice_settings": {"stability": 0.3, "similarity_boost": 0.9},
                       "generation_config": {"chunk_length_schedule": [60, 100]}}
     assert s.texts == [{"text": f"{x} ", "flush": True} for x in SENTENCES] + [{"text": ""}]
@@ -327,6 +328,8 @@ def test_bad_options_are_errors_at_construction() -> None:
         ElevenLabsOptions(api_key="k", inactivity_timeout_s=600)
     with pytest.raises(AvatarkitError, match="stability"):
         ElevenLabsOptions(api_key="k", voice_settings=VoiceSettings(stability=2.0))
+    with pytest.raises(AvatarkitError, match="ISO 639-1"):
+        ElevenLabsOptions(api_key="k", language_code="English")
     with pytest.raises(AvatarkitError, match="ws_base_url"):
         ElevenLabsOptions(api_key="k", ws_base_url="https://api.elevenlabs.io")
     assert "sk_secret" not in repr(ElevenLabsOptions(api_key="sk_secret"))

@@ -82,6 +82,8 @@ class ElevenLabsOptions:
     chunk_length_schedule: tuple[int, ...] = (50, 90, 120, 150)
     #: Stability and similarity of the voice.
     voice_settings: VoiceSettings = field(default_factory=VoiceSettings)
+    #: ISO 639-1 language to enforce (e.g. `de`; flash/turbo v2.5 only); None = detect.
+    language_code: str | None = None
     #: Seconds allowed for the TCP/TLS connect and the WebSocket handshake.
     connect_timeout_s: float = 10.0
     #: Seconds allowed between two messages from the service before giving up.
@@ -107,6 +109,12 @@ class ElevenLabsOptions:
             raise AvatarkitError(
                 f"malformed ElevenLabs voice_id {self.voice_id!r}: expected the voice's id "
                 f"(letters and digits, e.g. {DEFAULT_VOICE_ID}), not its name"
+            )
+        if self.language_code is not None and not re.fullmatch(r"[a-z]{2,3}",
+                                                                self.language_code):
+            raise AvatarkitError(
+                f"language_code must be an ISO 639-1 code such as en, de or ja, got "
+                f"{self.language_code!r}"
             )
         if not self.model_id.strip():
             raise AvatarkitError("the ElevenLabs model_id is empty (e.g. eleven_flash_v2_5)")
@@ -146,6 +154,7 @@ class ElevenLabsOptions:
             "output_format": self.output_format,
             "sync_alignment": "true",
             "inactivity_timeout": str(self.inactivity_timeout_s),
+            **({"language_code": self.language_code} if self.language_code else {}),
         })
         return (f"{self.ws_base_url.rstrip('/')}/v1/text-to-speech/{quote(self.voice_id)}"
                 f"/stream-input?{query}")
@@ -431,8 +440,7 @@ class ElevenLabsProvider:
                         f"{chunks.clock_ms:.0f} ms of audio", o)
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await asyncio.wait([sender])  # never raises the sender's own cancellation
             # Closing tells the service to stop generating (barge-in, errors, done).
             with contextlib.suppress(Exception):
                 await ws.close()

@@ -31,7 +31,10 @@ async def stream_http(
 ) -> AsyncIterator[SpeechChunk]:
     """Speak `text` through the HTTP streaming endpoint; yield chunks as lines arrive."""
     o = options
-    body = {"text": text, "model_id": o.model_id, "voice_settings": o.voice_settings.to_json()}
+    body: dict[str, object] = {"text": text, "model_id": o.model_id,
+                               "voice_settings": o.voice_settings.to_json()}
+    if o.language_code:
+        body["language_code"] = o.language_code
     try:
         async with asyncio.timeout(o.connect_timeout_s):
             resp = await session.post(o.http_url(), json=body, headers=o.headers)
