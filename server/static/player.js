@@ -16,6 +16,9 @@
 
   const CLASSES = ["Rest", "AI", "E", "U", "O", "MBP", "FV", "L", "WQ", "R", "CH", "TH"];
   const RAMP_S = 0.15; // local ramp back to Rest on barge-in
+  // The reference fills the opening polygon with OpenCV's anti-aliased rasteriser, whose
+  // coverage reaches about this far past the edge; growing the strip by it matches its look.
+  const OPENING_GROW_PX = 0.75;
   const EDGE_RAMP_MS = 80; // fade from / to Rest outside an utterance's timeline (as the renderer)
   const LEAD_S = 0.04; // first chunk of an utterance plays this far after it arrives
 
@@ -377,8 +380,9 @@
         for (let c = c0; c <= c1; c++) {
           const u = ur * cols + c, l = lr * cols + c;
           const uy = dst[2 * u + 1];
-          strip[j++] = dst[2 * u]; strip[j++] = uy;
-          strip[j++] = dst[2 * l]; strip[j++] = Math.max(dst[2 * l + 1], uy);
+          const ly = Math.max(dst[2 * l + 1], uy), grow = ly > uy ? OPENING_GROW_PX : 0;
+          strip[j++] = dst[2 * u]; strip[j++] = uy - grow;
+          strip[j++] = dst[2 * l]; strip[j++] = ly + grow;
         }
         const idx = [];
         for (let k = 0; k < c1 - c0; k++) {
