@@ -843,6 +843,16 @@
     };
   }
   $("avatar-form").addEventListener("submit", guard(() => loadAvatar($("avatar").value.trim())));
+  $("photo").addEventListener("change", guard(async () => {
+    const file = $("photo").files[0];
+    if (!file) return;
+    setStatus(`building an avatar from ${file.name}… (this takes a while)`);
+    const form = new FormData();
+    form.append("hero_image", file);
+    const info = await fetchJson("avatarize-2d", { method: "POST", body: form });
+    $("avatar").value = info.avatar_id;
+    await loadAvatar(info.avatar_id);
+  }));
   $("speak-form").addEventListener("submit", guard(speak));
   $("stop").addEventListener("click", guard(stop));
   $("variant").addEventListener("change", () => {
