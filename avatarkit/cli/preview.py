@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from avatarkit.cli.app import app, console, guarded
@@ -15,7 +16,9 @@ from avatarkit.render import (
     VARIANTS,
     PreviewOptions,
     Speech,
+    WeightTrack,
     load_avatar,
+    read_audio,
     render_preview,
     speech_from_files,
     speech_from_text,
@@ -30,12 +33,19 @@ Text = Annotated[str | None, typer.Option(
 Lang = Annotated[str, typer.Option(
     "--lang", "-l", help="espeak-ng language of --text: en-us, en-gb, de, fr, ...")]
 Variant = Annotated[str, typer.Option(
-    "--variant", help="Mouth drawing: sprites (atlas cross-fade) or mesh (warp of the live "
-                      "frame plus the interior texture).")]
+    "--variant", help="Mouth drawing: sprites (atlas cross-fade), mesh (warp of the live "
+                      "frame plus the interior texture) or onnx (your Wav2Lip-compatible "
+                      "model, --model).")]
+Model = Annotated[Path | None, typer.Option(
+    "--model", metavar="ONNX", help="Wav2Lip-compatible .onnx for --variant onnx (audio "
+                                    "[B,1,80,16] + face [B,6,S,S] in, [B,3,S,S] out).")]
+Provider = Annotated[str, typer.Option(
+    "--provider", help="Where --variant onnx runs: auto (TensorRT, then CUDA, then CPU), "
+                       "tensorrt, cuda or cpu.")]
 AudioIn = Annotated[Path | None, typer.Option(
     "--audio", "-a", metavar="WAV",
     help="Speech to render instead of --text (WAV, or anything ffmpeg reads); needs "
-         "--timeline.")]
+         "--timeline (except with --variant onnx, which listens to the audio itself).")]
 TimelineIn = Annotated[Path | None, typer.Option(
     "--timeline", metavar="FILE",
     help="Viseme timeline for --audio, from `avatarkit visemes` (--format json, live or "
@@ -74,13 +84,24 @@ def preview(
     sheet: Sheet = None,
     lead_in: LeadIn = PreviewOptions.lead_in_s,
     tail: Tail = PreviewOptions.tail_s,
+    model: Model = None,
+    provider: Provider = "auto",
 ) -> None:
     variant = variant.lower()
-    if variant not in VARIANTS:
-        raise AvatarkitError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    onnx = variant == "onnx"
+    if variant not in VARIANTS and not onnx:
+        raise AvatarkitError(f"unknown variant {variant!r}; use one of "
+                             f"{', '.join([*VARIANTS, 'onnx'])}")
+    if onnx and model is None:
+        raise AvatarkitError("--variant onnx needs --model FILE.onnx (a Wav2Lip-compatible "
+                             "model; none ships with avatarkit)")
+    if model is not None and not onnx:
+        raise AvatarkitError("--model is only used with --variant onnx")
     if text is not None and audio is not None:
         raise AvatarkitError("pass either --text or --audio with --timeline, not both")
-    if (audio is None) != (timeline is None):
+    if onnx and audio is not None and timeline is None:
+        pass  # the model listens to the audio itself: no timeline needed
+    elif (audio is None) != (timeline is None):
         raise AvatarkitError("--audio and --timeline go together: the timeline says how the "
                              "mouth moves to that audio (make one with `avatarkit visemes`)")
     if text is not None and not text.strip():
@@ -88,7 +109,8 @@ def preview(
     if text is None and audio is None and sheet is None:
         raise AvatarkitError("nothing to render: pass --text \"...\", or --audio WAV "
                              "--timeline FILE, or --sheet PNG")
-    options = PreviewOptions(variant=variant, lead_in_s=lead_in, tail_s=tail).checked()
+    options = PreviewOptions(variant="sprites" if onnx else variant, lead_in_s=lead_in,
+                             tail_s=tail).checked()
     avatar = load_avatar(avatar_dir)
     if sheet is not None:
         with console.status("drawing the viseme sheet"):
@@ -98,10 +120,11 @@ def preview(
             image.save(sheet)
         except (OSError, ValueError) as exc:
             raise AvatarkitError(f"could not write {sheet}: {exc}") from exc
-        console.print(f"sheet: {sheet} ({image.width}x{image.height})")
+        print(f"sheet: {sheet} ({image.width}x{image.height})")
     if text is None and audio is None:
         return
     speech = _speech(text, lang, audio, timeline)
+    mouth = _onnx_variant(avatar, speech, model, provider, options) if onnx else None
     target = out or Path(f"{avatar.name}_preview.mp4")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -111,12 +134,29 @@ def preview(
         def on_frame(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = render_preview(avatar, speech, target, options, progress=on_frame)
+        result = render_preview(avatar, speech, target, options, variant=mouth,
+                                progress=on_frame)
     plan = result.plan
-    console.print(
-        f"preview: {result.path} ({result.variant}, {plan.duration_s:.2f} s, {plan.frames} "
-        f"frames at {plan.fps:g} fps; rendered in {result.render_s:.1f} s, "
-        f"{result.speed:.1f}x real time)", soft_wrap=True)
+    print(f"preview: {result.path} ({result.variant}, {plan.duration_s:.2f} s, {plan.frames} "
+          f"frames at {plan.fps:g} fps; rendered in {result.render_s:.1f} s, "
+          f"{result.speed:.1f}x real time)")
+
+
+def _onnx_variant(avatar, speech: Speech, model: Path, provider: str, options: PreviewOptions):
+    """Variant C for this speech; provider fallback warnings are printed in yellow."""
+    from avatarkit.render.onnx_variant import onnx_variant
+    from avatarkit.roi import OnnxRunner, RunnerOptions
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AvatarkitWarning)
+        with console.status(f"loading {model.name}"):
+            runner = OnnxRunner(model, RunnerOptions(provider=provider.lower()))
+    for w in caught:
+        if issubclass(w.category, AvatarkitWarning):
+            console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
+    console.print(f"model: {model.name} (face {runner.size}x{runner.size}, on "
+                  f"{runner.provider})")
+    return onnx_variant(avatar, speech, runner, options)
 
 
 def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | None) -> Speech:
@@ -126,6 +166,10 @@ def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | No
         if text is not None:
             with console.status("speaking"):
                 speech = speech_from_text(text, lang)
+        elif timeline is None:  # --variant onnx with audio only: the mouth rests in the weights
+            sound = read_audio(audio)
+            speech = Speech(sound, WeightTrack.from_events([(0.0, {"Rest": 1.0})],
+                                                           sound.duration_ms))
         else:
             speech = speech_from_files(audio, timeline)
     for w in caught:

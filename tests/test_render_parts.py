@@ -1,0 +1,208 @@
+"""Renderer parts with known answers: weight sampling and ramps, timeline files in every
+format `avatarkit visemes` writes, audio files, patch placement, the mesh warp, and the
+avatar loader's errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from avatarkit.errors import AvatarkitError, AvatarkitWarning
+from avatarkit.mouth.warp import warp_maps
+from avatarkit.render import (
+    Audio,
+    WeightTrack,
+    fit_to_audio,
+    load_avatar,
+    parse_timeline,
+    place_patch,
+    read_audio,
+)
+from avatarkit.render.meshwarp import mesh_maps
+from avatarkit.render.timeline_file import detect_format
+from avatarkit.render.weights import CLASS_INDEX, REST
+from avatarkit.visemes.exporters import FORMATS, export
+from avatarkit.visemes.timeline import speak
+from tests.render_cases import hero, hero_dir, write_wav  # noqa: F401 (session fixtures)
+
+AI, MBP = CLASS_INDEX["AI"], CLASS_INDEX["MBP"]
+
+
+@pytest.fixture(scope="module")
+def timeline():  # noqa: ANN201
+    return speak("Bob bought five thin maps.")[0]
+
+
+def test_sampling_interpolates_and_ramps() -> None:
+    track = WeightTrack.from_events([(100, {"AI": 1.0}), (200, {"MBP": 1.0})], 300)
+    w = track.sample(np.array([100.0, 150.0, 200.0]), ramp_ms=80)
+    assert w[0, AI] == 1 and w[2, MBP] == 1
+    assert w[1, AI] == pytest.approx(0.5) and w[1, MBP] == pytest.approx(0.5)
+    # before the first frame: eases from Rest into it, and reaches it exactly at its time
+    times = np.arange(0.0, 101.0, 5.0)
+    ramp = track.sample(times, ramp_ms=80)
+    assert ramp[0, REST] == 1 and ramp[times <= 20][:, REST].min() == 1
+    assert np.all(np.diff(ramp[:, AI]) >= 0) and ramp[-1, AI] == 1
+    assert np.abs(np.diff(ramp[:, AI])).max() <= 0.15, "no pop: at most 15% per 5 ms"
+    # after the last frame: back to Rest within the ramp
+    after = track.sample(np.array([200.0, 240.0, 280.0, 400.0]), ramp_ms=80)
+    assert after[0, MBP] == 1 and 0 < after[1, MBP] < 1 and after[2, REST] == 1
+    assert np.allclose(after.sum(axis=1), 1)
+
+
+def test_fit_to_audio_warns_and_trims(recwarn) -> None:
+    track = WeightTrack.from_events([(t, {"AI": 1.0}) for t in range(0, 1000, 20)], 1000)
+    audio = Audio(np.zeros(8000, np.int16), 16000)  # 0.5 s
+    with pytest.warns(AvatarkitWarning, match="trimmed the timeline's last 0.50 s"):
+        fitted = fit_to_audio(track, audio)
+    assert fitted.duration_ms == 500 and fitted.pts_ms[-1] <= 500
+    long_audio = Audio(np.zeros(32000, np.int16), 16000)
+    with pytest.warns(AvatarkitWarning, match="padded the timeline with Rest"):
+        padded = fit_to_audio(track, long_audio)
+    assert padded.sample(np.array([1900.0]))[0, REST] == 1
+    fit_to_audio(track, Audio(np.zeros(16010, np.int16), 16000))  # within tolerance: quiet
+    assert not [w for w in recwarn if issubclass(w.category, AvatarkitWarning)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "live"])
+def test_weight_formats_round_trip(timeline, fmt: str) -> None:
+    parsed = parse_timeline(export(timeline, fmt))
+    direct = WeightTrack.from_timeline(timeline)
+    assert detect_format(export(timeline, fmt)) == fmt
+    assert np.array_equal(parsed.pts_ms, direct.pts_ms)
+    assert np.abs(parsed.weights - direct.weights).max() < 0.01
+    assert parsed.duration_ms == pytest.approx(timeline.duration_ms, abs=1000 / timeline.fps)
+
+
+def test_oculus_maps_back_to_the_classes(timeline) -> None:
+    parsed = parse_timeline(export(timeline, "oculus"))
+    direct = WeightTrack.from_timeline(timeline)
+    same = parsed.weights.argmax(axis=1) == direct.weights.argmax(axis=1)
+    assert same.mean() >= 0.9
+    assert np.abs(parsed.weights[:, MBP] - direct.weights[:, MBP]).max() < 0.01
+
+
+@pytest.mark.parametrize("fmt", ["rhubarb", "tsv", "azure"])
+def test_shape_only_formats_are_refused_by_name(timeline, fmt: str) -> None:
+    with pytest.raises(AvatarkitError, match=f"is a {fmt} timeline.*--format json"):
+        parse_timeline(export(timeline, fmt))
+
+
+def test_all_formats_are_known() -> None:
+    assert set(FORMATS) == {"json", "live", "oculus", "rhubarb", "tsv", "azure"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "is empty"),
+    ("hello world", "not a viseme timeline"),
+    ('{"events": [{"pts_ms": 0}]}', "lacks pts_ms/weights"),
+    ('{"events": [{"pts_ms": 0, "weights": {"Zz": 1}}]}', "unknown viseme class 'Zz'"),
+    ('{"events": []}', "no frames"),
+])
+def test_bad_timelines(text: str, message: str) -> None:
+    with pytest.raises(AvatarkitError, match=message):
+        parse_timeline(text)
+
+
+def test_audio_files(tmp_path: Path) -> None:
+    rate = 16000
+    t = np.arange(rate // 2) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    pcm16 = read_audio(write_wav(tmp_path / "a.wav", tone, rate))
+    assert pcm16.sample_rate == rate and len(pcm16.samples) == len(tone)
+    assert np.abs(pcm16.samples / 32768 - tone).max() < 1e-3
+    # float WAV (not readable by `wave`) goes through ffmpeg
+    f32 = tmp_path / "f.wav"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i",
+                    str(tmp_path / "a.wav"), "-c:a", "pcm_f32le", str(f32)], check=True)
+    decoded = read_audio(f32)
+    assert decoded.duration_ms == pytest.approx(500, abs=2)
+    assert np.abs(decoded.samples).max() / 32768 == pytest.approx(0.5, abs=0.02)
+    padded = pcm16.padded(0.25, 1.0)
+    assert len(padded.samples) == rate and not padded.samples[:rate // 4].any()
+    assert np.array_equal(padded.samples[rate // 4:rate * 3 // 4], pcm16.samples)
+    (tmp_path / "x.wav").write_bytes(b"\x00" * 100)
+    with pytest.raises(AvatarkitError, match="could not read audio .*x.wav"):
+        read_audio(tmp_path / "x.wav")
+    with pytest.raises(AvatarkitError, match="no such file"):
+        read_audio(tmp_path / "missing.wav")
+
+
+def test_place_patch_lands_where_the_affine_says() -> None:
+    frame = np.zeros((100, 120, 3), np.uint8)
+    patch = np.zeros((20, 30, 3), np.uint8)
+    patch[5:15, 10:20] = 255  # a white square in the patch's middle
+    alpha = np.ones((20, 30), np.float32)
+    angle = np.radians(20)
+    affine = np.array([[np.cos(angle), -np.sin(angle), 50.0],
+                       [np.sin(angle), np.cos(angle), 30.0]])
+    out = place_patch(frame, patch, alpha, affine)
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    centre = affine[:, :2] @ np.array([14.5, 9.5]) + affine[:, 2]
+    assert np.hypot(xs.mean() - centre[0], ys.mean() - centre[1]) < 0.5
+    assert len(xs) == pytest.approx(100, rel=0.15)
+    assert np.array_equal(place_patch(frame + 7, patch, 0 * alpha, affine), frame + 7)
+
+
+def test_mesh_maps_match_the_reference_warp(hero) -> None:  # noqa: F811
+    mesh = hero.mesh
+    size = (hero.roi.w, hero.roi.h)
+    for cls in ("AI", "MBP", "O"):
+        offsets = mesh.targets[CLASS_INDEX[cls]] * 0.8
+        ref = warp_maps(mesh.points, offsets, size)
+        fast = mesh_maps(mesh.points, offsets, size)
+        assert np.abs(ref[0] - fast[0]).max() < 1e-3 and np.abs(ref[1] - fast[1]).max() < 1e-3
+    ident = mesh_maps(mesh.points, np.zeros_like(mesh.points), size)
+    img = cv2.remap(hero.cells["Rest"][..., :3], *ident, cv2.INTER_LINEAR)
+    assert np.array_equal(img, hero.cells["Rest"][..., :3])
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("no_folder", "is not a folder"),
+    ("no_manifest", "is not an avatar folder"),
+    ("no_track", "track.json is missing"),
+    ("bad_mask", "mask_mouth.png is damaged"),
+    ("small_mask", "mask_mouth.png is 4x4, expected"),
+    ("bad_atlas_json", "atlas.json is damaged"),
+    ("bad_video", "could not read"),
+])
+def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str,  # noqa: F811
+                                     message: str) -> None:
+    folder = tmp_path / "a"
+    shutil.copytree(hero_dir, folder)
+    if damage == "no_folder":
+        folder = tmp_path / "nothing"
+    elif damage == "no_manifest":
+        (folder / "avatar.json").unlink()
+    elif damage == "no_track":
+        (folder / "track.json").unlink()
+    elif damage == "bad_mask":
+        (folder / "mask_mouth.png").write_bytes(b"\x89PNG broken")
+    elif damage == "small_mask":
+        cv2.imwrite(str(folder / "mask_mouth.png"), np.zeros((4, 4), np.uint8))
+    elif damage == "bad_atlas_json":
+        (folder / "atlas.json").write_text("[")
+    elif damage == "bad_video":
+        data = (folder / "idle.mp4").read_bytes()
+        (folder / "idle.mp4").write_bytes(data[: len(data) // 3])
+    with pytest.raises(AvatarkitError, match=message):
+        avatar = load_avatar(folder)
+        _ = avatar.frames  # the video is decoded on first use
+
+
+def test_loader_reads_the_contract(hero) -> None:  # noqa: F811
+    assert hero.frames.shape == (hero.loop_frames, 400, 320, 3) and hero.fps == 25
+    assert not hero.frames.flags.writeable
+    assert hero.mask[0].max() == 0 and hero.mask.max() == 255
+    assert set(hero.cells) == set(CLASS_INDEX)
+    assert np.all(hero.mesh.targets[REST] == 0)
+    a = hero.roi_affine(3)
+    assert np.allclose(a @ [0, 0, 1], hero.track.apply(3, np.array([[hero.roi.x, hero.roi.y]]))[0])
+    assert json.loads((hero.folder / "avatar.json").read_text())["roi"] == hero.roi.as_dict()
