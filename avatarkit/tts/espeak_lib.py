@@ -14,10 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.visemes.phonemes import TimedPhoneme
+
+if TYPE_CHECKING:  # the viseme package imports this module (G2P), so import late
+    from avatarkit.visemes.phonemes import TimedPhoneme
 
 T = TypeVar("T")
 
@@ -322,6 +324,8 @@ def _timed(
     events: list[tuple[int, int, int, int, bytes]], total_ms: float
 ) -> tuple[tuple[TimedPhoneme, ...], tuple[WordEvent, ...]]:
     """Turn raw callback events into phoneme spans (each ends where the next starts)."""
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
     onsets: list[tuple[str, float]] = []
     words: list[WordEvent] = []
     ends: list[float] = []
