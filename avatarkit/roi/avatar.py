@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ class RoiAvatar:
     """Decoded idle loop plus the geometry of its mouth (all in memory: loops are 3-5 s)."""
 
     folder: Path
-    frames: list[np.ndarray]  # RGB uint8 idle-loop frames
+    frames: Sequence[np.ndarray]  # RGB uint8 idle-loop frames (a list or a (n, h, w, 3) array)
     track: Track
     mask: np.ndarray  # (roi.h, roi.w) uint8
     box: FaceBox

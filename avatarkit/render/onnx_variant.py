@@ -1,0 +1,82 @@
+"""Variant C in the renderer: a Wav2Lip-compatible ONNX model draws the mouth from the audio.
+
+Unlike sprites and mesh it ignores the viseme weights: every output frame's mouth comes from
+the model, fed the mel window of the video's own audio track at that frame (lead-in and tail
+are silence, so the mouth is the model's at rest there and never pops at the speech edges).
+Frames are computed a batch at a time, on first request, by `avatarkit.roi`.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+import scipy.signal
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.render.audio import Audio
+from avatarkit.render.avatar import Avatar
+from avatarkit.render.preview import PreviewOptions, plan_frames
+from avatarkit.render.speech import Speech
+from avatarkit.roi import OnnxRunner, RoiAvatar, face_box, face_inputs, paste
+from avatarkit.roi.mel import SAMPLE_RATE, mel_windows, melspectrogram
+
+
+def to_16k(audio: Audio) -> np.ndarray:
+    """Mono float samples in [-1, 1] at 16 kHz (polyphase resampling)."""
+    x = audio.samples.astype(np.float64) / 32768.0
+    rate = int(audio.sample_rate)
+    if rate == SAMPLE_RATE:
+        return x
+    g = gcd(SAMPLE_RATE, rate)
+    return scipy.signal.resample_poly(x, SAMPLE_RATE // g, rate // g)
+
+
+def roi_avatar(avatar: Avatar) -> RoiAvatar:
+    """The renderer's avatar seen by the ONNX runner (same frames, track and mask)."""
+    try:
+        bbox = avatar.manifest["face"]["bbox"]
+    except (KeyError, TypeError) as exc:
+        raise AvatarkitError(f"{avatar.folder}: avatar.json has no face box - rebuild the "
+                             "avatar with `avatarkit build`") from exc
+    return RoiAvatar(avatar.folder, avatar.frames, avatar.track, avatar.mask, face_box(bbox))
+
+
+class OnnxVariant:
+    """Variant C: model patches over the idle frames, driven by `track_audio` (the whole
+    video's audio, lead-in and tail included, as the preview writes it)."""
+
+    name = "onnx"
+
+    def __init__(self, avatar: Avatar, runner: OnnxRunner, track_audio: Audio, *,
+                 match_colour: bool = True) -> None:
+        self.avatar = avatar
+        self.runner = runner
+        self.roi = roi_avatar(avatar)
+        self.geometry = self.roi.geometry(runner.size)
+        self.mel = melspectrogram(to_16k(track_audio))
+        self.match_colour = match_colour
+        self._patches: dict[int, np.ndarray] = {}
+
+    def _compute(self, start: int) -> None:
+        self._patches.clear()  # frames are asked for in order: keep one batch
+        idx = list(range(start, start + self.runner.batch_limit))
+        mels = mel_windows(self.mel, idx, self.avatar.fps)
+        faces = face_inputs([self.roi.frame(i) for i in idx], [self.roi.affine(i) for i in idx],
+                            self.roi.box, self.runner.size)
+        for i, patch in zip(idx, self.runner.run(mels, faces), strict=True):
+            self._patches[i] = patch
+
+    def draw(self, frame: np.ndarray, frame_index: int, weights: np.ndarray) -> np.ndarray:
+        if frame_index not in self._patches:
+            self._compute(frame_index)
+        return paste(frame, self._patches[frame_index], self.roi.affine(frame_index),
+                     self.geometry, match_colour=self.match_colour)
+
+
+def onnx_variant(avatar: Avatar, speech: Speech, runner: OnnxRunner,
+                 options: PreviewOptions | None = None) -> OnnxVariant:
+    """The ONNX variant for `render_preview(avatar, speech, out, options, variant=...)`: the
+    audio track is laid out exactly as the preview writes it (lead-in, speech, tail)."""
+    plan = plan_frames(speech.weights, speech.duration_ms, avatar.fps, options)
+    return OnnxVariant(avatar, runner, speech.audio.padded(plan.speech_start_s, plan.duration_s))
