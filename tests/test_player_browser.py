@@ -42,7 +42,7 @@ def static_app(avatars) -> web.Application:
 
     app.router.add_get("/", index)
     app.router.add_static("/avatars/hero/", avatars / "hero")
-    app.router.add_static("/", STATIC)
+    app.router.add_static("/static/", STATIC)
     return app
 
 
@@ -57,44 +57,127 @@ def box_of(avatar, index: int) -> tuple[slice, slice]:
 POSES = [{"AI": 1.0}, {"MBP": 1.0}, {"O": 0.6, "E": 0.4}, {"AI": 0.3, "Rest": 0.7}, {"FV": 1.0}]
 
 
-@pytest.mark.parametrize("variant,reference", [("sprite", "sprites"), ("mesh", "mesh")])
-async def test_canvas_matches_python_renderer(aiohttp_server, avatars, variant, reference):
+async def test_canvas_matches_python_renderer(aiohttp_server, avatars):
     server = await aiohttp_server(static_app(avatars))
     avatar = load_avatar(avatars / "hero")
-    ref = make_variant(avatar, reference)
     errors: list[str] = []
     async with browser_page(errors) as page:
-        await page.goto(f"{server.make_url('/')}?avatar=hero&assets=/avatars/hero/"
-                        f"&variant={variant}")
-        await page.wait_for_function("window.avatarkitPlayer.stats.renders > 2", timeout=10000)
+        for variant, reference in (("sprite", "sprites"), ("mesh", "mesh")):
+            ref = make_variant(avatar, reference)
+            await page.goto(f"{server.make_url('/')}?avatar=hero&assets=/avatars/hero/"
+                            f"&variant={variant}")
+            await page.wait_for_function("window.avatarkitPlayer.stats.renders > 2",
+                                         timeout=10000)
+            s = await stats(page)
+            assert s["renderer"] == variant and s["avatar"] == "hero"
+            # 1.2 s into the loop = frame 30 at 25 fps; the overlay must follow its track.
+            await page.evaluate("avatarkitPlayer.seek(1.2)")
+            await hold(page, {"Rest": 1})
+            s = await stats(page)
+            assert s["trackFrame"] == 30 and s["mouthActive"] is False
+            idle = await canvas_rgb(page)
+            assert idle.shape == (avatar.size[1], avatar.size[0], 3)
+            rows, cols = box_of(avatar, 30)
+            for pose in POSES:
+                await hold(page, pose)
+                got = await canvas_rgb(page)
+                want = ref.draw(idle, 30, weight_vector(pose))
+                moved = np.abs(want.astype(int) - idle.astype(int))[rows, cols].mean()
+                diff = np.abs(got.astype(int) - want.astype(int))
+                assert moved > 0.5, f"{pose}: the reference barely moves the mouth ({moved:.2f})"
+                # Identical outside the mouth box, within a few levels inside it (the mesh
+                # differs from OpenCV's rasteriser on a one-pixel rim of the opening).
+                outside = diff.copy()
+                outside[rows, cols] = 0
+                assert outside.max() <= 1, (variant, pose)
+                inside = diff[rows, cols]
+                assert inside.mean() < 0.15 * moved, (variant, pose, inside.mean(), moved)
+                assert np.percentile(inside, 99) <= (3 if variant == "sprite" else 12), (
+                    variant, pose)
+            await hold(page, None)
+            assert (await stats(page))["weights"] == {"Rest": 1}
+    assert not errors, errors
+
+
+async def hold(page, pose: dict | None) -> None:
+    """Hold a pose and wait until the canvas has been drawn with it twice."""
+    n = (await stats(page))["renders"]
+    await page.evaluate(f"avatarkitPlayer.hold({json.dumps(pose)})")
+    await page.wait_for_function(f"avatarkitPlayer.stats.renders >= {n + 2}")
+
+
+def mouth_box(roi: dict, affine: list[float]) -> tuple[slice, slice]:
+    """Rows and columns of the canvas around the mouth ROI on the frame shown."""
+    x = affine[0] * roi["x"] + affine[1] * roi["y"] + affine[2]
+    y = affine[3] * roi["x"] + affine[4] * roi["y"] + affine[5]
+    return slice(int(y) - 4, int(y) + roi["h"] + 4), slice(int(x) - 4, int(x) + roi["w"] + 4)
+
+
+LONG_TEXT = ("Hello there! Barbara and Bob ate a big apple pie, and then they walked all the way "
+             "home along the river to sleep for a very long time.")
+
+
+async def test_live_speak_moves_mouth_and_stop_ends_it(aiohttp_server, avatars):
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    server = await aiohttp_server(create_app(ServerConfig(avatars_dir=avatars)))
+    errors: list[str] = []
+    async with browser_page(errors) as page:
+        await page.goto(f"{server.make_url('/')}?avatar=hero&variant=mesh")
+        await page.wait_for_function(
+            "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
+            " && avatarkitPlayer.stats.renders > 2", timeout=15000)
         s = await stats(page)
-        assert s["renderer"] == variant and s["avatar"] == "hero"
-        # 1.2 s into the loop = frame 30 at 25 fps; the overlay must follow that frame's track.
-        await page.evaluate("avatarkitPlayer.seek(1.2)")
-        await page.evaluate("avatarkitPlayer.hold({Rest: 1})")
-        await page.wait_for_timeout(80)
-        s = await stats(page)
-        assert s["trackFrame"] == 30 and s["mouthActive"] is False
+        assert s["hello"]["avatar_id"] == "hero" and s["renderer"] == "mesh"
+        # Hold the idle loop on one frame so any change in the mouth box is the mouth's.
+        await page.evaluate("avatarkitPlayer.seek(1.0)")
+        await page.wait_for_timeout(60)
+        roi = await page.evaluate("avatarkitPlayer.roi")
+        rows, cols = mouth_box(roi, await page.evaluate("avatarkitPlayer.affine"))
         idle = await canvas_rgb(page)
-        assert idle.shape == (avatar.size[1], avatar.size[0], 3)
-        rows, cols = box_of(avatar, 30)
-        for pose in POSES:
-            await page.evaluate(f"avatarkitPlayer.hold({json.dumps(pose)})")
-            await page.wait_for_timeout(80)
-            got = await canvas_rgb(page)
-            want = ref.draw(idle, 30, weight_vector(pose))
-            moved = np.abs(want.astype(int) - idle.astype(int))[rows, cols].mean()
-            diff = np.abs(got.astype(int) - want.astype(int))
-            assert moved > 0.5, f"{pose}: the reference barely changes the mouth ({moved:.2f})"
-            # Identical outside the mouth box, and within a few levels inside it (the mesh
-            # differs from OpenCV's rasteriser on a one-pixel rim of the opening polygon).
-            outside = diff.copy()
-            outside[rows, cols] = 0
-            assert outside.max() <= 1, pose
-            inside = diff[rows, cols]
-            assert inside.mean() < 0.15 * moved, (pose, inside.mean(), moved)
-            assert np.percentile(inside, 99) <= (3 if variant == "sprite" else 12), pose
-        await page.evaluate("avatarkitPlayer.hold(null)")
-        await page.wait_for_timeout(80)
-        assert (await stats(page))["weights"] == {"Rest": 1}
+
+        def change(img: np.ndarray) -> tuple[float, float]:
+            d = np.abs(img.astype(int) - idle.astype(int))
+            inside = float(d[rows, cols].mean())
+            d[rows, cols] = 0
+            return inside, float(d.max())
+
+        await page.fill("#text", LONG_TEXT)
+        await page.click("#speak")
+        await page.wait_for_function("avatarkitPlayer.stats.playingSources > 0", timeout=10000)
+        samples = []
+        for _ in range(8):
+            await page.wait_for_timeout(110)
+            img = await canvas_rgb(page)
+            samples.append((change(img), await stats(page)))
+        s = await stats(page)
+        # Audio: binary frames arrived, were scheduled as PCM, and Web Audio rendered sound.
+        assert s["audioFrames"] >= 5 and s["samplesScheduled"] > 0.5 * 22050
+        assert s["audioPeak"] > 0.02, s["audioPeak"]
+        assert s["visemeEvents"] > 20 and s["visemesApplied"] > 10
+        assert s["utterancesStarted"] == 1 and s["utterancesEnded"] == 0
+        # The mouth box of the canvas moved while audio played; nothing else did.
+        moved = [inside for (inside, _), st in samples if st["mouthActive"]]
+        assert len(moved) >= 5, [st["weights"] for _, st in samples]
+        assert max(moved) > 2.0 and float(np.median(moved)) > 0.5, moved
+        assert max(outside for (_, outside), _ in samples) <= 1
+        # Latency readout: numbers from the click to the first audio and viseme frame.
+        for el in ("#lat-audio", "#lat-viseme", "#lat-audible"):
+            text = await page.text_content(el)
+            assert text.endswith(" ms") and float(text[:-3]) >= 0, (el, text)
+        assert s["latency"]["firstAudioMs"] is not None
+
+        # Stop (barge-in): the server ends the utterance as interrupted, the audio stops and
+        # the mouth ramps back to Rest - the canvas is the idle frame again.
+        await page.click("#stop")
+        await page.wait_for_function(
+            "(() => { const s = avatarkitPlayer.stats; return s.lastEnd && s.lastEnd.interrupted"
+            " && s.playingSources === 0 && s.weights.Rest === 1 && !s.mouthActive; })()",
+            timeout=5000)
+        s = await stats(page)
+        assert s["lastEnd"]["reason"] == "stop" and s["utterancesEnded"] == 1
+        await page.wait_for_timeout(60)
+        inside, outside = change(await canvas_rgb(page))
+        assert inside < 0.05 and outside <= 1, (inside, outside)
     assert not errors, errors

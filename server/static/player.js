@@ -34,6 +34,7 @@
     lastEnd: null, errors: [], events: [], weights: { Rest: 1 }, mouthActive: false,
     latency: { firstAudioMs: null, firstVisemeMs: null, audibleMs: null },
     ws: "closed", session: null, hello: null, latencyUtterance: null, playingSources: 0,
+    audioLevel: 0, audioPeak: 0,
   };
   function note(kind, data) {
     stats.events.push({ kind, t: Math.round(performance.now()), ...data });
@@ -423,6 +424,11 @@
         this.ctx = new AudioContext({ latencyHint: "interactive" });
         this.master = this.ctx.createGain();
         this.master.connect(this.ctx.destination);
+        // A level meter on what is actually rendered (stats.audioPeak), for the readout/tests.
+        this.analyser = this.ctx.createAnalyser();
+        this.analyser.fftSize = 2048;
+        this.master.connect(this.analyser);
+        this.levels = new Float32Array(this.analyser.fftSize);
       }
       if (this.ctx.state === "suspended") this.ctx.resume();
       return this.ctx;
@@ -511,6 +517,14 @@
       }
       this.ramp = { from: shownWeights, start: this.now() };
     }
+    /** Peak level of the last ~46 ms of rendered output (0..1). */
+    level() {
+      if (!this.analyser) return 0;
+      this.analyser.getFloatTimeDomainData(this.levels);
+      let peak = 0;
+      for (let i = 0; i < this.levels.length; i++) peak = Math.max(peak, Math.abs(this.levels[i]));
+      return peak;
+    }
     playingSources() {
       let n = 0;
       for (const u of this.utterances.values()) n += u.sources.length;
@@ -556,7 +570,7 @@
   // ---------------------------------------------------------------- player state + loop
   const video = $("idle");
   const stage = $("stage");
-  const sctx = stage.getContext("2d", { willReadFrequently: true });
+  const sctx = stage.getContext("2d");
   const audio = new AudioClock();
   let assets = null;
   let renderer = null;
@@ -584,6 +598,11 @@
     stats.mouthActive = renderer.draw(sctx, video, w, assets.track.transforms[frame]);
     stats.renders++;
     stats.playingSources = audio.playingSources();
+    if (stats.playingSources) {
+      const level = audio.level();
+      stats.audioLevel = Math.round(level * 1e4) / 1e4;
+      stats.audioPeak = Math.max(stats.audioPeak, stats.audioLevel);
+    } else stats.audioLevel = 0;
     if (fromTimeline && !isRest(w)) stats.visemesApplied++;
     const name = dominant(w);
     if ($("cur-viseme").textContent !== name) $("cur-viseme").textContent = name;
