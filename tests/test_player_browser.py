@@ -62,6 +62,9 @@ async def test_canvas_matches_python_renderer(aiohttp_server, avatars):
     avatar = load_avatar(avatars / "hero")
     errors: list[str] = []
     async with browser_page(errors) as page:
+        # The sprite pass runs without requestVideoFrameCallback: the currentTime fallback.
+        await page.add_init_script("if (location.search.includes('variant=sprite')) "
+                                   "delete HTMLVideoElement.prototype.requestVideoFrameCallback;")
         for variant, reference in (("sprite", "sprites"), ("mesh", "mesh")):
             ref = make_variant(avatar, reference)
             await page.goto(f"{server.make_url('/')}?avatar=hero&assets=/avatars/hero/"
@@ -70,6 +73,7 @@ async def test_canvas_matches_python_renderer(aiohttp_server, avatars):
                                          timeout=10000)
             s = await stats(page)
             assert s["renderer"] == variant and s["avatar"] == "hero"
+            assert (s["videoFrames"] == 0) == (variant == "sprite"), s["videoFrames"]
             # 1.2 s into the loop = frame 30 at 25 fps; the overlay must follow its track.
             await page.evaluate("avatarkitPlayer.seek(1.2)")
             await hold(page, {"Rest": 1})
@@ -121,10 +125,11 @@ async def test_live_speak_moves_mouth_and_stop_ends_it(aiohttp_server, avatars):
     from server.app import create_app
     from server.config import ServerConfig
 
-    server = await aiohttp_server(create_app(ServerConfig(avatars_dir=avatars)))
+    # With a bearer token: the page passes ?token= along to every request and the socket.
+    server = await aiohttp_server(create_app(ServerConfig(avatars_dir=avatars, token="s3cret")))
     errors: list[str] = []
     async with browser_page(errors) as page:
-        await page.goto(f"{server.make_url('/')}?avatar=hero&variant=mesh")
+        await page.goto(f"{server.make_url('/')}?avatar=hero&variant=mesh&token=s3cret")
         await page.wait_for_function(
             "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
             " && avatarkitPlayer.stats.renders > 2", timeout=15000)
