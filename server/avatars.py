@@ -1,0 +1,151 @@
+"""Avatar folders the server can show: lookup by id (safe against path tricks), their
+public description, and builds of uploaded photos in a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from avatarkit.build import BuildOptions, BuildResult
+from avatarkit.build.folder import build_one
+from avatarkit.build.output import MANIFEST, read_manifest
+from avatarkit.errors import AvatarkitError
+
+#: Avatar ids: folder names of 1-128 safe characters, never starting with a dot.
+AVATAR_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+#: Public URL keys -> file names in an avatar folder.
+ASSET_FILES = {
+    "idle_url": "idle.mp4",
+    "poster_url": "idle_poster.png",
+    "manifest_url": MANIFEST,
+}
+LIPSYNC_FILES = {
+    "atlas_url": "atlas.png",
+    "atlas_json_url": "atlas.json",
+    "meshdef_url": "meshdef.json",
+    "mask_url": "mask_mouth.png",
+    "interior_url": "mouth_interior.png",
+    "track_url": "track.json",
+}
+
+
+def valid_id(avatar_id: str) -> bool:
+    """True for an id that names a folder directly inside the store (no `..`, no `/`)."""
+    return AVATAR_ID.fullmatch(avatar_id) is not None and ".." not in avatar_id
+
+
+class AvatarStore:
+    """The avatars in one folder: `<root>/<avatar_id>/avatar.json` and its files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._manifests: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def folder(self, avatar_id: str) -> Path | None:
+        """The avatar's folder, or None when the id is invalid or names no avatar."""
+        if not valid_id(avatar_id):
+            return None
+        folder = (self.root / avatar_id).resolve()
+        if folder.parent != self.root or not (folder / MANIFEST).is_file():
+            return None
+        return folder
+
+    def manifest(self, avatar_id: str) -> dict[str, Any] | None:
+        """The avatar's manifest (cached until avatar.json changes)."""
+        folder = self.folder(avatar_id)
+        if folder is None:
+            return None
+        try:
+            mtime = (folder / MANIFEST).stat().st_mtime
+        except OSError:
+            return None
+        cached = self._manifests.get(avatar_id)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        manifest = read_manifest(folder)
+        if manifest is None:
+            return None
+        self._manifests[avatar_id] = (mtime, manifest)
+        return manifest
+
+    def file(self, avatar_id: str, name: str) -> Path | None:
+        """A file of the avatar that its manifest lists (or the manifest itself)."""
+        manifest = self.manifest(avatar_id)
+        if manifest is None:
+            return None
+        listed = set(manifest.get("files", [])) | {MANIFEST}
+        if name not in listed:
+            return None
+        path = self.root / avatar_id / name
+        return path if path.is_file() else None
+
+    def describe(self, avatar_id: str, base: str = "") -> dict[str, Any] | None:
+        """The `/avatarize-2d` response body for an avatar (URLs relative to the server)."""
+        manifest = self.manifest(avatar_id)
+        if manifest is None:
+            return None
+        files = set(manifest.get("files", [])) | {MANIFEST}
+        prefix = f"{base}/avatars/{avatar_id}/"
+
+        def url(name: str) -> str | None:
+            return prefix + name if name in files else None
+
+        roi = manifest.get("roi") or manifest.get("mouth", {}).get("roi")
+        body: dict[str, Any] = {"avatar_id": avatar_id}
+        body.update({key: url(name) for key, name in ASSET_FILES.items()})
+        body["lipsync_assets"] = {
+            "type": "visemes",
+            **{key: url(name) for key, name in LIPSYNC_FILES.items()},
+            "roi": roi,
+        }
+        frame = manifest.get("frame")
+        if isinstance(frame, dict):
+            body["frame"] = {"w": frame.get("w", frame.get("width")),
+                             "h": frame.get("h", frame.get("height"))}
+        return body
+
+
+def avatar_id_for(sha256_hex: str) -> str:
+    """Uploads are named by content (SHA-256 of the bytes): same photo, same avatar."""
+    return "a" + sha256_hex[:16]
+
+
+class Builder:
+    """Runs `build_avatar` in a spawned worker process (mediapipe graphs are per process)."""
+
+    def __init__(self, workers: int, options: BuildOptions) -> None:
+        self.options = options
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    async def build(self, photo: Path, out: Path, avatar_id: str) -> BuildResult:
+        """Build `out/<avatar_id>` from `photo`; concurrent uploads of one photo build once."""
+        lock = self._locks.setdefault(avatar_id, asyncio.Lock())
+        async with lock:
+            loop = asyncio.get_running_loop()
+            options = replace(self.options, force=False)
+            result = await loop.run_in_executor(
+                self._executor(), build_one, photo, out, options, avatar_id
+            )
+        if result.status == "failed":
+            raise AvatarkitError(result.error or "the build failed")
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,99 @@
+"""Server settings: one dataclass the CLI, tests and benchmarks fill the same way."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avatarkit.errors import AvatarkitError
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `create_app` needs; every limit has a safe default."""
+
+    #: Folder of avatars (`<id>/avatar.json` ...); uploads are built into it. None: a
+    #: temporary folder that lives as long as the server.
+    avatars_dir: Path | None = None
+    #: Bearer token required on every route and the WebSocket; None/"" = no auth.
+    token: str | None = field(default=None, repr=False)
+    #: Origins allowed to call the API from browsers (`*` = any); empty = same-origin only.
+    cors_origins: tuple[str, ...] = ()
+    #: ElevenLabs API key (server side only). None: the embedded voice is the default.
+    elevenlabs_api_key: str | None = field(default=None, repr=False)
+    #: Default ElevenLabs voice when a session names none.
+    elevenlabs_voice_id: str = "21m00Tcm4TlvDq8Ikwy8"
+    #: ElevenLabs model.
+    elevenlabs_model_id: str = "eleven_flash_v2_5"
+    #: ElevenLabs PCM output format (`pcm_16000`, `pcm_22050`, `pcm_24000`, `pcm_44100`).
+    elevenlabs_output_format: str = "pcm_16000"
+    #: Base URLs of the ElevenLabs API (tests point them at a fake); None = the real service.
+    elevenlabs_ws_base_url: str | None = None
+    elevenlabs_http_base_url: str | None = None
+    #: Default espeak-ng language / G2P language for sessions.
+    default_lang: str = "en-us"
+
+    #: Viseme frame rate on the wire.
+    viseme_fps: float = 60.0
+    #: Longest audio frame, ms (longer provider chunks are sliced).
+    audio_frame_ms: float = 100.0
+    #: How far ahead of the session's playback clock events are sent, ms.
+    send_ahead_ms: float = 200.0
+    #: Period of the pacing tick, ms (events due within one tick are sent together).
+    tick_ms: float = 10.0
+    #: Length of the barge-in ramp back to Rest, ms (100-200).
+    ramp_ms: float = 150.0
+
+    #: Longest `text` of one speak command, characters.
+    max_text_chars: int = 5000
+    #: Open sessions per server.
+    max_sessions: int = 500
+    #: WebSocket clients per session.
+    max_clients_per_session: int = 16
+    #: Utterances waiting behind the current one, per session.
+    max_queued_utterances: int = 32
+    #: A session with no client and no command for this long is closed, seconds.
+    session_idle_ttl_s: float = 600.0
+    #: Largest photo upload, bytes.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    #: Unsent bytes to a client above which its viseme frames are skipped.
+    viseme_drop_bytes: int = 64 * 1024
+    #: Unsent bytes to a client above which it is closed (4008 slow_client).
+    max_client_backlog_bytes: int = 1024 * 1024
+    #: Worker processes for `/avatarize-2d` builds.
+    build_workers: int = 1
+    #: Longest side of uploaded photos after downscaling (BuildOptions.max_side).
+    build_max_side: int = 1024
+    #: Threads for viseme computation (off the event loop).
+    viseme_threads: int = 2
+    #: Folder of the browser player (index.html + assets); None = `server/static`.
+    static_dir: Path | None = None
+
+    def checked(self) -> ServerConfig:
+        """Validate the values a user can set, with actionable messages."""
+        if not 100 <= self.ramp_ms <= 200:
+            raise AvatarkitError(f"ramp_ms must be 100-200, got {self.ramp_ms}")
+        if not 1 <= self.viseme_fps <= 120:
+            raise AvatarkitError(f"viseme fps must be 1-120, got {self.viseme_fps}")
+        if self.send_ahead_ms < 0 or self.tick_ms <= 0 or self.audio_frame_ms < 10:
+            raise AvatarkitError("send_ahead_ms >= 0, tick_ms > 0 and audio_frame_ms >= 10")
+        if self.max_client_backlog_bytes <= self.viseme_drop_bytes:
+            raise AvatarkitError("max_client_backlog_bytes must exceed viseme_drop_bytes")
+        if self.avatars_dir is not None and not Path(self.avatars_dir).is_dir():
+            raise AvatarkitError(f"--avatars {self.avatars_dir}: no such folder")
+        return self
+
+    @property
+    def static_root(self) -> Path:
+        return self.static_dir or Path(__file__).with_name("static")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ServerConfig:
+        """Defaults + `AVATARKIT_TOKEN` / `ELEVENLABS_API_KEY` from the environment."""
+        values: dict[str, object] = {
+            "token": os.environ.get("AVATARKIT_TOKEN") or None,
+            "elevenlabs_api_key": os.environ.get("ELEVENLABS_API_KEY") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

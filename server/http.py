@@ -1,0 +1,119 @@
+"""HTTP plumbing: JSON errors, bearer-token auth, CORS, and an access log without secrets."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+log = logging.getLogger("avatarkit.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "payload_too_large", 429: "too_many_requests",
+}
+
+
+class ApiError(Exception):
+    """Raised by handlers; becomes `{"ok": false, "error": code, "message": ...}`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"ok": False, "error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure answers JSON with a stable code; the server keeps running."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        code = _STATUS_CODES.get(exc.status, "http_error")
+        message = {
+            404: f"no such route or resource: {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: "the request body is too large",
+        }.get(exc.status, exc.reason)
+        return json_error(exc.status, code, message)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return json_error(500, "internal", "internal server error (logged on the server)")
+
+
+def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require `Authorization: Bearer <token>` or `?token=` on every request but preflight."""
+    expected = (token or "").encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected and not _is_preflight(request):
+            given = ""
+            header = request.headers.get("Authorization", "")
+            if header[:7].lower() == "bearer ":
+                given = header[7:].strip()
+            elif "token" in request.query:
+                given = request.query["token"]
+            if not hmac.compare_digest(given.encode(), expected):
+                return json_error(
+                    401, "unauthorized",
+                    "a valid token is required: send 'Authorization: Bearer <token>' or "
+                    "add ?token=<token> to the URL",
+                )
+        return await handler(request)
+
+    return middleware
+
+
+def _is_preflight(request: web.Request) -> bool:
+    return (request.method == "OPTIONS" and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers)
+
+
+def cors_middleware(origins: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Allow the listed browser origins (or `*`); answer preflight requests."""
+    allowed = set(origins)
+    any_origin = "*" in allowed
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        ok = origin is not None and (any_origin or origin in allowed)
+        if _is_preflight(request):
+            if not ok:
+                return json_error(403, "forbidden", f"origin {origin} is not allowed (--cors)")
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if ok and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
+            response.headers["Vary"] = "Origin"
+            if _is_preflight(request):
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+                response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    return middleware
+
+
+class RedactedAccessLogger(AbstractAccessLogger):
+    """`METHOD /path STATUS ms` - never the query string (it may carry `?token=`)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status,
+                         time * 1000)

@@ -1,0 +1,101 @@
+"""Prometheus text exposition, written by hand: a few counters, gauges and one histogram.
+
+A dependency (prometheus_client) would bring a registry, locks and multiprocess modes this
+single-process server does not need; the text format is small and stable.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable
+
+#: Buckets of the first-audio latency histogram, seconds.
+FIRST_AUDIO_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _labels(**labels: str) -> str:
+    if not labels:
+        return ""
+    body = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in sorted(labels.items())
+    )
+    return "{" + body + "}"
+
+
+class Histogram:
+    """Cumulative buckets, sum and count (Prometheus `histogram`)."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def lines(self, name: str) -> list[str]:
+        out, total = [], 0
+        for bound, n in zip(self.buckets, self.counts, strict=False):
+            total += n
+            out.append(f'{name}_bucket{{le="{bound}"}} {total}')
+        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
+        out.append(f"{name}_sum {self.sum:.6f}")
+        out.append(f"{name}_count {self.count}")
+        return out
+
+
+class Metrics:
+    """The server's counters; `render()` is the `/metrics` body."""
+
+    def __init__(self) -> None:
+        self.sessions_created = 0
+        self.utterances: dict[str, int] = defaultdict(int)
+        self.provider_errors: dict[str, int] = defaultdict(int)
+        self.builds: dict[str, int] = defaultdict(int)
+        self.viseme_frames_dropped = 0
+        self.slow_clients_closed = 0
+        self.first_audio = Histogram(FIRST_AUDIO_BUCKETS)
+        #: Gauges read at render time.
+        self.sessions: Callable[[], int] = lambda: 0
+        self.clients: Callable[[], int] = lambda: 0
+
+    def render(self) -> str:
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[str]) -> None:
+            lines.append(f"# HELP {name} {help_}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(samples)
+
+        metric("avatarkit_sessions", "gauge", "Open sessions.",
+               [f"avatarkit_sessions {self.sessions()}"])
+        metric("avatarkit_ws_clients", "gauge", "Connected WebSocket clients.",
+               [f"avatarkit_ws_clients {self.clients()}"])
+        metric("avatarkit_sessions_created_total", "counter", "Sessions created.",
+               [f"avatarkit_sessions_created_total {self.sessions_created}"])
+        outcomes = {k: self.utterances.get(k, 0) for k in ("completed", "interrupted", "failed")}
+        metric("avatarkit_utterances_total", "counter", "Utterances ended, by outcome.",
+               [f"avatarkit_utterances_total{_labels(outcome=k)} {v}"
+                for k, v in outcomes.items()])
+        metric("avatarkit_first_audio_seconds", "histogram",
+               "Time from a speak command (or the end of the previous utterance) to the "
+               "first audio frame released to clients.",
+               self.first_audio.lines("avatarkit_first_audio_seconds"))
+        metric("avatarkit_provider_errors_total", "counter", "TTS provider failures, by code.",
+               [f"avatarkit_provider_errors_total{_labels(code=k)} {v}"
+                for k, v in sorted(self.provider_errors.items())])
+        metric("avatarkit_viseme_frames_dropped_total", "counter",
+               "Viseme frames skipped for slow clients.",
+               [f"avatarkit_viseme_frames_dropped_total {self.viseme_frames_dropped}"])
+        metric("avatarkit_slow_clients_closed_total", "counter",
+               "Clients closed because their audio backlog overflowed.",
+               [f"avatarkit_slow_clients_closed_total {self.slow_clients_closed}"])
+        metric("avatarkit_avatar_builds_total", "counter", "Avatar builds, by status.",
+               [f"avatarkit_avatar_builds_total{_labels(status=k)} {self.builds.get(k, 0)}"
+                for k in ("built", "skipped", "failed")])
+        return "\n".join(lines) + "\n"

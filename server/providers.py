@@ -1,0 +1,71 @@
+"""Which TTS provider a session speaks with: the default factory, injectable for tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.tts.espeak_voice import EspeakOptions, EspeakProvider
+from avatarkit.tts.provider import Provider
+from server.config import ServerConfig
+
+PROVIDERS = ("espeak", "elevenlabs")
+
+
+@dataclass(frozen=True)
+class VoiceRequest:
+    """What a `POST /session-2d` asked for, after defaults were applied."""
+
+    #: `espeak` or `elevenlabs`.
+    provider: str
+    #: ElevenLabs voice id, or an espeak-ng variant (`m3`, `Annie`); None = default.
+    voice_id: str | None
+    #: espeak-ng language code (also the G2P language for character alignment).
+    lang: str
+
+
+#: Makes the provider of one session; raises AvatarkitError for a request it cannot serve.
+ProviderFactory = Callable[[VoiceRequest], Provider]
+
+
+def default_provider_name(config: ServerConfig) -> str:
+    """ElevenLabs when the server has a key, else the embedded voice."""
+    return "elevenlabs" if config.elevenlabs_api_key else "espeak"
+
+
+def make_default_factory(
+    config: ServerConfig, http: Callable[[], aiohttp.ClientSession]
+) -> ProviderFactory:
+    """The real providers; `http()` gives the server's shared client session."""
+
+    def factory(req: VoiceRequest) -> Provider:
+        if req.provider == "espeak":
+            return EspeakProvider(EspeakOptions(lang=req.lang, variant=req.voice_id))
+        if req.provider == "elevenlabs":
+            if not config.elevenlabs_api_key:
+                raise AvatarkitError(
+                    "provider 'elevenlabs' is not available: the server has no "
+                    "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'"
+                )
+            from avatarkit.tts.elevenlabs import ElevenLabsOptions, ElevenLabsProvider
+
+            kwargs: dict[str, Any] = {
+                "api_key": config.elevenlabs_api_key,
+                "voice_id": req.voice_id or config.elevenlabs_voice_id,
+                "model_id": config.elevenlabs_model_id,
+                "output_format": config.elevenlabs_output_format,
+            }
+            if config.elevenlabs_ws_base_url:
+                kwargs["ws_base_url"] = config.elevenlabs_ws_base_url
+            if config.elevenlabs_http_base_url:
+                kwargs["http_base_url"] = config.elevenlabs_http_base_url
+            return ElevenLabsProvider(ElevenLabsOptions(**kwargs), session=http())
+        raise AvatarkitError(
+            f"unknown provider {req.provider!r}; use one of {', '.join(PROVIDERS)}"
+        )
+
+    return factory

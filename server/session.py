@@ -1,0 +1,516 @@
+"""One live session: a voice, a playback clock, a queue of utterances and the clients
+watching it.
+
+    speak -> queue -> producer (provider stream -> viseme stream, off the loop)
+          -> timeline (events keyed by due time on the session clock)
+          -> pacer tick / flush -> every client's socket (pre-serialised bytes)
+
+Every event is serialised once, when it is produced; sending it is one socket write per
+client. The session's clock makes queued utterances play back to back, tells a barge-in
+where playback is, and tells a reconnecting client where to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.tts.provider import Provider, ProviderError, SpeechChunk
+from avatarkit.visemes.coarticulation import CoarticulationOptions, Frame
+from avatarkit.visemes.g2p import Lexicon, espeak_lexicon
+from avatarkit.visemes.stream import (
+    VisemeStreamState,
+    ramp_to_rest,
+    stream_finish,
+    stream_step,
+    weights_at,
+)
+from server import wire
+from server.config import ServerConfig
+from server.metrics import Metrics
+
+log = logging.getLogger("avatarkit.server")
+
+# event kinds
+START, AUDIO, VISEME, END, CONTROL = range(5)
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+
+#: WebSocket close codes (docs/protocol.md "Close codes").
+CLOSE_SESSION_ENDED = 4000
+CLOSE_SLOW_CLIENT = 4008
+
+
+@dataclass(slots=True)
+class Event:
+    """One message of the session timeline, serialised once for every client."""
+
+    kind: int
+    utterance_id: int
+    pts_ms: float
+    #: The bytes on the wire: UTF-8 JSON for text events, the binary frame for audio.
+    data: bytes
+    #: Audio only: PCM and sample rate, for the JSON/base64 form (built on first use).
+    pcm: bytes | None = None
+    sample_rate: int = 0
+    _json: bytes | None = None
+
+    def audio_json(self) -> bytes:
+        if self._json is None:
+            assert self.pcm is not None
+            self._json = wire.encode_audio_json(
+                self.utterance_id, self.pts_ms, self.sample_rate, self.pcm
+            ).encode()
+        return self._json
+
+
+@dataclass(eq=False)
+class Client:
+    """One WebSocket watching a session."""
+
+    ws: web.WebSocketResponse
+    transport: Any  # asyncio.Transport of the connection
+    audio_json: bool = False
+    closed: bool = False
+
+    def backlog(self) -> int:
+        """Bytes written to this client that the kernel has not taken yet."""
+        t = self.transport
+        return t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
+
+
+@dataclass(eq=False)
+class Utterance:
+    """One speak command, from the queue to its `utterance_end`."""
+
+    id: int
+    text: str
+    reason_started: float  # loop time it was requested
+    #: Loop time of pts 0 on the session clock (None until the first audio arrives).
+    t0: float | None = None
+    #: Audio produced so far, ms.
+    audio_end_ms: float = 0.0
+    start_sent: bool = False
+    end_pushed: bool = False
+    ended: bool = False
+    #: Events already sent (for clients that join mid-utterance), oldest first.
+    sent: deque[Event] = field(default_factory=deque)
+    #: Frames produced (for the barge-in ramp's starting shape).
+    frames: deque[Frame] = field(default_factory=deque)
+
+
+class Session:
+    """A session's state machine; every method runs on the event loop."""
+
+    def __init__(
+        self,
+        session_id: str,
+        avatar_id: str,
+        provider: Provider,
+        provider_name: str,
+        lang: str,
+        config: ServerConfig,
+        metrics: Metrics,
+        executor: Executor,
+        on_pending: Callable[[Session], None],
+    ) -> None:
+        self.id = session_id
+        self.avatar_id = avatar_id
+        self.provider = provider
+        self.provider_name = provider_name
+        self.lang = lang
+        self.config = config
+        self.metrics = metrics
+        self.sample_rate = int(provider.sample_rate)
+        self.coart = CoarticulationOptions(fps=config.viseme_fps).checked()
+        self.clients: list[Client] = []
+        self.queue: deque[Utterance] = deque()
+        self.producing: Utterance | None = None
+        self.playing: Utterance | None = None
+        self._producer: asyncio.Task[None] | None = None
+        self._timeline: list[tuple[float, int, Event, Utterance]] = []
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+        self._executor = executor
+        self._on_pending = on_pending
+        self._lexicon: Lexicon | None = None
+        self._flushing = False
+        self.loop = asyncio.get_running_loop()
+        self.clock_free_at = 0.0
+        self.last_active = self.loop.time()
+        self.closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._drop_at = config.viseme_drop_bytes
+        self._close_at = config.max_client_backlog_bytes
+        self._lead = config.send_ahead_ms / 1000.0
+        self._tick = config.tick_ms / 1000.0
+
+    # ------------------------------------------------------------------ commands
+    def busy(self) -> bool:
+        return bool(self.queue or self.producing or self.playing or self._timeline)
+
+    async def speak(self, text: str, barge_in: bool = False) -> int:
+        """Queue an utterance (interrupting the current one with `barge_in`); its id."""
+        self.last_active = self.loop.time()
+        if self.closed:
+            raise wire.WireError("not_found", "this session is closed")
+        if barge_in:
+            await self.interrupt("barge_in")
+        elif len(self.queue) >= self.config.max_queued_utterances:
+            raise wire.WireError(
+                "queue_full",
+                f"{len(self.queue)} utterances are already waiting (the limit is "
+                f"{self.config.max_queued_utterances}) - wait, or speak with barge_in",
+            )
+        u = Utterance(next(self._ids), text, self.loop.time())
+        self.queue.append(u)
+        if self._producer is None or self._producer.done():
+            self._producer = asyncio.create_task(self._produce_all(), name=f"produce-{self.id}")
+        return u.id
+
+    async def interrupt(self, reason: str) -> bool:
+        """Barge-in: cancel the provider, ramp the mouth to Rest, end what was started.
+
+        Returns True when something was playing or waiting.
+        """
+        self.last_active = now = self.loop.time()
+        if self._producer is not None and not self._producer.done():
+            self._producer.cancel()  # closes the provider stream (its finally runs aclose)
+        self._producer = None
+        u = self.playing
+        waiting = {id(x): x for x in (
+            [e[3] for e in self._timeline]
+            + ([self.producing] if self.producing is not None else [])
+            + list(self.queue)
+        ) if x is not u and not x.ended}
+        self._timeline.clear()
+        self.producing = None
+        self.queue.clear()
+        self.playing = None
+        interrupted = bool(waiting)
+        if u is not None and not u.ended:
+            assert u.t0 is not None
+            pos = min(max(0.0, (now - u.t0) * 1000.0), u.audio_end_ms)
+            ramp = ramp_to_rest(weights_at(u.frames, pos), pos, self.config.ramp_ms,
+                                self.config.viseme_fps)
+            for f in ramp:
+                await self._broadcast(_viseme_event(u.id, f))
+            end = float(ramp[-1].pts_ms)
+            await self._end(u, pts_ms=end, reason=reason)
+            self.clock_free_at = now + max(0.0, end - pos) / 1000.0
+            interrupted = True
+        for q in sorted(waiting.values(), key=lambda x: x.id):
+            await self._end(q, pts_ms=0.0, reason=reason)
+        return interrupted
+
+    async def close(self, reason: str = "closed") -> None:
+        """End every utterance and close every client (session deleted or expired)."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.interrupt(reason)
+        for c in list(self.clients):
+            await self._close_client(c, CLOSE_SESSION_ENDED, b"session closed")
+        self.clients.clear()
+        aclose = getattr(self.provider, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # a provider's cleanup must not break shutdown
+                log.exception("closing the provider of session %s failed", self.id)
+
+    # ------------------------------------------------------------------ production
+    async def _produce_all(self) -> None:
+        while self.queue:
+            u = self.queue.popleft()
+            self.producing = u
+            try:
+                await self._produce(u)
+            finally:
+                if self.producing is u:
+                    self.producing = None
+
+    def _lex(self) -> Lexicon:
+        if self._lexicon is None:
+            self._lexicon = espeak_lexicon(self.lang)
+        return self._lexicon
+
+    async def _produce(self, u: Utterance) -> None:
+        """Run the provider for one utterance, turning chunks into timeline events."""
+        stream: AsyncIterator[SpeechChunk] = self.provider.stream(u.text)
+        vstate = VisemeStreamState()
+        may_start = max(u.reason_started, self.clock_free_at - self._lead)
+        try:
+            async for chunk in stream:
+                if u.t0 is None:
+                    now = self.loop.time()
+                    u.t0 = max(now, self.clock_free_at)
+                    released = max(now, u.t0 - self._lead)
+                    self.metrics.first_audio.observe(max(0.0, released - may_start))
+                    self._push(u.t0 - self._lead, Event(START, u.id, 0.0, wire.utterance_start(
+                        u.id, u.text, self.sample_rate).encode()), u)
+                lexicon = self._lex() if chunk.alignment is not None else None
+                events, frames, vstate = await self.loop.run_in_executor(
+                    self._executor, _chunk_events, u.id, chunk, vstate, self.coart, lexicon,
+                    self.config.audio_frame_ms,
+                )
+                self._push_all(u, events, frames)
+                u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
+                await self.flush()
+            if u.t0 is None:
+                raise ProviderError("the voice returned no audio for this text", "empty_audio")
+            lexicon = self._lex() if vstate.aligned else None
+            events, frames, vstate = await self.loop.run_in_executor(
+                self._executor, _finish_events, u.id, vstate, self.coart, lexicon
+            )
+            self._push_all(u, events, frames)
+            self._push_end(u, interrupted=False, reason="completed")
+        except ProviderError as exc:
+            self.metrics.provider_errors[exc.code] += 1
+            code = exc.code if exc.code.startswith("provider_") else f"provider_{exc.code}"
+            self._push_failure(u, code, self._redact(str(exc)))
+        except AvatarkitError as exc:
+            self._push_failure(u, "provider_error", self._redact(str(exc)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("session %s: utterance %d failed", self.id, u.id)
+            self.metrics.provider_errors["internal"] += 1
+            self._push_failure(u, "internal", f"internal error: {type(exc).__name__}")
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.debug("provider stream close failed", exc_info=True)
+        await self.flush()
+
+    def _redact(self, message: str) -> str:
+        for secret in (self.config.elevenlabs_api_key, self.config.token):
+            if secret:
+                message = message.replace(secret, "***")
+        return message
+
+    def _push_all(self, u: Utterance, events: list[Event], frames: list[Frame]) -> None:
+        assert u.t0 is not None
+        base = u.t0 - self._lead
+        for ev in events:
+            self._push(base + ev.pts_ms / 1000.0, ev, u)
+        u.frames.extend(frames)
+
+    def _push(self, due: float, ev: Event, u: Utterance) -> None:
+        was_empty = not self._timeline
+        heapq.heappush(self._timeline, (due, next(self._seq), ev, u))
+        if was_empty:
+            self._on_pending(self)
+
+    def _push_end(self, u: Utterance, *, interrupted: bool, reason: str) -> None:
+        assert u.t0 is not None
+        end = wire.utterance_end(u.id, interrupted=interrupted, pts_ms=u.audio_end_ms,
+                                 reason=reason).encode()
+        self._push(u.t0 + u.audio_end_ms / 1000.0 - self._lead,
+                   Event(END, u.id, u.audio_end_ms, end), u)
+        u.end_pushed = True
+        self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
+
+    def _push_failure(self, u: Utterance, code: str, message: str) -> None:
+        """After the audio that did arrive: `error`, then `utterance_end {reason: error}`."""
+        err = wire.error(code, message, utterance_id=u.id).encode()
+        t0 = u.t0 if u.t0 is not None else max(self.loop.time(), self.clock_free_at)
+        due = t0 + u.audio_end_ms / 1000.0 - self._lead
+        self._push(due, Event(CONTROL, u.id, u.audio_end_ms, err), u)
+        end = wire.utterance_end(u.id, interrupted=True, pts_ms=u.audio_end_ms,
+                                 reason="error").encode()
+        self._push(due, Event(END, u.id, u.audio_end_ms, end), u)
+        if u.t0 is not None:
+            self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
+
+    async def _end(self, u: Utterance, *, pts_ms: float, reason: str) -> None:
+        """Send an interrupted `utterance_end` now (barge-in) and count the outcome."""
+        if u.ended:
+            return
+        data = wire.utterance_end(u.id, interrupted=True, pts_ms=pts_ms, reason=reason)
+        self._count_end(u, reason)
+        await self._broadcast(Event(END, u.id, pts_ms, data.encode()))
+
+    def _count_end(self, u: Utterance, reason: str) -> None:
+        u.ended = True
+        u.sent.clear()
+        outcome = {"completed": "completed", "error": "failed"}.get(reason, "interrupted")
+        self.metrics.utterances[outcome] += 1
+
+    # ------------------------------------------------------------------ sending
+    def has_pending(self) -> bool:
+        return bool(self._timeline)
+
+    async def flush(self) -> None:
+        """Send every event due by the next tick; called by the pacer and the producer."""
+        if self._flushing or not self._timeline:
+            return
+        self._flushing = True
+        try:
+            horizon = self.loop.time() + self._tick
+            timeline = self._timeline
+            while timeline and timeline[0][0] <= horizon:
+                _, _, ev, u = heapq.heappop(timeline)
+                if u.ended:
+                    continue
+                kind = ev.kind
+                if kind == START:
+                    self.playing = u
+                elif kind == END:
+                    if self.playing is u:
+                        self.playing = None
+                    self._count_end(u, "completed" if u.end_pushed else "error")
+                else:
+                    u.sent.append(ev)
+                await self._broadcast(ev)
+            u = self.playing
+            if u is not None and len(u.sent) > 256:
+                self._trim(u)
+        finally:
+            self._flushing = False
+
+    def _trim(self, u: Utterance) -> None:
+        """Forget sent events well behind playback (a joining client never needs them)."""
+        assert u.t0 is not None
+        keep_from = (self.loop.time() - u.t0) * 1000.0 - 2 * self.config.audio_frame_ms
+        sent = u.sent
+        while sent and sent[0].pts_ms < keep_from:
+            sent.popleft()
+        frames = u.frames
+        while len(frames) > 1 and frames[1].pts_ms < keep_from:
+            frames.popleft()
+
+    async def _broadcast(self, ev: Event) -> None:
+        """Write one event to every client; slow clients skip visemes or are closed."""
+        for c in self.clients:
+            if c.closed:
+                continue
+            backlog = c.backlog()
+            if backlog > self._drop_at:
+                if ev.kind == VISEME:
+                    self.metrics.viseme_frames_dropped += 1
+                    continue
+                if backlog > self._close_at:
+                    self.metrics.slow_clients_closed += 1
+                    self._close_slow(c)
+                    continue
+            await self._write(c, ev)
+
+    async def _write(self, c: Client, ev: Event) -> None:
+        try:
+            if ev.kind == AUDIO:
+                if c.audio_json:
+                    await c.ws.send_frame(ev.audio_json(), _TEXT)
+                else:
+                    await c.ws.send_frame(ev.data, _BINARY)
+            else:
+                await c.ws.send_frame(ev.data, _TEXT)
+        except (ConnectionError, RuntimeError):
+            c.closed = True
+
+    def _close_slow(self, c: Client) -> None:
+        c.closed = True
+        msg = wire.error(
+            "slow_client",
+            f"this client fell more than {self.config.max_client_backlog_bytes} bytes behind "
+            "the audio; closing it (reconnect to resume)",
+        )
+        task = asyncio.create_task(self._close_client(c, CLOSE_SLOW_CLIENT, b"slow_client",
+                                                      msg.encode()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_client(self, c: Client, code: int, message: bytes,
+                            last: bytes | None = None) -> None:
+        c.closed = True
+        try:
+            if last is not None:
+                await c.ws.send_frame(last, _TEXT)
+            await asyncio.wait_for(c.ws.close(code=code, message=message), 2.0)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if c.transport is not None:
+                c.transport.abort()
+
+    # ------------------------------------------------------------------ clients
+    async def attach(self, c: Client) -> None:
+        """Add a client: hello, then (mid-utterance) the resume point and what is buffered."""
+        self.last_active = self.loop.time()
+        cfg = self.config
+        await self._write(c, Event(CONTROL, 0, 0.0, wire.hello(
+            session_id=self.id, avatar_id=self.avatar_id, provider=self.provider_name,
+            sample_rate=self.sample_rate, viseme_fps=cfg.viseme_fps,
+            audio="json" if c.audio_json else "binary", send_ahead_ms=cfg.send_ahead_ms,
+        ).encode()))
+        u = self.playing
+        if u is not None and not u.ended and u.t0 is not None:
+            pos = max(0.0, (self.loop.time() - u.t0) * 1000.0)
+            resume = 0.0
+            for ev in u.sent:
+                if ev.kind == AUDIO and ev.pcm is not None:
+                    resume = ev.pts_ms
+                    if ev.pts_ms + len(ev.pcm) / 2 / ev.sample_rate * 1000.0 > pos:
+                        break
+            await self._write(c, Event(CONTROL, u.id, resume, wire.utterance_start(
+                u.id, u.text, self.sample_rate, pts_ms=resume, resumed=True).encode()))
+            for ev in list(u.sent):
+                if ev.pts_ms >= resume:
+                    await self._write(c, ev)
+        self.clients.append(c)
+
+    def detach(self, c: Client) -> None:
+        c.closed = True
+        if c in self.clients:
+            self.clients.remove(c)
+        self.last_active = self.loop.time()
+
+
+# ---------------------------------------------------------------------- worker-thread work
+
+
+def _chunk_events(
+    uid: int, chunk: SpeechChunk, state: VisemeStreamState, opts: CoarticulationOptions,
+    lexicon: Lexicon | None, frame_ms: float,
+) -> tuple[list[Event], list[Frame], VisemeStreamState]:
+    """One provider chunk -> serialised audio frames and final viseme frames (worker thread)."""
+    frames, state = stream_step(state, chunk, opts, lexicon)
+    events = _audio_events(uid, chunk, frame_ms)
+    events += [_viseme_event(uid, f) for f in frames]
+    return events, frames, state
+
+
+def _finish_events(
+    uid: int, state: VisemeStreamState, opts: CoarticulationOptions, lexicon: Lexicon | None,
+) -> tuple[list[Event], list[Frame], VisemeStreamState]:
+    """Close the utterance's viseme stream: its last frames (worker thread)."""
+    frames, state = stream_finish(state, opts, lexicon)
+    return [_viseme_event(uid, f) for f in frames], frames, state
+
+
+def _viseme_event(uid: int, f: Frame) -> Event:
+    return Event(VISEME, uid, f.pts_ms, wire.encode_viseme(uid, f.pts_ms, f.weights).encode())
+
+
+def _audio_events(uid: int, chunk: SpeechChunk, frame_ms: float) -> list[Event]:
+    rate = chunk.sample_rate
+    step = max(1, int(rate * frame_ms / 1000.0)) * 2
+    pcm = chunk.pcm
+    out = []
+    for off in range(0, len(pcm) - len(pcm) % 2, step):
+        piece = pcm[off:off + step]
+        pts = chunk.start_ms + off / 2 / rate * 1000.0
+        out.append(Event(AUDIO, uid, pts, wire.encode_audio(uid, pts, rate, piece),
+                         piece, rate))
+    return out

@@ -1,0 +1,112 @@
+"""All sessions of a server: create/lookup/delete, the pacing tick and the idle-TTL sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from concurrent.futures import Executor
+
+from server.config import ServerConfig
+from server.metrics import Metrics
+from server.providers import ProviderFactory, VoiceRequest
+from server.session import Session
+from server.wire import WireError
+
+log = logging.getLogger("avatarkit.server")
+
+
+class SessionManager:
+    """Owns every `Session`; one pacer task sends due events for all of them.
+
+    One task ticking every `tick_ms` over the sessions that have events pending costs far
+    less than a timer per session or per client, which is what lets a 2-core machine pace
+    hundreds of sessions.
+    """
+
+    def __init__(self, config: ServerConfig, metrics: Metrics, factory: ProviderFactory,
+                 executor: Executor) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.factory = factory
+        self.executor = executor
+        self.sessions: dict[str, Session] = {}
+        self._pending: set[Session] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        metrics.sessions = lambda: len(self.sessions)
+        metrics.clients = lambda: sum(len(s.clients) for s in self.sessions.values())
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._pace(), name="avatarkit-pacer"),
+            asyncio.create_task(self._sweep(), name="avatarkit-idle-sweep"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for s in list(self.sessions.values()):
+            await s.close("closed")
+        self.sessions.clear()
+
+    def create(self, avatar_id: str, provider_name: str, voice: VoiceRequest) -> Session:
+        """A new session; raises WireError (limits) or AvatarkitError (provider request)."""
+        if len(self.sessions) >= self.config.max_sessions:
+            raise WireError(
+                "too_many_sessions",
+                f"the server already has {len(self.sessions)} sessions (the limit is "
+                f"{self.config.max_sessions}) - close one (DELETE /session-2d/ID) or retry later",
+            )
+        provider = self.factory(voice)
+        session_id = "s_" + secrets.token_urlsafe(9)
+        session = Session(session_id, avatar_id, provider, provider_name, voice.lang,
+                          self.config, self.metrics, self.executor, self._pending.add)
+        self.sessions[session_id] = session
+        self.metrics.sessions_created += 1
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    async def delete(self, session_id: str, reason: str = "closed") -> bool:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return False
+        self._pending.discard(session)
+        await session.close(reason)
+        return True
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = self.config.tick_ms / 1000.0
+        deadline = loop.time()
+        while True:
+            deadline += tick
+            delay = deadline - loop.time()
+            if delay < 0:  # overloaded: do not try to catch up with a burst of ticks
+                deadline = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+            for session in list(self._pending):
+                try:
+                    await session.flush()
+                except Exception:
+                    log.exception("session %s: sending failed", session.id)
+                if not session.has_pending():
+                    self._pending.discard(session)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        ttl = self.config.session_idle_ttl_s
+        interval = max(0.05, min(ttl / 4, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for sid, s in list(self.sessions.items()):
+                if not s.clients and not s.busy() and now - s.last_active > ttl:
+                    log.info("session %s idle for %.0f s: closed", sid, now - s.last_active)
+                    await self.delete(sid, "closed")
