@@ -34,22 +34,29 @@ def mesh_maps(points: np.ndarray, offsets: np.ndarray, size: tuple[int, int]) ->
     `points` and `offsets` are (N, 2) in that image's pixels, row-major grid order."""
     w, h = size
     src = np.asarray(points, np.float64)
-    dst = src + offsets
-    d, s = dst[_TRIANGLES], src[_TRIANGLES]  # (T, 3, 2)
-    lhs = np.concatenate([d, np.ones((len(_TRIANGLES), 3, 1))], axis=2)
-    det = np.linalg.det(lhs)
+    d = (src + offsets)[_TRIANGLES]  # (T, 3, 2) drawn vertices
+    x0, x1, x2 = d[:, 0, 0], d[:, 1, 0], d[:, 2, 0]
+    y0, y1, y2 = d[:, 0, 1], d[:, 1, 1], d[:, 2, 1]
+    det = x0 * (y1 - y2) + x1 * (y2 - y0) + x2 * (y0 - y1)
     ok = np.abs(det) > 1e-6  # degenerate (collapsed) triangles draw nothing
-    affine = np.zeros((len(_TRIANGLES), 3, 2))
-    affine[ok] = np.linalg.solve(lhs[ok], s[ok])  # [x y 1] @ affine = source position
-    ids = np.full((h, w), -1, np.int32)
+    det = np.where(ok, det, 1.0)
+    # inverse of [[x y 1] per vertex] by its adjugate, then [x y 1] @ affine = source point
+    inverse = np.stack([
+        np.stack([y1 - y2, y2 - y0, y0 - y1], axis=1),
+        np.stack([x2 - x1, x0 - x2, x1 - x0], axis=1),
+        np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], axis=1),
+    ], axis=1) / det[:, None, None]
+    affine = np.einsum("tij,tjk->tik", inverse, src[_TRIANGLES])  # (T, 3, 2)
+    # Index 0 is the identity (pixels no triangle covers); triangle k is index k + 1.
+    coef = np.zeros((len(_TRIANGLES) + 1, 6), np.float32)
+    coef[0] = (1, 0, 0, 0, 1, 0)
+    coef[1:] = affine.transpose(0, 2, 1).reshape(-1, 6)
+    ids = np.zeros((h, w), np.int32)
     vertices = np.round(d * 16).astype(np.int32)
     for k in np.flatnonzero(ok):
-        cv2.fillConvexPoly(ids, vertices[k], int(k), lineType=cv2.LINE_8, shift=4)
-    ys, xs = np.nonzero(ids >= 0)
-    a = affine[ids[ys, xs]].astype(np.float32)
-    fx, fy = xs.astype(np.float32), ys.astype(np.float32)
-    ix, iy = _identity(w, h)
-    map_x, map_y = ix.copy(), iy.copy()
-    map_x[ys, xs] = fx * a[:, 0, 0] + fy * a[:, 1, 0] + a[:, 2, 0]
-    map_y[ys, xs] = fx * a[:, 0, 1] + fy * a[:, 1, 1] + a[:, 2, 1]
+        cv2.fillConvexPoly(ids, vertices[k], int(k) + 1, lineType=cv2.LINE_8, shift=4)
+    xs, ys = _identity(w, h)
+    c = coef[ids]  # (h, w, 6)
+    map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
     return map_x, map_y
