@@ -6,6 +6,7 @@ Each sub-command is its own module that registers on `app`; typer and rich are u
 # Sub-command modules register themselves on `app` when imported.
 from avatarkit.cli import build as _build  # noqa: E402,F401
 from avatarkit.cli import preview as _preview  # noqa: E402,F401
+from avatarkit.cli import serve as _serve  # noqa: E402,F401
 from avatarkit.cli import visemes as _visemes  # noqa: E402,F401
 from avatarkit.cli.app import app, main
 
