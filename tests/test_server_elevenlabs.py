@@ -1,0 +1,107 @@
+"""Sessions with provider "elevenlabs" against the fake ElevenLabs on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
+from server import wire
+from server.app import create_app
+from server.config import ServerConfig
+from tests.fakes.elevenlabs import fake_elevenlabs  # noqa: F401  (fixture)
+from tests.server_support import Received, is_end, make_avatar, receive_until, typed
+
+
+async def _setup(aiohttp_client, tmp_path, fake, **cfg):
+    make_avatar(tmp_path)
+    config = ServerConfig(
+        avatars_dir=tmp_path, elevenlabs_api_key=fake.api_key,
+        elevenlabs_ws_base_url=fake.ws_base_url, elevenlabs_http_base_url=fake.http_base_url,
+        **cfg,
+    )
+    client = await aiohttp_client(create_app(config))
+    r = await client.post("/session-2d", json={"avatar_id": "hero"})  # default: elevenlabs
+    body = await r.json()
+    assert r.status == 200 and body["provider"] == "elevenlabs", body
+    assert fake.api_key not in await r.text()
+    return client, body
+
+
+@pytest.mark.parametrize("time_base", ["chunk", "stream"])
+async def test_elevenlabs_session_streams_audio_and_visemes(
+    aiohttp_client, tmp_path, fake_elevenlabs, time_base  # noqa: F811
+):
+    fake = await fake_elevenlabs(time_base=time_base)
+    client, body = await _setup(aiohttp_client, tmp_path, fake, send_ahead_ms=60_000)
+    assert body["sample_rate"] == 16000
+    sid = body["session_id"]
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    assert rec.json("hello")[0]["provider"] == "elevenlabs"
+    text = "Hello there. Maybe we should talk about fish."
+    await client.post(f"/session-2d/{sid}/speak", json={"text": text})
+    await receive_until(ws, rec, is_end(1))
+    # the audio on the wire is exactly what the fake service sent
+    assert rec.pcm(1) == bytes(fake.audio)
+    assert all(f.sample_rate == 16000 for f in rec.audio(1))
+    total = len(fake.audio) / 2 / 16000 * 1000
+    vis = rec.json("viseme")
+    assert vis[0]["pts_ms"] == 0 and total - 1000 / 60 <= vis[-1]["pts_ms"] <= total
+    # lips close for the m of "Maybe" within a few tens of ms of the true time
+    maybe = next(w for w in fake.truth_words if w.text.lower().startswith("maybe"))
+    closed = [v["pts_ms"] for v in vis if v["weights"].get("MBP", 0) > 0.8]
+    assert any(abs(t - maybe.start_ms) < 60 for t in closed), (maybe, closed[:5])
+    end = rec.json("utterance_end")[0]
+    assert end["reason"] == "completed" and end["pts_ms"] == pytest.approx(total, abs=0.1)
+
+
+async def test_elevenlabs_failure_is_an_error_event_and_the_session_survives(
+    aiohttp_client, tmp_path, fake_elevenlabs  # noqa: F811
+):
+    fake = await fake_elevenlabs(fail="quota", fail_after_chunks=1)
+    client, body = await _setup(aiohttp_client, tmp_path, fake, send_ahead_ms=60_000)
+    sid = body["session_id"]
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    await client.post(f"/session-2d/{sid}/speak", json={"text": "Hello there, how are you?"})
+    await receive_until(ws, rec, is_end(1))
+    err = rec.json("error")[0]
+    assert err["code"] == "provider_quota_exceeded" and err["utterance_id"] == 1
+    assert fake.api_key not in err["message"]
+    end = rec.json("utterance_end")[0]
+    assert end["interrupted"] is True and end["reason"] == "error"
+    assert len(rec.audio(1)) >= 1  # the audio that did arrive was played
+    text = await (await client.get("/metrics")).text()
+    assert 'avatarkit_provider_errors_total{code="quota_exceeded"} 1' in text
+    assert 'avatarkit_utterances_total{outcome="failed"} 1' in text
+    # a bad key: unauthorized, and the key in the server config never reaches a client
+    fake.api_key = "another-key"
+    await client.post(f"/session-2d/{sid}/speak", json={"text": "Again."})
+    await receive_until(ws, rec, is_end(2))
+    assert rec.json("error")[-1]["code"] == "provider_unauthorized"
+    for _, m in rec.events:
+        if isinstance(m, dict):
+            assert "fake-xi-key" not in str(m)
+
+
+async def test_elevenlabs_barge_in_closes_the_upstream_socket(
+    aiohttp_client, tmp_path, fake_elevenlabs  # noqa: F811
+):
+    fake = await fake_elevenlabs(chunk_delay_s=0.05)
+    client, body = await _setup(aiohttp_client, tmp_path, fake)
+    sid = body["session_id"]
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    await client.post(f"/session-2d/{sid}/speak", json={
+        "text": "A long answer that the user will interrupt before it is over, surely."})
+    await receive_until(ws, rec, lambda m: isinstance(m, wire.AudioFrame))
+    await client.post(f"/session-2d/{sid}/stop")
+    await receive_until(ws, rec, is_end(1))
+    assert rec.json("utterance_end")[0]["interrupted"] is True
+    assert rec.json("viseme")[-1]["weights"] == {"Rest": 1.0}
+    assert len(fake.ws_sessions) == 1
+    upstream = fake.ws_sessions[0]
+    await asyncio.wait_for(upstream.closed.wait(), 5.0)  # we hung up on the service
+    assert upstream.chunks_sent <= 3  # of ~7 (11 characters each): the answer was cut off
