@@ -49,7 +49,7 @@ async def test_concurrent_sessions_get_their_own_results(runner):
 
 async def test_batch_is_cut_at_max_frames(runner):
     m, f = _frames(1, 10)
-    async with InferenceBatcher(runner, BatcherOptions(max_frames=4, max_wait_ms=1000)) as b:
+    async with InferenceBatcher(runner, BatcherOptions(max_frames=4, max_wait_ms=200)) as b:
         out = await b.infer(m, f)  # 10 frames: 4 + 4 right away, then 2 after the wait
         assert list(b.batch_sizes) == [4, 4, 2]
     np.testing.assert_allclose(out, runner.run(m, f), atol=1e-6)
