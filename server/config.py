@@ -61,6 +61,9 @@ class ServerConfig:
     viseme_drop_bytes: int = 64 * 1024
     #: Unsent bytes to a client above which it is closed (4008 slow_client).
     max_client_backlog_bytes: int = 1024 * 1024
+    #: Kernel send buffer of each WebSocket (SO_SNDBUF); small enough that a stalled
+    #: client shows up as backlog instead of disappearing into megabytes of socket buffer.
+    socket_send_buffer_bytes: int = 256 * 1024
     #: Worker processes for `/avatarize-2d` builds.
     build_workers: int = 1
     #: Longest side of uploaded photos after downscaling (BuildOptions.max_side).

@@ -5,10 +5,12 @@ The WebSocket handler accepts the same commands as the HTTP routes (docs/protoco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import shutil
+import socket
 import tempfile
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -207,6 +209,10 @@ async def create_session(request: web.Request) -> web.Response:
     if provider not in PROVIDERS:
         raise ApiError(400, "provider_unavailable",
                        f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+    if provider == "elevenlabs" and not config.elevenlabs_api_key:
+        raise ApiError(400, "provider_unavailable",
+                       "provider 'elevenlabs' is not available: the server has no "
+                       "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
     voice = VoiceRequest(provider, _optional_str(body, "voice_id"),
                          _optional_str(body, "lang") or config.default_lang)
     try:
@@ -269,6 +275,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if transport is not None:
         # flow control is ours (Client.backlog): the transport must never pause a send
         transport.set_write_buffer_limits(high=config.max_client_backlog_bytes * 4)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and config.socket_send_buffer_bytes:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                config.socket_send_buffer_bytes)
     client = Client(ws, transport, audio_json=audio == "json")
     await session.attach(client)
     try:
