@@ -113,16 +113,40 @@ class H264Writer:
             self._proc.wait()
 
 
+#: Our MP4s are BT.709 limited range; ffmpeg's default YUV->RGB conversion truncates, which
+#: darkens every decode by about one level (a preview re-encoded from such frames drifts from
+#: the idle loop beside it). The tagged matrix with accurate rounding comes back unbiased.
+DECODE_FILTER = "scale=in_color_matrix=bt709:in_range=tv:flags=accurate_rnd+full_chroma_int"
+
+
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Decode a video to RGB uint8 frames (h, w, 3), one at a time (the renderer's input)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise AvatarkitError(f"could not read {path}: no such file")
-    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = next(gen)
-    w, h = meta["size"]
-    for buf in gen:
-        yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    try:
+        gen = imageio_ffmpeg.read_frames(
+            str(path), pix_fmt="rgb24", output_params=["-vf", DECODE_FILTER]
+        )
+        meta = next(gen)
+        w, h = meta["size"]
+    except (OSError, RuntimeError, StopIteration, KeyError) as exc:
+        raise AvatarkitError(f"could not read {path}: {_last_line(exc)}") from exc
+    try:
+        for buf in gen:
+            if len(buf) != w * h * 3:
+                raise AvatarkitError(f"could not read {path}: the video is truncated")
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    except (OSError, RuntimeError) as exc:
+        raise AvatarkitError(f"could not read {path}: {_last_line(exc)}") from exc
+    finally:
+        gen.close()
+
+
+def _last_line(exc: BaseException) -> str:
+    """ffmpeg errors arrive as many lines of log; the last one says what went wrong."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def video_info(path: str | Path) -> dict:
