@@ -73,6 +73,21 @@ class ServerConfig:
     #: Folder of the browser player (index.html + assets); None = `server/static`.
     static_dir: Path | None = None
 
+    #: Variant C (docs/onnx.md): a Wav2Lip-compatible ONNX model. With one, sessions may ask
+    #: for `lipsync: "onnx"` and receive mouth patches; None = visemes only.
+    model: Path | None = None
+    #: Execution provider of the model: auto (TensorRT -> CUDA -> CPU), tensorrt, cuda, cpu.
+    onnx_provider: str = "auto"
+    #: The inference worker runs a batch as soon as this many frames wait (all sessions) ...
+    batch_max_frames: int = 32
+    #: ... or when the oldest waiting frame has waited this long, ms.
+    batch_max_wait_ms: float = 8.0
+    #: Mouth patch encoding on the wire: `png` (lossless, ~1 ms, ~11 KB at 90x86) or `webp`
+    #: (lossy q90 with alpha, ~4 ms, ~2 KB).
+    patch_codec: str = "png"
+    #: Threads for the per-frame image work of patches (face crops, blending, encoding).
+    lipsync_threads: int = 2
+
     def checked(self) -> ServerConfig:
         """Validate the values a user can set, with actionable messages."""
         if not 100 <= self.ramp_ms <= 200:
@@ -85,6 +100,16 @@ class ServerConfig:
             raise AvatarkitError("max_client_backlog_bytes must exceed viseme_drop_bytes")
         if self.avatars_dir is not None and not Path(self.avatars_dir).is_dir():
             raise AvatarkitError(f"--avatars {self.avatars_dir}: no such folder")
+        if self.model is not None and not Path(self.model).is_file():
+            raise AvatarkitError(f"--model {self.model}: no such file (a Wav2Lip-compatible "
+                                 ".onnx, see docs/onnx.md)")
+        if self.onnx_provider not in ("auto", "tensorrt", "cuda", "cpu"):
+            raise AvatarkitError(f"--onnx-provider must be auto, tensorrt, cuda or cpu, got "
+                                 f"{self.onnx_provider!r}")
+        if self.batch_max_frames < 1 or self.batch_max_wait_ms < 0:
+            raise AvatarkitError("--batch-frames must be >= 1 and --batch-wait-ms >= 0")
+        if self.patch_codec not in ("png", "webp") or self.lipsync_threads < 1:
+            raise AvatarkitError("patch_codec must be png or webp, lipsync_threads >= 1")
         return self
 
     @property
