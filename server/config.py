@@ -41,7 +41,7 @@ class ServerConfig:
     #: How far ahead of the session's playback clock events are sent, ms.
     send_ahead_ms: float = 200.0
     #: Period of the pacing tick, ms (events due within one tick are sent together).
-    tick_ms: float = 10.0
+    tick_ms: float = 20.0
     #: Length of the barge-in ramp back to Rest, ms (100-200).
     ramp_ms: float = 150.0
 

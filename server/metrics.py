@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 #: Buckets of the first-audio latency histogram, seconds.
 FIRST_AUDIO_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Buckets of the pacer lateness histogram, seconds.
+LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 
 def _labels(**labels: str) -> str:
@@ -60,6 +62,7 @@ class Metrics:
         self.viseme_frames_dropped = 0
         self.slow_clients_closed = 0
         self.first_audio = Histogram(FIRST_AUDIO_BUCKETS)
+        self.send_lateness = Histogram(LATENESS_BUCKETS)
         #: Gauges read at render time.
         self.sessions: Callable[[], int] = lambda: 0
         self.clients: Callable[[], int] = lambda: 0
@@ -86,6 +89,10 @@ class Metrics:
                "Time from a speak command (or the end of the previous utterance) to the "
                "first audio frame released to clients.",
                self.first_audio.lines("avatarkit_first_audio_seconds"))
+        metric("avatarkit_send_lateness_seconds", "histogram",
+               "How late the pacer wrote a batch of due events (its earliest due time to the "
+               "socket write); the server's own share of event lateness.",
+               self.send_lateness.lines("avatarkit_send_lateness_seconds"))
         metric("avatarkit_provider_errors_total", "counter", "TTS provider failures, by code.",
                [f"avatarkit_provider_errors_total{_labels(code=k)} {v}"
                 for k, v in sorted(self.provider_errors.items())])

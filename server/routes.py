@@ -281,7 +281,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                 config.socket_send_buffer_bytes)
     client = Client(ws, transport, audio_json=audio == "json")
-    await session.attach(client)
+    session.attach(client)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:

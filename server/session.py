@@ -43,8 +43,8 @@ log = logging.getLogger("avatarkit.server")
 
 # event kinds
 START, AUDIO, VISEME, END, CONTROL = range(5)
+PATCH = 5  # a binary mouth-patch frame (variant C, server/lipsync.py)
 _TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
 
 #: WebSocket close codes (docs/protocol.md "Close codes").
 CLOSE_SESSION_ENDED = 4000
@@ -63,15 +63,21 @@ class Event:
     #: Audio only: PCM and sample rate, for the JSON/base64 form (built on first use).
     pcm: bytes | None = None
     sample_rate: int = 0
-    _json: bytes | None = None
+    _frame: bytes | None = None
+    _json_frame: bytes | None = None
 
-    def audio_json(self) -> bytes:
-        if self._json is None:
-            assert self.pcm is not None
-            self._json = wire.encode_audio_json(
-                self.utterance_id, self.pts_ms, self.sample_rate, self.pcm
-            ).encode()
-        return self._json
+    def frame(self, audio_json: bool = False) -> bytes:
+        """The complete WebSocket frame of this event (built once, shared by all clients)."""
+        if self.kind == AUDIO and audio_json:
+            if self._json_frame is None:
+                assert self.pcm is not None
+                text = wire.encode_audio_json(self.utterance_id, self.pts_ms, self.sample_rate,
+                                              self.pcm)
+                self._json_frame = wire.ws_frame(text.encode(), binary=False)
+            return self._json_frame
+        if self._frame is None:
+            self._frame = wire.ws_frame(self.data, binary=self.kind in (AUDIO, PATCH))
+        return self._frame
 
 
 @dataclass(eq=False)
@@ -154,6 +160,8 @@ class Session:
         self._close_at = config.max_client_backlog_bytes
         self._lead = config.send_ahead_ms / 1000.0
         self._tick = config.tick_ms / 1000.0
+        #: Variant C: the session's mouth-patch producer (server/lipsync.py), or None.
+        self.lipsync: Any = None
 
     # ------------------------------------------------------------------ commands
     def busy(self) -> bool:
@@ -187,6 +195,8 @@ class Session:
         if self._producer is not None and not self._producer.done():
             self._producer.cancel()  # closes the provider stream (its finally runs aclose)
         self._producer = None
+        if self.lipsync is not None:
+            self.lipsync.cancel()
         u = self.playing
         waiting = {id(x): x for x in (
             [e[3] for e in self._timeline]
@@ -204,7 +214,7 @@ class Session:
             ramp = ramp_to_rest(weights_at(u.frames, pos), pos, self.config.ramp_ms,
                                 self.config.viseme_fps)
             for f in ramp:
-                await self._broadcast(_viseme_event(u.id, f))
+                self._broadcast([_viseme_event(u.id, f)])
             end = float(ramp[-1].pts_ms)
             await self._end(u, pts_ms=end, reason=reason)
             self.clock_free_at = now + max(0.0, end - pos) / 1000.0
@@ -219,6 +229,8 @@ class Session:
             return
         self.closed = True
         await self.interrupt(reason)
+        if self.lipsync is not None:
+            await self.lipsync.close()
         for c in list(self.clients):
             await self._close_client(c, CLOSE_SESSION_ENDED, b"session closed")
         self.clients.clear()
@@ -259,21 +271,39 @@ class Session:
                     self.metrics.first_audio.observe(max(0.0, released - may_start))
                     self._push(u.t0 - self._lead, Event(START, u.id, 0.0, wire.utterance_start(
                         u.id, u.text, self.sample_rate).encode()), u)
-                lexicon = self._lex() if chunk.alignment is not None else None
-                events, frames, vstate = await self.loop.run_in_executor(
-                    self._executor, _chunk_events, u.id, chunk, vstate, self.coart, lexicon,
-                    self.config.audio_frame_ms,
-                )
-                self._push_all(u, events, frames)
-                u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
-                await self.flush()
+                if self.lipsync is not None:  # hands the audio over, never waits
+                    self.lipsync.on_audio(u, chunk.pcm, chunk.sample_rate)
+                if chunk.alignment is not None:
+                    # G2P waits on the espeak-ng thread: never on the loop
+                    events, frames, vstate = await self.loop.run_in_executor(
+                        self._executor, _chunk_events, u.id, chunk, vstate, self.coart,
+                        self._lex(), self.config.audio_frame_ms,
+                    )
+                    self._push_all(u, events, frames)
+                    u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
+                    await self.flush()
+                    continue
+                # Phoneme-timed chunks (a whole sentence from espeak-ng) are blended here, in
+                # slices of ~1-2 ms of work with the loop free in between. A worker thread
+                # would hold the GIL for up to 5 ms at every socket write of the loop
+                # (convoy effect) - measured as 60 ms p99 lateness at 100 sessions.
+                for piece in _slices(chunk, SLICE_MS):
+                    events, frames, vstate = _chunk_events(
+                        u.id, piece, vstate, self.coart, None, self.config.audio_frame_ms)
+                    self._push_all(u, events, frames)
+                    u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
+                    await self.flush()
+                    await asyncio.sleep(0)
             if u.t0 is None:
                 raise ProviderError("the voice returned no audio for this text", "empty_audio")
-            lexicon = self._lex() if vstate.aligned else None
-            events, frames, vstate = await self.loop.run_in_executor(
-                self._executor, _finish_events, u.id, vstate, self.coart, lexicon
-            )
+            if vstate.aligned:
+                events, frames, vstate = await self.loop.run_in_executor(
+                    self._executor, _finish_events, u.id, vstate, self.coart, self._lex())
+            else:
+                events, frames, vstate = _finish_events(u.id, vstate, self.coart, None)
             self._push_all(u, events, frames)
+            if self.lipsync is not None:  # its last mouth patches first, if they are in time
+                await self.lipsync.drain(u, u.t0 + u.audio_end_ms / 1000.0 - self._lead)
             self._push_end(u, interrupted=False, reason="completed")
         except ProviderError as exc:
             self.metrics.provider_errors[exc.code] += 1
@@ -294,6 +324,8 @@ class Session:
                     await aclose()
                 except Exception:
                     log.debug("provider stream close failed", exc_info=True)
+        if self.lipsync is not None:
+            self.lipsync.on_end(u)
         await self.flush()
 
     def _redact(self, message: str) -> str:
@@ -308,6 +340,14 @@ class Session:
         for ev in events:
             self._push(base + ev.pts_ms / 1000.0, ev, u)
         u.frames.extend(frames)
+
+    def push_patch(self, u: Utterance, pts_ms: float, data: bytes) -> bool:
+        """Variant C hook: a binary mouth-patch frame of `u`, paced like a viseme frame (sent
+        at its pts minus send-ahead); False when `u` is over."""
+        if u.ended or u.t0 is None:
+            return False
+        self._push(u.t0 - self._lead + pts_ms / 1000.0, Event(PATCH, u.id, pts_ms, data), u)
+        return True
 
     def _push(self, due: float, ev: Event, u: Utterance) -> None:
         was_empty = not self._timeline
@@ -342,7 +382,7 @@ class Session:
             return
         data = wire.utterance_end(u.id, interrupted=True, pts_ms=pts_ms, reason=reason)
         self._count_end(u, reason)
-        await self._broadcast(Event(END, u.id, pts_ms, data.encode()))
+        self._broadcast([Event(END, u.id, pts_ms, data.encode())])
 
     def _count_end(self, u: Utterance, reason: str) -> None:
         u.ended = True
@@ -360,8 +400,12 @@ class Session:
             return
         self._flushing = True
         try:
-            horizon = self.loop.time() + self._tick
+            now = self.loop.time()
+            horizon = now + self._tick
             timeline = self._timeline
+            batch: list[Event] = []
+            if timeline and timeline[0][0] <= horizon:
+                self.metrics.send_lateness.observe(max(0.0, now - timeline[0][0]))
             while timeline and timeline[0][0] <= horizon:
                 _, _, ev, u = heapq.heappop(timeline)
                 if u.ended:
@@ -373,9 +417,11 @@ class Session:
                     if self.playing is u:
                         self.playing = None
                     self._count_end(u, "completed" if u.end_pushed else "error")
-                else:
+                elif kind != CONTROL:
                     u.sent.append(ev)
-                await self._broadcast(ev)
+                batch.append(ev)
+            if batch:
+                self._broadcast(batch)
             u = self.playing
             if u is not None and len(u.sent) > 256:
                 self._trim(u)
@@ -393,33 +439,39 @@ class Session:
         while len(frames) > 1 and frames[1].pts_ms < keep_from:
             frames.popleft()
 
-    async def _broadcast(self, ev: Event) -> None:
-        """Write one event to every client; slow clients skip visemes or are closed."""
+    def _broadcast(self, events: list[Event]) -> None:
+        """Write events to every client, one socket write per client; a client with a
+        backlog skips viseme frames, and one whose backlog overflows is closed (4008)."""
+        shared: bytes | None = None
         for c in self.clients:
             if c.closed:
                 continue
             backlog = c.backlog()
             if backlog > self._drop_at:
-                if ev.kind == VISEME:
-                    self.metrics.viseme_frames_dropped += 1
-                    continue
                 if backlog > self._close_at:
                     self.metrics.slow_clients_closed += 1
                     self._close_slow(c)
                     continue
-            await self._write(c, ev)
-
-    async def _write(self, c: Client, ev: Event) -> None:
-        try:
-            if ev.kind == AUDIO:
-                if c.audio_json:
-                    await c.ws.send_frame(ev.audio_json(), _TEXT)
-                else:
-                    await c.ws.send_frame(ev.data, _BINARY)
+                kept = [ev.frame(c.audio_json) for ev in events
+                        if ev.kind != VISEME and ev.kind != PATCH]
+                self.metrics.viseme_frames_dropped += len(events) - len(kept)
+                self._send(c, b"".join(kept))
+            elif c.audio_json:
+                self._send(c, b"".join([ev.frame(True) for ev in events]))
             else:
-                await c.ws.send_frame(ev.data, _TEXT)
-        except (ConnectionError, RuntimeError):
+                if shared is None:
+                    shared = b"".join([ev.frame() for ev in events])
+                self._send(c, shared)
+
+    def _send(self, c: Client, data: bytes) -> None:
+        """Whole frames straight to the transport (never suspends; flow control is ours)."""
+        t = c.transport
+        if not data:
+            return
+        if t is None or t.is_closing():
             c.closed = True
+            return
+        t.write(data)
 
     def _close_slow(self, c: Client) -> None:
         c.closed = True
@@ -445,15 +497,16 @@ class Session:
                 c.transport.abort()
 
     # ------------------------------------------------------------------ clients
-    async def attach(self, c: Client) -> None:
+    def attach(self, c: Client) -> None:
         """Add a client: hello, then (mid-utterance) the resume point and what is buffered."""
         self.last_active = self.loop.time()
         cfg = self.config
-        await self._write(c, Event(CONTROL, 0, 0.0, wire.hello(
+        self._send(c, Event(CONTROL, 0, 0.0, wire.hello(
             session_id=self.id, avatar_id=self.avatar_id, provider=self.provider_name,
             sample_rate=self.sample_rate, viseme_fps=cfg.viseme_fps,
             audio="json" if c.audio_json else "binary", send_ahead_ms=cfg.send_ahead_ms,
-        ).encode()))
+            **(self.lipsync.hello_fields() if self.lipsync is not None else {}),
+        ).encode()).frame())
         u = self.playing
         if u is not None and not u.ended and u.t0 is not None:
             pos = max(0.0, (self.loop.time() - u.t0) * 1000.0)
@@ -463,11 +516,10 @@ class Session:
                     resume = ev.pts_ms
                     if ev.pts_ms + len(ev.pcm) / 2 / ev.sample_rate * 1000.0 > pos:
                         break
-            await self._write(c, Event(CONTROL, u.id, resume, wire.utterance_start(
-                u.id, u.text, self.sample_rate, pts_ms=resume, resumed=True).encode()))
-            for ev in list(u.sent):
-                if ev.pts_ms >= resume:
-                    await self._write(c, ev)
+            start = Event(CONTROL, u.id, resume, wire.utterance_start(
+                u.id, u.text, self.sample_rate, pts_ms=resume, resumed=True).encode())
+            self._send(c, b"".join([start.frame()] + [
+                ev.frame(c.audio_json) for ev in u.sent if ev.pts_ms >= resume]))
         self.clients.append(c)
 
     def detach(self, c: Client) -> None:
@@ -497,6 +549,37 @@ def _finish_events(
     """Close the utterance's viseme stream: its last frames (worker thread)."""
     frames, state = stream_finish(state, opts, lexicon)
     return [_viseme_event(uid, f) for f in frames], frames, state
+
+
+#: Audio per slice when a long phoneme-timed chunk is blended on the loop, ms.
+SLICE_MS = 400.0
+
+
+def _slices(chunk: SpeechChunk, slice_ms: float) -> list[SpeechChunk]:
+    """Cut a chunk into consecutive pieces of about `slice_ms` of audio, each with the
+    phonemes that start in it (their order is kept, so the blend is unchanged)."""
+    rate = chunk.sample_rate
+    step = max(2, int(rate * slice_ms / 1000.0) * 2)
+    if len(chunk.pcm) <= step * 1.5:
+        return [chunk]
+    pieces = []
+    phonemes = list(chunk.phonemes)
+    k = 0
+    for off in range(0, len(chunk.pcm), step):
+        pcm = chunk.pcm[off:off + step]
+        if len(chunk.pcm) - (off + step) < step // 2:  # fold a short tail into this piece
+            pcm = chunk.pcm[off:]
+        start = chunk.start_ms + off / 2 / rate * 1000.0
+        end = start + len(pcm) / 2 / rate * 1000.0
+        last = off + len(pcm) >= len(chunk.pcm)
+        group = []
+        while k < len(phonemes) and (last or phonemes[k].start_ms < end):
+            group.append(phonemes[k])
+            k += 1
+        pieces.append(SpeechChunk(pcm, rate, start, tuple(group), None, chunk.text))
+        if last:
+            break
+    return pieces
 
 
 def _viseme_event(uid: int, f: Frame) -> Event:

@@ -72,6 +72,23 @@ def encode_audio_json(utterance_id: int, pts_ms: float, sample_rate: int, pcm: b
     )
 
 
+def ws_frame(payload: bytes, *, binary: bool) -> bytes:
+    """One unmasked, uncompressed WebSocket frame (RFC 6455 section 5.2), as a server sends.
+
+    Events are framed once and the same bytes are written to every client, several frames
+    per socket write, which is what keeps the per-event cost to a fraction of a syscall.
+    """
+    first = 0x82 if binary else 0x81
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload
+
+
 # ---------------------------------------------------------------- server -> client JSON
 
 

@@ -1,0 +1,374 @@
+"""Live-server figures on loopback, with the server in its own process (CPU separable).
+
+    .venv/bin/python benchmarks/serve.py                    # all three parts
+    .venv/bin/python benchmarks/serve.py --part latency --part eleven --part load
+    .venv/bin/python benchmarks/serve.py --counts 50,100,200,300 --seconds 8
+
+1. latency: POST /speak -> first audio frame and first viseme at the client (embedded
+   voice), p50/p99 over repeated short utterances (each stopped after its first events).
+2. eleven: server-added delay per ElevenLabs chunk, with the fake service (tests/fakes) in
+   this process sending chunks without delay: arrival at the client of the audio frame that
+   starts a chunk minus the moment the fake sent that chunk (same clock). The server runs
+   unpaced here (send-ahead 100 s), so this is processing delay only.
+3. load: N sessions speaking continuously at real-time pace (one utterance always queued),
+   one client each. Lateness of an event = arrival - when the session clock says it is due
+   (first audio arrival + pts - send_ahead, utterances back to back). Reports p50/p99
+   lateness, server and load-generator CPU, and the largest N with p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPEECH = ("The quick brown fox jumps over the lazy dog, and then it runs far away "
+          "into the quiet green forest.")
+SEND_AHEAD_MS = 200.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+# ---------------------------------------------------------------------- the server process
+
+
+def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
+    """Entry point of the server subprocess."""
+    from aiohttp import web
+
+    import avatarkit.visemes  # noqa: F401  (import order)
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    config = ServerConfig(avatars_dir=Path(avatars), max_sessions=2000, **extra)
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
+    profile = os.environ.get("BENCH_PROFILE")  # write cProfile stats of the server here
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    web.run_app(create_app(config), host="127.0.0.1", port=port, print=None,
+                access_log=None)
+    if profile:
+        prof.disable()
+        prof.dump_stats(profile)
+
+
+class Server:
+    def __init__(self, avatars: Path, **extra: Any) -> None:
+        self.port = _free_port()
+        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                f"from benchmarks.serve import run_server; "
+                f"run_server({self.port}, {str(avatars)!r}, {extra!r})")
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def wait(self, http: aiohttp.ClientSession) -> None:
+        for _ in range(300):
+            try:
+                async with http.get(self.url + "/health") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def cpu(self) -> float:
+        return _cpu_s(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _avatars() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="bench-avatars-"))
+    (root / "hero").mkdir()
+    (root / "hero" / "avatar.json").write_text(json.dumps({"files": [], "roi": None}))
+    return root
+
+
+async def _session(http: aiohttp.ClientSession, url: str, **body: Any) -> str:
+    async with http.post(url + "/session-2d", json={"avatar_id": "hero", **body}) as r:
+        data = await r.json()
+        if r.status != 200:
+            raise RuntimeError(data)
+        return data["session_id"]
+
+
+# ---------------------------------------------------------------------- 1. latency
+
+
+async def part_latency(n: int) -> None:
+    server = Server(_avatars())
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.wait(http)
+            sid = await _session(http, server.url)
+            ws = await http.ws_connect(f"{server.url}/session-2d/{sid}/ws")
+            await ws.receive()  # hello
+            audio, vis = [], []
+            for i in range(n + 3):
+                t0 = time.perf_counter()
+                async with http.post(f"{server.url}/session-2d/{sid}/speak",
+                                     json={"text": f"Hello there, number {i}."}) as r:
+                    uid = (await r.json())["utterance_id"]
+                ta = tv = None
+                while ta is None or tv is None:
+                    msg = await ws.receive()
+                    now = time.perf_counter()
+                    if msg.type == aiohttp.WSMsgType.BINARY and ta is None:
+                        ta = now
+                    elif msg.type == aiohttp.WSMsgType.TEXT and tv is None and \
+                            msg.data.startswith('{"type":"viseme"'):
+                        tv = now
+                if i >= 3:  # warm-up excluded
+                    audio.append((ta - t0) * 1000)
+                    vis.append((tv - t0) * 1000)
+                await http.post(f"{server.url}/session-2d/{sid}/stop")
+                while True:
+                    msg = await ws.receive()
+                    if msg.type == aiohttp.WSMsgType.TEXT and \
+                            f'"type":"utterance_end","utterance_id":{uid}' in msg.data:
+                        break
+            print(f"\n## /speak -> first event at the client (embedded voice, {n} utterances)")
+            print("| event | p50 ms | p99 ms | max ms |\n|---|---|---|---|")
+            for name, v in (("first audio frame", audio), ("first viseme", vis)):
+                print(f"| {name} | {_pct(v, 50):.1f} | {_pct(v, 99):.1f} | {max(v):.1f} |")
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------- 2. ElevenLabs
+
+
+async def part_eleven(n_utt: int) -> None:
+    from server.wire import decode_audio
+    from tests.fakes.elevenlabs import FakeElevenLabs
+
+    class TimedFake(FakeElevenLabs):
+        """Records when each chunk leaves the fake and where its audio starts."""
+
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.sent: list[tuple[float, float]] = []
+
+        def _messages(self, index, chunk, offset_ms, *, http):  # noqa: ANN001, ANN202
+            pts = len(self.audio) / 2 / 16000 * 1000.0
+            self.sent.append((time.monotonic(), pts))
+            return super()._messages(index, chunk, offset_ms, http=http)
+
+    fake = await TimedFake(chunk_delay_s=0.0).start()
+    server = Server(_avatars(), elevenlabs_api_key=fake.api_key,
+                    elevenlabs_ws_base_url=fake.ws_base_url,
+                    elevenlabs_http_base_url=fake.http_base_url, send_ahead_ms=100_000.0)
+    delays: list[float] = []
+    firsts: list[float] = []
+    chunks = 0
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.wait(http)
+            sid = await _session(http, server.url, provider="elevenlabs")
+            ws = await http.ws_connect(f"{server.url}/session-2d/{sid}/ws")
+            await ws.receive()
+            for i in range(n_utt + 1):
+                fake.sent.clear()
+                arrivals: dict[float, float] = {}
+                async with http.post(f"{server.url}/session-2d/{sid}/speak",
+                                     json={"text": SPEECH}) as r:
+                    uid = (await r.json())["utterance_id"]
+                while True:
+                    msg = await ws.receive()
+                    now = time.monotonic()
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        f = decode_audio(msg.data)
+                        arrivals.setdefault(round(f.pts_ms, 3), now)
+                    elif f'"type":"utterance_end","utterance_id":{uid}' in msg.data:
+                        break
+                if i == 0:
+                    continue  # warm-up: G2P caches, connections
+                for k, (sent_at, pts) in enumerate(fake.sent):
+                    got = arrivals.get(round(pts, 3))
+                    if got is not None:
+                        delays.append((got - sent_at) * 1000)
+                        chunks += 1
+                        if k == 0:
+                            firsts.append((got - sent_at) * 1000)
+        print(f"\n## Server-added delay per ElevenLabs chunk (fake, zero delay, {n_utt} "
+              f"utterances, {chunks} chunks matched)")
+        print("| chunks | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|")
+        for name, v in (("every chunk (all sent at once)", delays),
+                        ("first chunk of an utterance", firsts)):
+            print(f"| {name} | {_pct(v, 50):.2f} | {_pct(v, 90):.2f} | {_pct(v, 99):.2f} | "
+                  f"{max(v):.2f} |")
+    finally:
+        server.stop()
+        await fake.close()
+
+
+# ---------------------------------------------------------------------- 3. load
+
+
+class LoadClient:
+    """One session, one WebSocket, always one utterance queued; records event arrivals."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http, self.url = http, url
+        self.events: list[tuple[float, int, float]] = []  # arrival, uid, pts
+        self.durations: dict[int, float] = {}
+        self.first: float | None = None
+        self.record = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sid = await _session(self.http, self.url)
+        ws = await self.http.ws_connect(f"{self.url}/session-2d/{sid}/ws")
+        await ws.receive()
+        for _ in range(2):
+            await ws.send_str(json.dumps({"type": "speak", "text": SPEECH}))
+        uid_of = struct.Struct("<I").unpack_from
+        pts_of = struct.Struct("<d").unpack_from
+        loads = json.loads
+        while not stop.is_set():
+            msg = await ws.receive()
+            now = time.monotonic()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                uid, pts = uid_of(msg.data, 8)[0], pts_of(msg.data, 16)[0]
+                if self.first is None:
+                    self.first = now
+                self.events.append((now, uid, pts))
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                d = msg.data
+                if d.startswith('{"type":"viseme"'):
+                    m = loads(d)
+                    self.events.append((now, m["utterance_id"], m["pts_ms"]))
+                elif d.startswith('{"type":"utterance_end"'):
+                    m = loads(d)
+                    self.durations[m["utterance_id"]] = m["pts_ms"]
+                    await ws.send_str(json.dumps({"type": "speak", "text": SPEECH}))
+            else:
+                break
+        await ws.close()
+
+    def lateness(self, window: tuple[float, float], tick_ms: float) -> list[float]:
+        """Arrival minus due time, ms. Due = session clock origin + (utterance offset + pts -
+        send_ahead); the origin is fitted as the earliest arrival relative to its nominal
+        time plus one tick (the pacer sends up to one tick early), so a late first frame
+        does not make everything after it look early."""
+        if self.first is None:
+            return []
+        offsets, acc = {}, 0.0
+        for uid in range(1, max(self.durations, default=0) + 2):
+            offsets[uid] = acc
+            acc += self.durations.get(uid, 0.0)
+        nominal = [(a, max(0.0, offsets[u] + p - SEND_AHEAD_MS) / 1000.0)
+                   for a, u, p in self.events if u in offsets]
+        origin = min(a - n for a, n in nominal) + tick_ms / 1000.0
+        return [(a - origin - n) * 1000.0 for a, n in nominal if window[0] <= a <= window[1]]
+
+
+async def part_load(counts: list[int], seconds: float, tick_ms: float) -> None:
+    print(f"\n## Concurrent sessions at real-time pace ({seconds:.0f} s measured per step, "
+          f"one client each, embedded voice, pacer tick {tick_ms:g} ms, server in its own "
+          "process)")
+    print("| sessions | events/s | p50 late ms | p99 late ms | server CPU % | load-gen CPU % |")
+    print("|---|---|---|---|---|---|")
+    best = 0
+    for n in counts:
+        server = Server(_avatars(), send_ahead_ms=SEND_AHEAD_MS, tick_ms=tick_ms)
+        try:
+            conn = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=conn) as http:
+                await server.wait(http)
+                stop = asyncio.Event()
+                clients = [LoadClient(http, server.url) for _ in range(n)]
+                tasks = []
+                for c in clients:  # stagger starts over ~1 s
+                    tasks.append(asyncio.create_task(c.run(stop)))
+                    await asyncio.sleep(1.0 / n)
+                await asyncio.sleep(2.0)  # settle
+                t0, c0, g0 = time.monotonic(), server.cpu(), time.process_time()
+                await asyncio.sleep(seconds)
+                t1, c1, g1 = time.monotonic(), server.cpu(), time.process_time()
+                if os.environ.get("BENCH_DEBUG"):
+                    async with http.get(server.url + "/metrics") as r:
+                        print("\n".join(x for x in (await r.text()).splitlines()
+                                        if x.startswith("avatarkit_send_lateness")))
+                stop.set()
+                late = [x for c in clients for x in c.lateness((t0, t1), tick_ms)]
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            wall = t1 - t0
+            p99 = _pct(late, 99)
+            if os.environ.get("BENCH_DEBUG"):
+                print("p90", _pct(late, 90), "p99.9", _pct(late, 99.9),
+                      ">20ms", sum(x > 20 for x in late) / max(1, len(late)),
+                      "sessions with >20ms", sum(any(x > 20 for x in c.lateness((t0, t1),
+                      tick_ms)) for c in clients))
+            print(f"| {n} | {len(late) / wall:.0f} | {_pct(late, 50):.1f} | {p99:.1f} | "
+                  f"{100 * (c1 - c0) / wall:.0f} | {100 * (g1 - g0) / wall:.0f} |", flush=True)
+            if p99 < 20.0:
+                best = max(best, n)
+        finally:
+            server.stop()
+    print(f"\nLargest count with p99 lateness < 20 ms: **{best}** "
+          f"(machine: {os.cpu_count()} cores)")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", action="append", choices=["latency", "eleven", "load"])
+    ap.add_argument("--n", type=int, default=50, help="utterances for the latency part")
+    ap.add_argument("--counts", default="25,50,100,150,200,250,300")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--tick-ms", type=float, default=None,
+                    help="pacer tick of the server (default: the server's default)")
+    args = ap.parse_args()
+    parts = args.part or ["latency", "eleven", "load"]
+    if "latency" in parts:
+        await part_latency(args.n)
+    if "eleven" in parts:
+        await part_eleven(10)
+    if "load" in parts:
+        from server.config import ServerConfig
+
+        tick = args.tick_ms or ServerConfig().tick_ms
+        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
