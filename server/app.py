@@ -20,10 +20,11 @@ from server import routes
 from server.avatars import AvatarStore, Builder
 from server.config import ServerConfig
 from server.http import auth_middleware, cors_middleware, errors_middleware
+from server.lipsync import LipsyncService
 from server.metrics import Metrics
 from server.providers import ProviderFactory, make_default_factory
 from server.sessions import SessionManager
-from server.state import AVATARS, BUILDER, CONFIG, HTTP, METRICS, SESSIONS
+from server.state import AVATARS, BUILDER, CONFIG, HTTP, LIPSYNC, METRICS, SESSIONS
 
 __all__ = ["AVATARS", "CONFIG", "METRICS", "SESSIONS", "ServerConfig", "create_app"]
 
@@ -45,6 +46,12 @@ def create_app(
     app[METRICS] = Metrics()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        # the model first: a file that does not fit fails startup before anything is opened
+        lipsync = None
+        if config.model is not None:
+            lipsync = await LipsyncService.open(config, app[METRICS])
+            app[LIPSYNC] = lipsync
+            app[METRICS].lipsync = lipsync.stats
         tmp = None
         root = config.avatars_dir
         if root is None:
@@ -63,6 +70,8 @@ def create_app(
             yield
         finally:
             await manager.stop()
+            if lipsync is not None:
+                await lipsync.close()
             await http.close()
             executor.shutdown(wait=False, cancel_futures=True)
             app[BUILDER].close()

@@ -63,6 +63,10 @@ class Metrics:
         self.slow_clients_closed = 0
         self.first_audio = Histogram(FIRST_AUDIO_BUCKETS)
         self.send_lateness = Histogram(LATENESS_BUCKETS)
+        #: Variant C: mouth patches sent, by outcome (`on_time`, or `late`: rendered after
+        #: their play time on the session clock), and the batcher's stats (None: no model).
+        self.patches: dict[str, int] = defaultdict(int)
+        self.lipsync: Callable[[], dict[str, float]] | None = None
         #: Gauges read at render time.
         self.sessions: Callable[[], int] = lambda: 0
         self.clients: Callable[[], int] = lambda: 0
@@ -105,4 +109,18 @@ class Metrics:
         metric("avatarkit_avatar_builds_total", "counter", "Avatar builds, by status.",
                [f"avatarkit_avatar_builds_total{_labels(status=k)} {self.builds.get(k, 0)}"
                 for k in ("built", "skipped", "failed")])
+        if self.lipsync is not None:
+            b = self.lipsync()
+            metric("avatarkit_patches_total", "counter", "Mouth patches sent (lipsync onnx), "
+                   "by outcome: on_time, or late (ready after their play time on the session "
+                   "clock; sent anyway, a client with a jitter buffer may still use them).",
+                   [f"avatarkit_patches_total{_labels(outcome=k)} {self.patches.get(k, 0)}"
+                    for k in ("on_time", "late")])
+            metric("avatarkit_onnx_batches_total", "counter", "Inference batches run.",
+                   [f"avatarkit_onnx_batches_total {int(b['batches'])}"])
+            metric("avatarkit_onnx_frames_total", "counter",
+                   "Frames inferred (frames / batches = mean batch size).",
+                   [f"avatarkit_onnx_frames_total {int(b['frames'])}"])
+            metric("avatarkit_onnx_max_batch", "gauge", "Largest batch run so far.",
+                   [f"avatarkit_onnx_max_batch {int(b['max_batch'])}"])
         return "\n".join(lines) + "\n"

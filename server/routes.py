@@ -25,7 +25,7 @@ from server.avatars import avatar_id_for
 from server.http import ApiError
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
-from server.state import AVATARS, BUILDER, CONFIG, METRICS, SESSIONS
+from server.state import AVATARS, BUILDER, CONFIG, LIPSYNC, METRICS, SESSIONS
 
 _STATUS_OF = {"too_many_sessions": 429, "queue_full": 429, "not_found": 404}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -215,12 +215,29 @@ async def create_session(request: web.Request) -> web.Response:
                        "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
     voice = VoiceRequest(provider, _optional_str(body, "voice_id"),
                          _optional_str(body, "lang") or config.default_lang)
+    lipsync = _optional_str(body, "lipsync") or "visemes"
+    live_avatar, service = None, request.app.get(LIPSYNC)
+    if lipsync not in ("visemes", "onnx"):
+        raise ApiError(400, "bad_message", f"unknown lipsync {lipsync!r}; use 'visemes' or 'onnx'")
+    if lipsync == "onnx":
+        if service is None:
+            raise ApiError(400, "lipsync_unavailable",
+                           "lipsync 'onnx' needs a model and this server has none - start it "
+                           "with `avatarkit serve --model wav2lip.onnx`, or use 'visemes'")
+        try:
+            live_avatar = await service.avatar(avatar_id, request.app[AVATARS].folder(avatar_id))
+        except AvatarkitError as exc:
+            raise ApiError(422, "avatar_unusable", f"lipsync 'onnx': {exc}") from None
     try:
         session = request.app[SESSIONS].create(avatar_id, provider, voice)
     except wire.WireError as exc:
         raise _wire_error(exc) from None
     except AvatarkitError as exc:
         raise ApiError(400, "provider_unavailable", str(exc)) from None
+    extra: dict[str, Any] = {"lipsync": lipsync}
+    if service is not None and live_avatar is not None:
+        session.lipsync = service.attach(session, live_avatar)
+        extra.update(session.lipsync.hello_fields())
     scheme = "wss" if (request.secure or
                        request.headers.get("X-Forwarded-Proto", "") == "https") else "ws"
     return web.json_response({
@@ -228,7 +245,7 @@ async def create_session(request: web.Request) -> web.Response:
         "ws_url": f"{scheme}://{request.host}/session-2d/{session.id}/ws",
         "avatar_id": avatar_id, "provider": provider, "sample_rate": session.sample_rate,
         "lang": voice.lang, "viseme_fps": config.viseme_fps,
-        "idle_ttl_s": config.session_idle_ttl_s,
+        "idle_ttl_s": config.session_idle_ttl_s, **extra,
     })
 
 

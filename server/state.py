@@ -7,6 +7,7 @@ from aiohttp import web
 
 from server.avatars import AvatarStore, Builder
 from server.config import ServerConfig
+from server.lipsync import LipsyncService
 from server.metrics import Metrics
 from server.sessions import SessionManager
 
@@ -16,3 +17,5 @@ SESSIONS = web.AppKey("sessions", SessionManager)
 AVATARS = web.AppKey("avatars", AvatarStore)
 BUILDER = web.AppKey("builder", Builder)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+#: Present only when the server has a model (`ServerConfig.model`): variant C.
+LIPSYNC = web.AppKey("lipsync", LipsyncService)

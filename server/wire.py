@@ -89,6 +89,54 @@ def ws_frame(payload: bytes, *, binary: bool) -> bytes:
     return header + payload
 
 
+# ---------------------------------------------------------------- binary mouth patch frames
+
+#: First four bytes of every binary mouth-patch frame (variant C, `lipsync: "onnx"`).
+PATCH_MAGIC = b"AKMP"
+#: Image codecs of patch frames, by the id in the header.
+PATCH_CODECS = {1: "png", 2: "webp"}
+_CODEC_IDS = {v: k for k, v in PATCH_CODECS.items()}
+#: magic, version u8, codec u8, header length u16, utterance id u32, idle frame u32,
+#: pts_ms float64, width u16, height u16, frame index u32 - all little-endian; the encoded
+#: RGBA image (ROI-sized, photo-ROI coordinates) follows the header.
+_PATCH_HEADER = struct.Struct("<4sBBHIIdHHI")
+PATCH_HEADER_SIZE = _PATCH_HEADER.size  # 32
+
+
+@dataclass(frozen=True)
+class PatchFrame:
+    """A decoded binary mouth-patch frame."""
+
+    utterance_id: int
+    pts_ms: float
+    index: int  # frame number within the utterance: pts_ms = index * 1000 / patch_fps
+    idle_frame: int  # the idle-loop frame the server rendered it over
+    width: int
+    height: int
+    codec: str  # "png" | "webp"
+    image: bytes
+    version: int = PROTOCOL_VERSION
+
+
+def encode_patch(utterance_id: int, pts_ms: float, index: int, idle_frame: int, width: int,
+                 height: int, codec: str, image: bytes) -> bytes:
+    """One binary patch frame: the 32-byte header, then the encoded RGBA image."""
+    return _PATCH_HEADER.pack(PATCH_MAGIC, PROTOCOL_VERSION, _CODEC_IDS[codec],
+                              PATCH_HEADER_SIZE, utterance_id, idle_frame, pts_ms, width,
+                              height, index) + image
+
+
+def decode_patch(data: bytes) -> PatchFrame:
+    """Parse a binary patch frame; raises WireError if it is not one."""
+    if len(data) < PATCH_HEADER_SIZE or data[:4] != PATCH_MAGIC:
+        raise WireError("bad_patch_frame", "not an avatarkit patch frame (magic 'AKMP')")
+    _m, version, codec, header_len, uid, idle, pts, w, h, index = _PATCH_HEADER.unpack_from(data)
+    if header_len < PATCH_HEADER_SIZE or codec not in PATCH_CODECS:
+        raise WireError("bad_patch_frame", "patch frame header length or codec is invalid")
+    return PatchFrame(uid, pts, index, idle, w, h, PATCH_CODECS[codec],
+                      bytes(data[header_len:]), version)
+
+
 # ---------------------------------------------------------------- server -> client JSON
 
 
@@ -113,15 +161,20 @@ def encode_viseme(utterance_id: int, pts_ms: int, weights: Mapping[str, float]) 
 
 def hello(
     *, session_id: str, avatar_id: str, provider: str, sample_rate: int, viseme_fps: float,
-    audio: str, send_ahead_ms: float,
+    audio: str, send_ahead_ms: float, lipsync: str = "visemes",
+    patch_fps: float | None = None, patch_codec: str | None = None,
 ) -> str:
-    """First message on every WebSocket: what the session is and how audio will arrive."""
-    return _dumps({
+    """First message on every WebSocket: what the session is and how audio will arrive
+    (and, for `lipsync: "onnx"`, the rate and codec of the mouth patches)."""
+    msg: dict[str, Any] = {
         "type": "hello", "protocol": PROTOCOL_VERSION, "session_id": session_id,
         "avatar_id": avatar_id, "provider": provider, "sample_rate": sample_rate,
         "viseme_fps": viseme_fps, "classes": list(VISEME_CLASSES), "audio": audio,
-        "send_ahead_ms": send_ahead_ms,
-    })
+        "send_ahead_ms": send_ahead_ms, "lipsync": lipsync,
+    }
+    if patch_fps is not None:
+        msg.update(patch_fps=patch_fps, patch_codec=patch_codec)
+    return _dumps(msg)
 
 
 def utterance_start(
@@ -295,6 +348,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "classes": {"type": "array", "items": {"type": "string"}},
         "audio": {"enum": ["binary", "json"]},
         "send_ahead_ms": {"type": "number", "minimum": 0},
+        "lipsync": {"enum": ["visemes", "onnx"]},
+        "patch_fps": {"type": "number", "exclusiveMinimum": 0},
+        "patch_codec": {"enum": ["png", "webp"]},
     }, ["protocol", "session_id", "avatar_id", "provider", "sample_rate", "viseme_fps",
         "classes", "audio", "send_ahead_ms"]),
     "utterance_start": _obj("utterance_start", {

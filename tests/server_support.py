@@ -102,8 +102,13 @@ class Received:
     def pcm(self, utterance_id: int) -> bytes:
         return b"".join(f.pcm for f in self.audio(utterance_id))
 
+    def patches(self, utterance_id: int | None = None) -> list[wire.PatchFrame]:
+        return [m for _, m in self.events if isinstance(m, wire.PatchFrame)
+                and (utterance_id is None or m.utterance_id == utterance_id)]
+
     def kinds(self) -> list[str]:
-        return [m["type"] if isinstance(m, dict) else "audio" for _, m in self.events]
+        return [m["type"] if isinstance(m, dict) else
+                "patch" if isinstance(m, wire.PatchFrame) else "audio" for _, m in self.events]
 
 
 async def receive_until(ws: aiohttp.ClientWebSocketResponse, rec: Received, stop: Any,
@@ -119,7 +124,8 @@ async def receive_until(ws: aiohttp.ClientWebSocketResponse, rec: Received, stop
                     data = wire.AudioFrame(data["utterance_id"], data["sample_rate"],
                                            data["pts_ms"], base64.b64decode(data["data"]))
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                data = wire.decode_audio(msg.data)
+                data = (wire.decode_patch(msg.data) if msg.data[:4] == wire.PATCH_MAGIC
+                        else wire.decode_audio(msg.data))
             else:
                 rec.close_code = ws.close_code
                 if msg.type == aiohttp.WSMsgType.CLOSE:

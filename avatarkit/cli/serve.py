@@ -41,6 +41,19 @@ def serve(
     idle_ttl: Annotated[float, typer.Option(
         help="Close sessions idle (no client, no command) this long, seconds.")] = 600.0,
     max_upload_mb: Annotated[float, typer.Option(help="Largest photo upload, MiB.")] = 20.0,
+    model: Annotated[Path | None, typer.Option(
+        "--model", metavar="M.onnx",
+        help="A Wav2Lip-compatible ONNX model (docs/onnx.md): sessions may then ask for "
+             "lipsync 'onnx' and receive mouth patches.", show_default=False)] = None,
+    onnx_provider: Annotated[str, typer.Option(
+        help="Execution provider for --model: auto (TensorRT -> CUDA -> CPU), tensorrt, "
+             "cuda or cpu.")] = "auto",
+    batch_frames: Annotated[int, typer.Option(
+        help="Inference batch: run when this many frames wait (all sessions).")] = 32,
+    batch_wait_ms: Annotated[float, typer.Option(
+        help="... or when the oldest frame has waited this long, ms.")] = 8.0,
+    patch_codec: Annotated[str, typer.Option(
+        help="Mouth patch encoding: png (lossless) or webp (smaller, lossy).")] = "png",
 ) -> None:
     """Run the live server: avatars, sessions, streamed audio + visemes, the browser player."""
     from aiohttp import web
@@ -49,12 +62,15 @@ def serve(
     from server.app import create_app
     from server.config import ServerConfig
     from server.http import RedactedAccessLogger
+    from server.state import LIPSYNC
 
     config = ServerConfig.from_env(
         avatars_dir=avatars, token=token, cors_origins=tuple(cors or ()),
         elevenlabs_voice_id=voice_id, default_lang=lang, viseme_fps=fps,
         max_sessions=max_sessions, max_text_chars=max_text, session_idle_ttl_s=idle_ttl,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), model=model,
+        onnx_provider=onnx_provider, batch_max_frames=batch_frames,
+        batch_max_wait_ms=batch_wait_ms, patch_codec=patch_codec,
     )
     application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
@@ -74,6 +90,10 @@ def serve(
                     f"cannot listen on {host}:{port}: {exc.strerror or exc} - is another "
                     "server running there? pick another --port") from None
             auth = " (token required)" if config.token else ""
+            lipsync = application.get(LIPSYNC)
+            if lipsync is not None:
+                console.print(f"lipsync onnx: {lipsync.describe()}, batches of up to "
+                              f"{batch_frames} frames / {batch_wait_ms:g} ms")
             console.print(f"avatarkit serving on [bold]http://{shown}:{port}/[/]{auth} - "
                           f"voice: {provider}; avatars: {avatars or 'temporary folder'}; "
                           "Ctrl+C to stop")
