@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/avatarkit build examples/hero.jpg -o out
-	@echo "the avatar is in out/hero/ - avatar.json lists every file (README.md explains them)"
+	$(BIN)/avatarkit preview out/hero -o out/hero_preview.mp4 \
+		--text "Hello! I am a photo that talks. Nice to meet you."
+	@echo "the avatar is in out/hero/ (avatar.json lists every file); out/hero_preview.mp4 shows it speaking"
+	@echo "live: $(BIN)/avatarkit serve --avatars out   then open http://127.0.0.1:8000/?avatar=hero"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +32,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/build.py
+	$(BIN)/python benchmarks/idle.py
+	$(BIN)/python benchmarks/visemes_accuracy.py
+	$(BIN)/python benchmarks/preview.py
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf out .pytest_cache
