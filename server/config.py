@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avatarkit.errors import AvatarkitError
+from avatarkit.tts.elevenlabs import DEFAULT_VOICE_ID
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ServerConfig:
     #: ElevenLabs API key (server side only). None: the embedded voice is the default.
     elevenlabs_api_key: str | None = field(default=None, repr=False)
     #: Default ElevenLabs voice when a session names none.
-    elevenlabs_voice_id: str = "21m00Tcm4TlvDq8Ikwy8"
+    elevenlabs_voice_id: str = DEFAULT_VOICE_ID
     #: ElevenLabs model.
     elevenlabs_model_id: str = "eleven_flash_v2_5"
     #: ElevenLabs PCM output format (`pcm_16000`, `pcm_22050`, `pcm_24000`, `pcm_44100`).
