@@ -9,6 +9,10 @@
  *                  another, each anchored at the context time where its pts 0 plays
  *   4. visemes   - per drawn frame, the weights at (audible context time - utterance anchor)
  *   5. transport - the session WebSocket (see docs/protocol.md), Speak / Stop
+ *   6. patches   - with ?lipsync=onnx the server's model draws the mouth: binary patch frames
+ *                  (RGBA, photo-ROI coordinates) shown at their pts on the audio clock through
+ *                  the frame's track affine; any frame whose patch is not here in time falls
+ *                  back to the viseme pose
  * window.avatarkitPlayer exposes read-only stats for tests and debugging.
  */
 (() => {
@@ -20,11 +24,15 @@
   // coverage reaches about this far past the edge; growing the strip by it matches its look.
   const OPENING_GROW_PX = 0.75;
   const EDGE_RAMP_MS = 80; // fade from / to Rest outside an utterance's timeline (as the renderer)
-  const LEAD_S = 0.04; // first chunk of an utterance plays this far after it arrives
+  // First chunk of an utterance plays this far after it arrives. With model patches
+  // (?lipsync=onnx) a little more, so the first frames' patches (which need 0.2 s of audio
+  // and one inference) are usually here in time instead of falling back to visemes.
+  const LEAD_S = new URLSearchParams(location.search).get("lipsync") === "onnx" ? 0.12 : 0.04;
 
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const TOKEN = params.get("token") || "";
+  const LIPSYNC = params.get("lipsync") === "onnx" ? "onnx" : "visemes";
 
   // ---------------------------------------------------------------- stats (read-only export)
   const stats = {
@@ -35,6 +43,8 @@
     latency: { firstAudioMs: null, firstVisemeMs: null, audibleMs: null },
     ws: "closed", session: null, hello: null, latencyUtterance: null, playingSources: 0,
     audioLevel: 0, audioPeak: 0,
+    lipsync: LIPSYNC, patchFrames: 0, patchBytes: 0, patchesShown: 0, patchesLate: 0,
+    patchErrors: 0, patchOnScreen: null,
   };
   function note(kind, data) {
     stats.events.push({ kind, t: Math.round(performance.now()), ...data });
@@ -442,10 +452,15 @@
       let u = this.utterances.get(id);
       if (!u) {
         u = { id, t0: null, end: 0, sources: [], frames: [], ended: false, interrupted: false,
-          gain: null, cutAt: null };
+          gain: null, cutAt: null, patches: new Map(), patchSeen: new Set() };
         this.utterances.set(id, u);
         this.order.push(id);
-        while (this.order.length > 16) this.utterances.delete(this.order.shift());
+        while (this.order.length > 16) {
+          const gone = this.utterances.get(this.order.shift());
+          if (!gone) continue;
+          for (const bmp of gone.patches.values()) bmp.close();
+          this.utterances.delete(gone.id);
+        }
       }
       return u;
     }
@@ -530,6 +545,16 @@
       for (const u of this.utterances.values()) n += u.sources.length;
       return n;
     }
+    /** The utterance being heard and the position in it, ms; null between utterances. */
+    position() {
+      const now = this.now();
+      let cur = null;
+      for (const id of this.order) {
+        const u = this.utterances.get(id);
+        if (u && u.t0 !== null && u.t0 <= now && now < u.end) cur = u;
+      }
+      return cur ? { u: cur, ms: (now - cur.t0) * 1000 } : null;
+    }
     /** Weights to show now: the playing utterance's timeline at the audio clock. */
     weightsNow() {
       const now = this.now();
@@ -595,7 +620,10 @@
     const { w, fromTimeline } = held ? { w: held, fromTimeline: false } : audio.weightsNow();
     shown = w;
     stats.weights = toObject(w);
-    stats.mouthActive = renderer.draw(sctx, video, w, assets.track.transforms[frame]);
+    const affine = assets.track.transforms[frame];
+    if (!(LIPSYNC === "onnx" && !held && drawPatch(affine))) {
+      stats.mouthActive = renderer.draw(sctx, video, w, affine);
+    }
     stats.renders++;
     stats.playingSources = audio.playingSources();
     if (stats.playingSources) {
@@ -606,6 +634,62 @@
     if (fromTimeline && !isRest(w)) stats.visemesApplied++;
     const name = dominant(w);
     if ($("cur-viseme").textContent !== name) $("cur-viseme").textContent = name;
+  }
+
+  // ---------------------------------------------------------------- 6. mouth patches (lipsync onnx)
+  /** Draw the idle frame and the patch of the frame being heard, if it is here: true when
+   * drawn. A frame that starts without its patch counts as late and shows the viseme pose. */
+  function drawPatch(affine) {
+    const pos = audio.position();
+    if (!pos) { stats.patchOnScreen = null; return false; }
+    const fps = (stats.hello && stats.hello.patch_fps) || assets.track.fps;
+    const i = Math.floor(pos.ms * fps / 1000 + 1e-6);
+    const u = pos.u;
+    const bmp = u.patches.get(i);
+    const first = !u.patchSeen.has(i);
+    u.patchSeen.add(i);
+    for (const [k, old] of u.patches) { // frames already past are never shown again
+      if (k >= i - 1) break;
+      old.close();
+      u.patches.delete(k);
+    }
+    if (!bmp) {
+      if (first) stats.patchesLate++;
+      stats.patchOnScreen = null;
+      return false;
+    }
+    if (stats.patchOnScreen === null || stats.patchOnScreen.index !== i
+        || stats.patchOnScreen.utterance_id !== u.id) stats.patchesShown++;
+    stats.patchOnScreen = { utterance_id: u.id, index: i };
+    sctx.setTransform(1, 0, 0, 1, 0, 0);
+    sctx.drawImage(video, 0, 0, sctx.canvas.width, sctx.canvas.height);
+    sctx.setTransform(...canvasAffine(affine));
+    sctx.drawImage(bmp, assets.roi.x, assets.roi.y); // its alpha is the feathered mouth mask
+    sctx.setTransform(1, 0, 0, 1, 0, 0);
+    stats.mouthActive = true;
+    return true;
+  }
+
+  /** A binary patch frame (docs/protocol.md "Mouth patch frames"): decode, keep by index. */
+  function onPatch(buf) {
+    const v = new DataView(buf);
+    const headerLen = v.getUint16(6, true);
+    const codec = v.getUint8(5) === 2 ? "image/webp" : "image/png";
+    const uid = v.getUint32(8, true);
+    const index = v.getUint32(28, true);
+    stats.patchFrames++;
+    stats.patchBytes += buf.byteLength - headerLen;
+    const u = audio.utterance(uid);
+    if (u.cutAt !== null) return;
+    createImageBitmap(new Blob([new Uint8Array(buf, headerLen)], { type: codec }))
+      .then((bmp) => {
+        if (u.patches.has(index) || u.cutAt !== null) { bmp.close(); return; }
+        u.patches.set(index, bmp);
+        if (u.patches.size > 1 && [...u.patches.keys()].some((k, j, a) => j && a[j - 1] > k)) {
+          u.patches = new Map([...u.patches].sort((a, b) => a[0] - b[0])); // keep index order
+        }
+      })
+      .catch(() => { stats.patchErrors++; });
   }
 
   function onVideoFrame(_now, meta) {
@@ -645,6 +729,7 @@
 
   // ---------------------------------------------------------------- 5. transport (docs/protocol.md)
   const AUDIO_MAGIC = 0x55414b41; // "AKAU" read as little-endian u32
+  const PATCH_MAGIC = 0x504d4b41; // "AKMP"
   let session = null; // {id, wsUrl, avatarId}
   let ws = null;
   let wsWanted = false;
@@ -693,6 +778,7 @@
 
   function onBinary(buf) {
     const v = new DataView(buf);
+    if (buf.byteLength >= 32 && v.getUint32(0, true) === PATCH_MAGIC) { onPatch(buf); return; }
     if (buf.byteLength < 24 || v.getUint32(0, true) !== AUDIO_MAGIC) {
       stats.errors.push("bad audio frame");
       return;
@@ -716,7 +802,8 @@
       case "hello":
         stats.hello = msg;
         note("hello", { provider: msg.provider });
-        log(`connected: ${msg.provider} voice, ${msg.sample_rate} Hz, visemes at ${msg.viseme_fps} fps`);
+        log(`connected: ${msg.provider} voice, ${msg.sample_rate} Hz, visemes at ${msg.viseme_fps} fps`
+          + (msg.lipsync === "onnx" ? `, model patches at ${msg.patch_fps} fps` : ""));
         break;
       case "utterance_start":
         stats.utterancesStarted++;
@@ -792,7 +879,7 @@
   async function openSession(avatarId) {
     wsWanted = false;
     if (ws) { ws.close(1000); ws = null; }
-    const body = { avatar_id: avatarId };
+    const body = { avatar_id: avatarId, lipsync: LIPSYNC };
     for (const k of ["provider", "voice_id", "lang"]) if (params.get(k)) body[k] = params.get(k);
     const res = await fetchJson("session-2d", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
