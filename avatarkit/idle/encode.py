@@ -54,44 +54,45 @@ def seam_params(frames: int, fps: int) -> str:
     return f"aq-mode=0:zones={zones}"
 
 
-class H264Writer:
-    """Streams RGB frames into an MP4: one keyframe at frame 0, yuv420p, faststart."""
+def h264_args(*, preset: str, crf: int) -> list[str]:
+    """ffmpeg output arguments every avatarkit MP4 shares: BT.709 yuv420p H.264, tagged."""
+    return ["-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+            "-pix_fmt", "yuv420p", *COLOR_TAGS, "-movflags", "+faststart"]
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: int, *, frames: int,
-                 crf: int = 18, preset: str = "veryfast") -> None:
-        self.path = Path(path)
+
+class FramePipe:
+    """RGB frames piped raw into ffmpeg; `args` (after the frames' input) say what it makes.
+
+    Both MP4 writers (the idle loop, the preview) are this pipe plus their own arguments,
+    so starting ffmpeg, size checks and turning its failures into one message live here.
+    """
+
+    def __init__(self, name: str, size: tuple[int, int], fps: float, args: list[str]) -> None:
+        self.name = name
         self.size = even_size(*size)
         w, h = self.size
-        cmd = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(fps),
-            "-i", "-", "-an",
-            "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
-            "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-            # One GOP for the whole loop: the only keyframe is frame 0, where playback restarts.
-            "-g", str(max(1, frames)), "-keyint_min", str(max(1, frames)), "-sc_threshold", "0",
-            "-x264-params", seam_params(frames, fps),
-            "-pix_fmt", "yuv420p", *COLOR_TAGS, "-movflags", "+faststart",
-            "-f", "mp4", str(self.path),
-        ]
+        rate = f"{fps:g}" if float(fps).is_integer() else f"{fps:.6f}"
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", rate,
+               "-i", "-", *args]
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
-            msg = f"could not start ffmpeg to write {self.path.name}: {exc}"
-            raise AvatarkitError(msg) from exc
+            raise AvatarkitError(f"could not start ffmpeg to write {name}: {exc}") from exc
 
     def write(self, rgb: np.ndarray) -> None:
-        """Append one RGB uint8 frame of the writer's size (odd sizes are padded)."""
+        """Append one RGB uint8 frame of the pipe's size (odd sizes are padded)."""
         frame = pad_even(rgb)
         if (frame.shape[1], frame.shape[0]) != self.size:
             raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]}, expected {self.size}")
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).data)
         except BrokenPipeError:
-            self.close()  # raises with ffmpeg's own message
+            self.finish()  # raises with ffmpeg's own message
 
-    def close(self) -> None:
-        """Finish the file; raise with ffmpeg's message if it failed."""
+    def finish(self) -> None:
+        """Let ffmpeg finish the file; raise with its message if it failed."""
         if self._proc.stdin and not self._proc.stdin.closed:
             try:
                 self._proc.stdin.close()
@@ -99,7 +100,39 @@ class H264Writer:
                 pass
         err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
         if self._proc.wait() != 0:
-            raise AvatarkitError(f"ffmpeg could not encode {self.path.name}: {err.strip()[-300:]}")
+            raise AvatarkitError(f"ffmpeg could not encode {self.name}: {err.strip()[-300:]}")
+
+    def kill(self) -> None:
+        """Stop ffmpeg at once (the caller removes what it wrote)."""
+        self._proc.kill()
+        self._proc.wait()
+        if self._proc.stderr:
+            self._proc.stderr.close()
+
+
+class H264Writer:
+    """Streams RGB frames into an MP4: one keyframe at frame 0, yuv420p, faststart."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: int, *, frames: int,
+                 crf: int = 18, preset: str = "veryfast") -> None:
+        self.path = Path(path)
+        gop = str(max(1, frames))
+        self._pipe = FramePipe(self.path.name, size, fps, [
+            "-an", *h264_args(preset=preset, crf=crf),
+            # One GOP for the whole loop: the only keyframe is frame 0, where playback restarts.
+            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+            "-x264-params", seam_params(frames, fps),
+            "-f", "mp4", str(self.path),
+        ])
+        self.size = self._pipe.size
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one RGB uint8 frame of the writer's size (odd sizes are padded)."""
+        self._pipe.write(rgb)
+
+    def close(self) -> None:
+        """Finish the file; raise with ffmpeg's message if it failed."""
+        self._pipe.finish()
 
     def __enter__(self) -> H264Writer:
         return self
@@ -109,8 +142,7 @@ class H264Writer:
         if exc_type is None:
             self.close()
         else:
-            self._proc.kill()
-            self._proc.wait()
+            self._pipe.kill()
 
 
 #: Our MP4s are BT.709 limited range; ffmpeg's default YUV->RGB conversion truncates, which
