@@ -13,12 +13,12 @@ from math import gcd
 import numpy as np
 import scipy.signal
 
-from avatarkit.errors import AvatarkitError
 from avatarkit.render.audio import Audio
 from avatarkit.render.avatar import Avatar
 from avatarkit.render.preview import PreviewOptions, plan_frames
 from avatarkit.render.speech import Speech
-from avatarkit.roi import OnnxRunner, RoiAvatar, face_box, face_inputs, paste
+from avatarkit.roi import OnnxRunner, face_inputs, paste
+from avatarkit.roi.avatar import roi_avatar
 from avatarkit.roi.mel import SAMPLE_RATE, mel_windows, melspectrogram
 
 
@@ -30,16 +30,6 @@ def to_16k(audio: Audio) -> np.ndarray:
         return x
     g = gcd(SAMPLE_RATE, rate)
     return scipy.signal.resample_poly(x, SAMPLE_RATE // g, rate // g)
-
-
-def roi_avatar(avatar: Avatar) -> RoiAvatar:
-    """The renderer's avatar seen by the ONNX runner (same frames, track and mask)."""
-    try:
-        bbox = avatar.manifest["face"]["bbox"]
-    except (KeyError, TypeError) as exc:
-        raise AvatarkitError(f"{avatar.folder}: avatar.json has no face box - rebuild the "
-                             "avatar with `avatarkit build`") from exc
-    return RoiAvatar(avatar.folder, avatar.frames, avatar.track, avatar.mask, face_box(bbox))
 
 
 class OnnxVariant:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.idle import IDLE_MP4, TRACK_JSON, Track, read_frames, read_track
+from avatarkit.idle import Track
+from avatarkit.render.avatar import Avatar
+from avatarkit.render.avatar import load_avatar as load_render_avatar
 from avatarkit.roi.faces import FaceBox, face_box
 from avatarkit.roi.paste import PasteGeometry, paste_geometry
-
-MASK_PNG = "mask_mouth.png"
-AVATAR_JSON = "avatar.json"
 
 
 @dataclass(frozen=True)
@@ -44,29 +41,19 @@ class RoiAvatar:
         return paste_geometry(self.track.roi, self.mask, self.box, size)
 
 
+def roi_avatar(avatar: Avatar) -> RoiAvatar:
+    """The renderer's avatar seen by the ONNX runner (same frames, track and mask)."""
+    try:
+        bbox = avatar.manifest["face"]["bbox"]
+    except (KeyError, TypeError) as exc:
+        raise AvatarkitError(f"{avatar.folder}: avatar.json has no face box - rebuild the "
+                             "avatar with `avatarkit build`") from exc
+    return RoiAvatar(avatar.folder, avatar.frames, avatar.track, avatar.mask, face_box(bbox))
+
+
 def load_avatar(folder: str | Path) -> RoiAvatar:
-    """Read what variant C uses from an avatar folder made by `avatarkit build`."""
-    folder = Path(folder)
-    manifest = folder / AVATAR_JSON
-    try:
-        doc = json.loads(manifest.read_text())
-        bbox = doc["face"]["bbox"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AvatarkitError(f"{folder} is not an avatar folder (could not read {AVATAR_JSON}: "
-                             f"{exc}); run avatarkit build first") from exc
-    for name in (IDLE_MP4, TRACK_JSON, MASK_PNG):
-        if not (folder / name).is_file():
-            raise AvatarkitError(f"{folder} has no {name}; rebuild it with avatarkit build")
-    track = read_track(folder / TRACK_JSON)
-    frames = list(read_frames(folder / IDLE_MP4))
-    if not frames:
-        raise AvatarkitError(f"{folder / IDLE_MP4} has no frames; rebuild the avatar")
-    try:
-        mask = np.asarray(Image.open(folder / MASK_PNG).convert("L"))
-    except OSError as exc:
-        raise AvatarkitError(f"could not read {folder / MASK_PNG}: {exc}") from exc
-    roi = track.roi
-    if mask.shape != (roi.h, roi.w):
-        raise AvatarkitError(f"{MASK_PNG} is {mask.shape[1]}x{mask.shape[0]} but the ROI is "
-                             f"{roi.w}x{roi.h}; rebuild the avatar")
-    return RoiAvatar(folder, frames, track, mask, face_box(bbox))
+    """Read what variant C uses from an avatar folder made by `avatarkit build`.
+
+    The renderer's loader does the reading and checking, so both see one avatar the same way.
+    """
+    return roi_avatar(load_render_avatar(folder))
