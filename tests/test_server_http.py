@@ -123,12 +123,13 @@ async def test_errors_are_json_with_codes(aiohttp_client, avatars):
     assert r.status == 400 and (await r.json())["error"] == "text_too_long"
     r = await client.post(f"/session-2d/{sid}/speak", json={"text": ""})
     assert (await r.json())["error"] == "text_empty"
-    # queue limit: one playing/producing, one waiting, the next is refused
-    codes = []
-    for _ in range(4):
-        r = await client.post(f"/session-2d/{sid}/speak", json={"text": "A sentence."})
-        codes.append(r.status)
-    assert 429 in codes
+    # queue limit: one playing/producing, one waiting, the next is refused. Sent at once and
+    # about 3 s long each, so a busy machine cannot let the first finish before the last.
+    text = "Five long sentences take a while to say, truly."
+    replies = await asyncio.gather(
+        *(client.post(f"/session-2d/{sid}/speak", json={"text": text}) for _ in range(4)))
+    assert sorted(r.status for r in replies) == [200, 200, 429, 429]
+    assert {(await r.json()).get("error") for r in replies if r.status == 429} == {"queue_full"}
     await client.post("/session-2d", json={"avatar_id": "hero"})
     r = await client.post("/session-2d", json={"avatar_id": "hero"})
     assert r.status == 429 and (await r.json())["error"] == "too_many_sessions"
