@@ -79,8 +79,8 @@ def build_grid(face: Face, roi: Roi) -> MouthGrid:
         0.5 * (lower_lip + jaw),
         jaw,
         jaw + 0.3 * (h - jaw),
-        jaw + 0.6 * (h - jaw),
-        jaw + 0.85 * (h - jaw),
+        jaw + 0.55 * (h - jaw),
+        jaw + 0.8 * (h - jaw),
         np.full_like(xs, h),
     ]
     ys = np.stack(rows)

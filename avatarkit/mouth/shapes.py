@@ -53,6 +53,10 @@ SHAPES: dict[str, MouthShape] = {
 }
 
 
+#: Share of the distance from the jaw row to the ROI border that moves rigidly with the jaw.
+JAW_RIGID = 0.26
+
+
 def opening_profile(u: np.ndarray, roundness: float) -> np.ndarray:
     """1 at the mouth centre, 0 at the corners; rounder for small exponents."""
     return (1.0 - np.clip(np.abs(u), 0, 1) ** roundness) ** (1.0 / roundness)
@@ -107,12 +111,11 @@ def shape_offsets(grid: MouthGrid, shape: MouthShape) -> np.ndarray:
     dy[mesh.ROW_LOWER_OUTER] = spread(dy_lo)
     dy[1] = 0.3 * dy[mesh.ROW_UPPER_OUTER]
     # The jaw carries the chin and the skin below the lower lip; the neck takes up the rest.
-    jaw_rows = {mesh.ROW_BELOW_LIP: 1.0, mesh.ROW_JAW: 1.0, 8: 0.4, 9: 0.12, 10: 0.0}
     chin_span = np.clip(1.0 - np.abs(xs - cx) / (1.6 * mw), 0, 1)
     chin_fall = chin_span * chin_span * (3 - 2 * chin_span)
     if jaw > 0:
-        for r, share in jaw_rows.items():
-            dy[r] = np.maximum(jaw * share * chin_fall, 0.0)
+        for r in range(mesh.ROW_BELOW_LIP, rows - 1):
+            dy[r] = np.maximum(jaw * _jaw_share(pts, r) * chin_fall, 0.0)
         dy[mesh.ROW_BELOW_LIP] = np.maximum(dy[mesh.ROW_BELOW_LIP], 0.8 * dy[mesh.ROW_LOWER_OUTER])
     else:  # closing: the skin under the lower lip follows it a little
         dy[mesh.ROW_BELOW_LIP] = 0.4 * dy[mesh.ROW_LOWER_OUTER]
@@ -127,6 +130,23 @@ def shape_offsets(grid: MouthGrid, shape: MouthShape) -> np.ndarray:
     offsets[0] = offsets[-1] = 0.0
     offsets[:, 0] = offsets[:, -1] = 0.0
     return _keep_rows_ordered(pts, offsets)
+
+
+def _jaw_share(points: np.ndarray, row: int) -> np.ndarray:
+    """How much of the jaw drop grid row `row` takes, per column.
+
+    The chin and the jaw line move as one piece (the visible chin edge and the shadow
+    under it lie a little below the jaw landmarks), and the neck takes up the drop evenly
+    further down, fading to nothing at the ROI border. Squeezing the neck into the one grid
+    cell under the jaw row (a 7x compression on the example) turned the jaw-line shadow into
+    a thin dotted line.
+    """
+    if row <= mesh.ROW_JAW:
+        return np.ones(points.shape[1])
+    jaw = points[mesh.ROW_JAW, :, 1]
+    bottom = points[-1, :, 1]
+    t = np.clip((points[row, :, 1] - jaw) / np.maximum(bottom - jaw, 1e-6), 0, 1)
+    return np.clip((1.0 - t) / (1.0 - JAW_RIGID), 0, 1)
 
 
 def _keep_rows_ordered(points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
