@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from pathlib import Path
 
 import cv2
@@ -138,3 +139,55 @@ def test_chin_edge_stays_clean_when_the_jaw_drops(measured):
     ai = _band_mean(_fine_detail(roi.crop(composites["AI"])), moved, mesh.ROW_JAW,
                     mesh.ROW_JAW + 1, span)
     assert ai <= 1.8 * photo + 1.0, f"{name}: fine detail under the jaw {ai:.1f} vs {photo:.1f}"
+
+
+def _hsv(rgb: np.ndarray) -> tuple[float, float, float]:
+    return colorsys.rgb_to_hsv(*(np.asarray(rgb, float) / 255.0))
+
+
+@pytest.mark.parametrize("name", ["hopper", "biden"])  # closed mouths: synthesised teeth
+def test_synthesised_teeth_sit_in_the_photos_light(name):
+    """Warm off-white teeth in the skin's light: hue near the skin's, much less saturated
+    but not grey, brighter than the skin; darker towards the corners; gaps between teeth."""
+    rgb = _photo(PORTRAITS[name])
+    assets = make_mouth_assets(rgb, detect_faces(rgb)[0])
+    doc = assets.meshdef
+    rows, cols = doc["grid"]["rows"], doc["grid"]["cols"]
+    points = np.asarray(doc["points"]).reshape(rows, cols, 2)
+    moved = points + np.asarray(doc["targets"]["AI"]).reshape(rows, cols, 2)
+    c0, c1 = doc["opening"]["cols"]
+    mw = points[mesh.ROW_UPPER_INNER, c1, 0] - points[mesh.ROW_UPPER_INNER, c0, 0]
+    cx = 0.5 * (moved[mesh.ROW_UPPER_INNER, c0, 0] + moved[mesh.ROW_UPPER_INNER, c1, 0])
+    sprite = assets.sprites["AI"][..., :3].astype(float)
+
+    def teeth(u0: float, u1: float) -> np.ndarray:
+        """Pixels of the upper teeth between |u| = u0 and u1 (u: half mouth widths)."""
+        out = []
+        for x in range(int(cx - 0.5 * mw), int(cx + 0.5 * mw) + 1):
+            if u0 <= abs(x - cx) / (0.5 * mw) < u1:
+                top = np.interp(x, moved[mesh.ROW_UPPER_INNER, :, 0],
+                                moved[mesh.ROW_UPPER_INNER, :, 1]) + 0.045 * mw
+                out.append(sprite[int(round(top)):int(round(top + 0.05 * mw)) + 1, x])
+        return np.concatenate(out)
+
+    centre, corner = teeth(0.0, 0.35), teeth(0.65, 0.8)
+    skin = assets.roi.crop(rgb)[
+        int(points[mesh.ROW_LOWER_OUTER, 8, 1]) + 2:int(points[mesh.ROW_JAW, 8, 1]) - 2,
+        int(cx - 0.3 * mw):int(cx + 0.3 * mw)].reshape(-1, 3).astype(float)
+    th, ts, _ = _hsv(np.median(centre, axis=0))
+    sh, ss, _ = _hsv(np.median(skin, axis=0))
+    hue_diff = min(abs(th - sh), 1 - abs(th - sh)) * 360
+    assert hue_diff <= 25, f"{name}: teeth hue {th * 360:.0f} vs skin {sh * 360:.0f}"
+    assert 0.06 <= ts <= 0.6 * ss, f"{name}: teeth saturation {ts:.2f} (skin {ss:.2f})"
+    luma = np.array([0.299, 0.587, 0.114])
+    t_luma, s_luma = np.median(centre @ luma), np.median(skin @ luma)
+    assert s_luma + 10 <= t_luma <= 250, f"{name}: teeth luma {t_luma:.0f}, skin {s_luma:.0f}"
+    assert np.median(corner @ luma) <= 0.85 * np.median(centre @ luma), (
+        f"{name}: corners {np.median(corner @ luma):.0f} vs centre {np.median(centre @ luma):.0f}")
+    # Separate teeth: the centre row of the front teeth has several dark dips.
+    y = int(round(np.interp(cx, moved[mesh.ROW_UPPER_INNER, :, 0],
+                            moved[mesh.ROW_UPPER_INNER, :, 1]) + 0.07 * mw))
+    row = sprite[y, int(cx - 0.35 * mw):int(cx + 0.35 * mw) + 1] @ luma
+    dips = [i for i in range(1, len(row) - 1)
+            if row[i] < row[i - 1] and row[i] <= row[i + 1] and row[i] < np.max(row) - 8]
+    assert len(dips) >= 3, f"{name}: {len(dips)} gaps between the front teeth"

@@ -17,8 +17,14 @@ from avatarkit.mouth.mesh import MouthGrid
 from avatarkit.mouth.shapes import MouthShape, opening_profile
 
 TONGUE_RGB = np.array([176.0, 82.0, 88.0])
-TEETH_RGB = np.array([1.0, 0.94, 0.84])
+TEETH_RGB = np.array([1.0, 0.95, 0.86])  # warm off-white (enamel over yellowish dentine)
+SKIN_TINT = 0.18  # share of the skin's own colour cast the synthesised teeth take on
 LOWER_TEETH_SHADE = np.array([0.80, 0.74, 0.68])  # in the lower lip's shadow, warmer
+#: Tooth edges from the mouth centre to a corner, in half mouth widths: incisors wide,
+#: teeth narrowing towards the corners as the dental arch turns away from the camera.
+TOOTH_EDGES = np.array([0.0, 0.23, 0.42, 0.58, 0.72, 0.84, 0.94, 1.04, 1.2])
+SHADOW_GAMMA = np.array([0.9, 1.0, 1.2])  # shade**gamma per channel: warm, not grey, shadows
+LUMA = np.array([0.299, 0.587, 0.114])
 CAVITY_SHADE = np.array([0.42, 0.27, 0.27])  # of the lip colour: dark, red-brown
 
 
@@ -63,26 +69,72 @@ def measure_look(patch: np.ndarray, grid: MouthGrid) -> MouthLook:
     img = patch.astype(np.float32)
     lip_rgb = np.median(img[lips], axis=0) if lips.sum() > 4 else np.array([150.0, 80.0, 80.0])
     gap = band(mesh.ROW_UPPER_INNER, mesh.ROW_LOWER_INNER)
-    luminance = img @ np.array([0.299, 0.587, 0.114])
+    luminance = img @ LUMA
     photo_teeth = False
     if gap.sum() >= max(6, 0.002 * w * h):
         gap_lum = np.percentile(luminance[gap], 75)
-        lip_lum = float(lip_rgb @ np.array([0.299, 0.587, 0.114]))
+        lip_lum = float(lip_rgb @ LUMA)
         photo_teeth = bool(gap_lum > lip_lum + 25)
-    # Synthesised teeth take their brightness from the skin around them, not from the
-    # brightest thing in view (a white collar would make them glow).
-    # A touch of the skin's own hue keeps them from looking cold next to warm skin.
-    skin = float(np.median(luminance))
-    bright = float(np.clip(0.5 * skin + 130, 170, 240))
-    skin_rgb = np.median(img.reshape(-1, 3), axis=0)
-    teeth_rgb = 0.72 * TEETH_RGB * bright + 0.28 * skin_rgb
+    # The skin right around the lips (above the upper lip, between the lower lip and the
+    # jaw), not the whole ROI: a collar or the background would skew both colour and light.
+    skin_px = band(1, mesh.ROW_UPPER_OUTER) | band(mesh.ROW_LOWER_OUTER, mesh.ROW_JAW)
+    skin_px = skin_px if skin_px.sum() > 8 else np.ones((h, w), bool)
+    skin_rgb = np.median(img[skin_px], axis=0)
+    if photo_teeth:
+        # The photo's own teeth: the brighter half of what shows between the lips.
+        bright_gap = gap & (luminance >= np.percentile(luminance[gap], 50))
+        teeth_rgb = np.median(img[bright_gap], axis=0)
+    else:
+        teeth_rgb = synth_teeth_rgb(skin_rgb)
     return MouthLook(lip_rgb=lip_rgb, teeth_rgb=teeth_rgb, photo_teeth=photo_teeth)
 
 
-def _tooth_gaps(xs: np.ndarray, cx: float, tooth_w: float) -> np.ndarray:
-    """Multiplicative shading with thin darker lines between teeth, per pixel column."""
-    phase = np.abs(((xs - cx) / tooth_w + 0.5) % 1.0 - 0.5) * tooth_w  # px from a tooth edge
-    return 0.88 + 0.12 * np.clip(phase / 0.9, 0, 1)
+def synth_teeth_rgb(skin_rgb: np.ndarray) -> np.ndarray:
+    """Teeth for a photo that shows none: warm off-white in the photo's light.
+
+    Brightness follows the skin's (the exposure and light of this photo: teeth brighter
+    than the skin, never glowing in a dark photo); the hue takes a little of the skin's own
+    cast, so the teeth sit in the same light instead of looking pasted in from another photo.
+    """
+    skin_rgb = np.asarray(skin_rgb, np.float64)
+    skin_lum = float(skin_rgb @ LUMA)
+    cast = skin_rgb / max(skin_lum, 1.0)  # the skin's colour at unit luminance
+    tint = TEETH_RGB * (1.0 + SKIN_TINT * (cast - 1.0))
+    bright = float(np.clip(0.45 * skin_lum + 125.0, 160.0, 235.0))
+    return tint / float(tint @ LUMA) * bright
+
+
+@dataclass(frozen=True)
+class ToothRow:
+    """Per pixel column of a row of synthesised teeth: shading and the tip outline."""
+
+    shade: np.ndarray  # (w,) multiplicative brightness: per-tooth relief, gaps, corners
+    tip_lift: np.ndarray  # (w,) px the biting edge rises near each tooth's sides
+
+
+def tooth_row(xs: np.ndarray, cx: float, half: float, scale: float = 1.0) -> ToothRow:
+    """Teeth laid out from the centre (`scale` < 1 for the narrower lower incisors)."""
+    u = np.abs(xs - cx) / max(half, 1.0)
+    edges = TOOTH_EDGES * scale
+    pos = np.interp(u, edges, np.arange(len(edges)))  # tooth index + phase across it
+    phase = pos % 1.0
+    widths = np.diff(edges)[np.minimum(pos.astype(int), len(edges) - 2)] * half
+    from_edge = np.minimum(phase, 1.0 - phase) * widths  # px to the nearest tooth edge
+    relief = 1.0 - 0.07 * (2.0 * phase - 1.0) ** 2  # each tooth a little convex
+    # A soft dark line between teeth; faint where teeth are only a few pixels wide, or the
+    # row turns into a picket fence.
+    # Only the front teeth (incisors, canines) show clear gaps; further back they blur.
+    visible = np.clip((widths - 2.5) / 3.0, 0, 1) * np.clip(1.0 - u / 0.7, 0, 1)
+    gap = 1.0 - 0.18 * visible * np.exp(-(from_edge / 0.6) ** 2)
+    corner = 0.35 + 0.65 * opening_profile(u, 2.0)  # the arch turns into shadow
+    lift = 0.9 * np.clip(1.0 - from_edge / np.maximum(0.3 * widths, 0.5), 0, 1) ** 2
+    return ToothRow(shade=relief * gap * corner, tip_lift=lift * np.clip(widths / 4.0, 0, 1))
+
+
+def shaded(rgb: np.ndarray, shade: np.ndarray) -> np.ndarray:
+    """rgb (3,) times a shade map (..., ) with warm shadows: blue darkens first."""
+    s = np.clip(shade, 1e-3, None)[..., None]
+    return (rgb * s ** SHADOW_GAMMA).astype(np.float32)
 
 
 def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shape: MouthShape,
@@ -128,12 +180,13 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
         paint(np.broadcast_to(tongue * 0.9, out.shape), np.clip((1.0 - r) * 4, 0, 1))
 
     teeth_rgb = look.teeth_rgb.astype(np.float32)
-    gaps = _tooth_gaps(xs[0], cx_t, 0.115 * mw)[None, :, None]
-    corner_shade = (0.55 + 0.45 * prof)[..., None]
     if shape.teeth_lower:
-        top = lo_t - 0.05 * mw * prof
+        row = tooth_row(xs[0], cx_t, half_t, scale=0.85)
+        top = lo_t - 0.05 * mw * prof + row.tip_lift[None, :]
+        # In the lower lip's shadow, lit from above: brighter at the biting edge.
+        lit = 1.0 - 0.25 * np.clip((ys - top) / max(0.05 * mw, 1.0), 0, 1)
         a = np.clip(ys - top, 0, 1) * (prof > 0.15)
-        paint((teeth_rgb * LOWER_TEETH_SHADE * gaps * corner_shade).astype(np.float32), a)
+        paint(shaded(teeth_rgb * LOWER_TEETH_SHADE, row.shade[None, :] * lit), a)
 
     # Upper teeth: attached to the skull, so they stay at the photo's position.
     teeth_len = 0.12 * mw if not shape.teeth_fill else 0.5 * mw
@@ -147,10 +200,15 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
         fade = np.clip((teeth_bottom - ys) / max(0.03 * mw, 1.0), 0, 1)
         paint(teeth_img, fade)
     else:
-        under_lip = np.clip((ys - up_t) / max(0.03 * mw, 1.0), 0, 1)
-        shade = (0.72 + 0.28 * under_lip)[..., None]
-        a = np.clip(teeth_bottom - ys, 0, 1) * (prof > 0.1)
-        paint((teeth_rgb * gaps * corner_shade * shade).astype(np.float32), a)
+        row = tooth_row(xs[0], cx_t, half_t)
+        bottom = teeth_bottom - row.tip_lift[None, :]
+        # Shadow of the upper lip at the gum line, a slightly darker translucent biting edge.
+        under_lip = np.clip((ys - up_t) / max(0.035 * mw, 1.0), 0, 1)
+        height = np.maximum(bottom - up_s, 1.0)
+        edge = np.clip((ys - (bottom - 0.22 * height)) / (0.22 * height), 0, 1)
+        shade = (0.62 + 0.38 * np.sqrt(under_lip)) * (1.0 - 0.10 * edge) * row.shade[None, :]
+        a = np.clip(bottom - ys, 0, 1) * (prof > 0.1)
+        paint(shaded(teeth_rgb, shade), a)
 
     if shape.tongue == "between":
         edge = up_s + 0.10 * mw
