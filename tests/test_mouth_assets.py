@@ -126,7 +126,7 @@ def test_written_files_follow_the_contract(hero, tmp_path):
     _, _, assets = hero
     names = assets.write(tmp_path)
     assert set(names) == {"atlas.png", "atlas.json", "meshdef.json", "mask_mouth.png",
-                          "mouth_interior.png"}
+                          "mouth_interior.png", "mouth_interior_layers.png"}
     meta = json.loads((tmp_path / "atlas.json").read_text())
     assert meta["grid"] == {"cols": 4, "rows": 4}
     assert meta["cell"] == {"w": assets.roi.w, "h": assets.roi.h}
@@ -143,3 +143,14 @@ def test_written_files_follow_the_contract(hero, tmp_path):
     assert mask.mode == "L" and mask.size == (assets.roi.w, assets.roi.h)
     interior = np.array(Image.open(tmp_path / "mouth_interior.png"))
     assert interior.shape == (assets.roi.h, assets.roi.w, 4) and interior[..., 3].max() == 255
+    # Interior layers: stacked ROI-sized cells, each with something in it, classes by name.
+    spec = json.loads((tmp_path / "meshdef.json").read_text())["interior_layers"]
+    layers = np.array(Image.open(tmp_path / spec["file"]))
+    h = assets.roi.h
+    assert layers.shape == (len(spec["layers"]) * h, assets.roi.w, 4)
+    for i, layer in enumerate(spec["layers"]):
+        assert layer["cell"] == i and layer["follows"] in ("skull", "jaw")
+        assert set(layer["classes"]) <= set(VISEME_CLASSES) - {"Rest"} and layer["classes"]
+        assert layers[i * h:(i + 1) * h, :, 3].max() > 128, layer["name"]
+    by_name = {layer["name"]: layer for layer in spec["layers"]}
+    assert by_name["lower_teeth"]["follows"] == "jaw" and "E" in by_name["lower_teeth"]["classes"]

@@ -54,7 +54,8 @@ def box_of(avatar, index: int) -> tuple[slice, slice]:
     return slice(int(y) - 4, int(y) + r.h + 4), slice(int(x) - 4, int(x) + r.w + 4)
 
 
-POSES = [{"AI": 1.0}, {"MBP": 1.0}, {"O": 0.6, "E": 0.4}, {"AI": 0.3, "Rest": 0.7}, {"FV": 1.0}]
+POSES = [{"AI": 1.0}, {"MBP": 1.0}, {"O": 0.6, "E": 0.4}, {"AI": 0.3, "Rest": 0.7}, {"FV": 1.0},
+         {"E": 1.0}, {"L": 0.7, "TH": 0.3}]  # E, L, TH: the interior layers (lower teeth: jaw)
 
 
 async def test_canvas_matches_python_renderer(aiohttp_server, avatars):

@@ -137,9 +137,17 @@ def shaded(rgb: np.ndarray, shade: np.ndarray) -> np.ndarray:
     return (rgb * s ** SHADOW_GAMMA).astype(np.float32)
 
 
+Layers = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
 def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shape: MouthShape,
-                    look: MouthLook) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB float image, alpha) of the mouth interior for a target grid position."""
+                    look: MouthLook, layers: Layers | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB float image, alpha) of the mouth interior for a target grid position.
+
+    With `layers`, each painted part is also recorded there by name ("cavity_rim", "tongue_low",
+    "tongue_tip", "lower_teeth", "upper_teeth", "tongue_between") as (RGB (h, w, 3), alpha
+    (h, w)) over the whole ROI, before clipping to the opening: the mesh variant's layers.
+    """
     h, w = patch.shape[:2]
     c0, c1 = grid.corner_cols
     cols = slice(c0, c1 + 1)
@@ -156,6 +164,11 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
     cx_t = 0.5 * (target[mesh.ROW_UPPER_INNER, c0, 0] + target[mesh.ROW_UPPER_INNER, c1, 0])
     half_t = 0.5 * (target[mesh.ROW_UPPER_INNER, c1, 0] - target[mesh.ROW_UPPER_INNER, c0, 0])
     prof = opening_profile((xs[0] - cx_t) / max(half_t, 1.0), 2.5)[None, :]
+    # The upper teeth are fixed to the skull: laid out on the photo's mouth, whatever the
+    # lips do (rounded lips cover the outer teeth rather than squeezing them).
+    x0_s, x1_s = grid.points[mesh.ROW_UPPER_INNER, c0, 0], grid.points[mesh.ROW_UPPER_INNER, c1, 0]
+    cx_s, half_s = 0.5 * (x0_s + x1_s), 0.5 * (x1_s - x0_s)
+    prof_s = opening_profile((xs[0] - cx_s) / max(half_s, 1.0), 2.5)[None, :]
 
     # Cavity: the lip colour in deep shadow, darker towards the middle of the opening.
     depth = np.clip(np.minimum(ys - up_t, lo_t - ys) / (0.08 * mw), 0, 1)
@@ -163,21 +176,28 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
     out = np.empty((h, w, 3), np.float32)
     out[:] = lip * CAVITY_SHADE
     out *= (1.0 - 0.45 * depth)[..., None]
+    if layers is not None:  # the lighter rim above the lower lip, which moves with the jaw
+        rim = 1.0 - np.clip((lo_t - ys) / (0.08 * mw), 0, 1)
+        layers["cavity_rim"] = (np.broadcast_to(lip * CAVITY_SHADE, out.shape).astype(np.float32),
+                                np.broadcast_to(rim, out.shape[:2]).astype(np.float32))
 
-    def paint(layer_rgb: np.ndarray, layer_alpha: np.ndarray) -> None:
+    def paint(layer_rgb: np.ndarray, layer_alpha: np.ndarray, name: str) -> None:
         a = np.clip(layer_alpha, 0, 1)[..., None]
         out[:] = out * (1 - a) + layer_rgb * a
+        if layers is not None:
+            layers[name] = (np.broadcast_to(layer_rgb, out.shape).astype(np.float32),
+                            np.broadcast_to(a[..., 0], out.shape[:2]).astype(np.float32))
 
     tongue = (TONGUE_RGB * 0.55 + lip * 0.45).astype(np.float32)
     if shape.tongue == "low":
         bottom = lo_t - 0.01 * mw
         reach = 0.09 * mw * prof
         paint(np.broadcast_to(tongue * 0.7, out.shape), np.clip((ys - (bottom - reach)) / 1.5, 0, 1)
-              * (reach > 0.5))
+              * (reach > 0.5), "tongue_low")
     elif shape.tongue == "tip_up":
         tip_y = up_t + 0.10 * mw
         r = np.hypot((xs - cx_t) / (0.20 * mw), np.maximum(tip_y - ys, 0) / (0.06 * mw))
-        paint(np.broadcast_to(tongue * 0.9, out.shape), np.clip((1.0 - r) * 4, 0, 1))
+        paint(np.broadcast_to(tongue * 0.9, out.shape), np.clip((1.0 - r) * 4, 0, 1), "tongue_tip")
 
     teeth_rgb = look.teeth_rgb.astype(np.float32)
     if shape.teeth_lower:
@@ -186,11 +206,11 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
         # In the lower lip's shadow, lit from above: brighter at the biting edge.
         lit = 1.0 - 0.25 * np.clip((ys - top) / max(0.05 * mw, 1.0), 0, 1)
         a = np.clip(ys - top, 0, 1) * (prof > 0.15)
-        paint(shaded(teeth_rgb * LOWER_TEETH_SHADE, row.shade[None, :] * lit), a)
+        paint(shaded(teeth_rgb * LOWER_TEETH_SHADE, row.shade[None, :] * lit), a, "lower_teeth")
 
     # Upper teeth: attached to the skull, so they stay at the photo's position.
     teeth_len = 0.12 * mw if not shape.teeth_fill else 0.5 * mw
-    teeth_bottom = up_s + teeth_len * np.sqrt(prof)
+    teeth_bottom = up_s + teeth_len * np.sqrt(prof_s)
     if look.photo_teeth:
         photo_gap = np.maximum(lo_s - up_s, 0)
         teeth_bottom = np.maximum(teeth_bottom if shape.teeth_fill else up_s, up_s + photo_gap)
@@ -198,20 +218,20 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
         teeth_img = cv2.remap(patch.astype(np.float32), xs, src_y.astype(np.float32),
                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         fade = np.clip((teeth_bottom - ys) / max(0.03 * mw, 1.0), 0, 1)
-        paint(teeth_img, fade)
+        paint(teeth_img, fade, "upper_teeth")
     else:
-        row = tooth_row(xs[0], cx_t, half_t)
+        row = tooth_row(xs[0], cx_s, half_s)
         bottom = teeth_bottom - row.tip_lift[None, :]
         # Shadow of the upper lip at the gum line, a slightly darker translucent biting edge.
         under_lip = np.clip((ys - up_t) / max(0.035 * mw, 1.0), 0, 1)
         height = np.maximum(bottom - up_s, 1.0)
         edge = np.clip((ys - (bottom - 0.22 * height)) / (0.22 * height), 0, 1)
         shade = (0.62 + 0.38 * np.sqrt(under_lip)) * (1.0 - 0.10 * edge) * row.shade[None, :]
-        a = np.clip(bottom - ys, 0, 1) * (prof > 0.1)
-        paint(shaded(teeth_rgb, shade), a)
+        a = np.clip(bottom - ys, 0, 1) * (prof_s > 0.1)
+        paint(shaded(teeth_rgb, shade), a, "upper_teeth")
 
     if shape.tongue == "between":
         edge = up_s + 0.10 * mw
         r = np.hypot((xs - cx_t) / (0.22 * mw), (ys - edge) / (0.055 * mw))
-        paint(np.broadcast_to(tongue, out.shape), np.clip((1.0 - r) * 4, 0, 1))
+        paint(np.broadcast_to(tongue, out.shape), np.clip((1.0 - r) * 4, 0, 1), "tongue_between")
     return np.clip(out, 0, 255), alpha

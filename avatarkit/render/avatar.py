@@ -63,6 +63,16 @@ class MeshDef:
                      - p[self.upper_row, self.corner_cols[0], 0])
 
 
+@dataclass(frozen=True)
+class InteriorLayer:
+    """One cell of meshdef.json's optional `interior_layers` (see README's contract)."""
+
+    name: str
+    rgba: np.ndarray  # (roi.h, roi.w, 4) uint8
+    jaw: bool  # moves with the lower inner lip row ("jaw"), else fixed in the ROI ("skull")
+    classes: np.ndarray  # (len(VISEME_CLASSES),) how much each class shows it
+
+
 @dataclass
 class Avatar:
     """The assets of one avatar folder, ready to draw with (see `load_avatar`)."""
@@ -77,6 +87,7 @@ class Avatar:
     interior: np.ndarray  # (roi.h, roi.w, 4) uint8 RGBA mouth-interior texture
     landmarks: np.ndarray  # (478, 2) photo landmarks from avatar.json
     video: Path  # idle.mp4
+    interior_layers: tuple[InteriorLayer, ...] = ()  # optional, drawn over `interior`
     _frames: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -166,6 +177,27 @@ def _meshdef(folder: Path, doc: dict, roi: Roi) -> MeshDef:
     return mesh
 
 
+def _interior_layers(folder: Path, doc: dict, shape: tuple[int, int]) -> tuple[
+        InteriorLayer, ...]:
+    """meshdef.json's optional interior layers (older avatars have none)."""
+    spec = doc.get("interior_layers")
+    if not spec:
+        return ()
+    try:
+        layers = spec["layers"]
+        texture = _read_png(folder, spec["file"], "RGBA", (shape[0] * len(layers), shape[1]))
+        return tuple(InteriorLayer(
+            name=str(layer["name"]),
+            rgba=np.ascontiguousarray(texture[int(layer["cell"]) * shape[0]:
+                                              (int(layer["cell"]) + 1) * shape[0]]),
+            jaw=layer["follows"] == "jaw",
+            classes=np.array([float(layer["classes"].get(c, 0.0)) for c in VISEME_CLASSES]))
+            for layer in layers)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AvatarkitError(f"{folder}: meshdef.json has invalid interior layers ({exc!r}) - "
+                             "rebuild the avatar with `avatarkit build`") from exc
+
+
 def load_avatar(folder: str | Path) -> Avatar:
     """Load and check an avatar folder made by `avatarkit build`.
 
@@ -222,4 +254,5 @@ def load_avatar(folder: str | Path) -> Avatar:
     mask = _read_png(folder, meta.get("mask", "mask_mouth.png"), "L", shape)
     interior = _read_png(folder, meshdoc.get("interior", "mouth_interior.png"), "RGBA", shape)
     return Avatar(folder=folder, manifest=manifest, roi=roi, track=track, mask=mask,
-                  cells=cells, mesh=mesh, interior=interior, landmarks=points, video=video)
+                  cells=cells, mesh=mesh, interior=interior, landmarks=points, video=video,
+                  interior_layers=_interior_layers(folder, meshdoc, shape))

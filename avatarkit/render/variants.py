@@ -82,6 +82,9 @@ class MeshVariant:
         self.interior_alpha = avatar.interior[..., 3].astype(np.float32) / 255.0
         self.rest_gap = self.mesh.centre_gap(np.zeros_like(self.mesh.points))
         self.reveal_px = max(REVEAL_GAP * self.mesh.mouth_width, 1.0)
+        self.layers = [(layer, layer.rgba[..., :3].astype(np.float32),
+                        layer.rgba[..., 3].astype(np.float32) / 255.0)
+                       for layer in avatar.interior_layers]
 
     def reveal(self, offsets: np.ndarray) -> float:
         """0..1: how much of the interior texture shows (0 at or below the rest gap)."""
@@ -108,10 +111,39 @@ class MeshVariant:
         if show > 0:
             opening = self.mesh.opening(offsets) @ lin.T + t
             cover = polygon_alpha(opening, (x1 - x0, y1 - y0))
-            cover *= to_box(self.interior_alpha, affine, box, fill_edge=False) * show
             interior = to_box(self.interior_rgb, affine, box)
-            warped += (interior - warped) * cover[..., None]
+            warped += (interior - warped) * (cover * to_box(
+                self.interior_alpha, affine, box, fill_edge=False) * show)[..., None]
+            for layer, rgb, alpha in self.layers:
+                amount = float(np.clip(np.dot(weights, layer.classes), 0.0, 1.0)) * show
+                if amount <= 0:
+                    continue
+                if layer.jaw:
+                    rgb, alpha = self._with_jaw(rgb, alpha, offsets, local, warped.shape[:2])
+                else:
+                    rgb = to_box(rgb, affine, box)
+                    alpha = to_box(alpha, affine, box, fill_edge=False)
+                warped += (rgb - warped) * (cover * alpha * amount)[..., None]
         return blend_box(frame, box, warped, to_box(self.mask, affine, box, fill_edge=False))
+
+    def _with_jaw(self, rgb: np.ndarray, alpha: np.ndarray, offsets: np.ndarray,
+                  local: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """A jaw layer sampled into the box: it moves with the deformed lower inner lip row
+        (x from the undeformed columns, y less the row's dy, linear between columns)."""
+        m = self.mesh
+        c0, c1 = m.corner_cols
+        row = slice(m.lower_row * m.cols + c0, m.lower_row * m.cols + c1 + 1)
+        src_x, moved_x = m.points[row, 0], m.points[row, 0] + offsets[row, 0]
+        inv = cv2.invertAffineTransform(local)
+        ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+        rx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+        ry = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+        map_x = np.interp(rx, moved_x, src_x).astype(np.float32)
+        map_y = np.clip(ry - np.interp(rx, moved_x, offsets[row, 1]), 0,
+                        alpha.shape[0] - 1).astype(np.float32)
+        sample = cv2.remap(np.dstack([rgb, alpha]), map_x, map_y, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        return sample[..., :3], sample[..., 3]
 
 
 VARIANTS: dict[str, Callable[[Avatar], MouthVariant]] = {

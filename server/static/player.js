@@ -84,6 +84,10 @@
       fetchJson(urls.atlas_json), fetchJson(urls.meshdef), fetchJson(urls.track),
       fetchBitmap(urls.atlas), fetchBitmap(urls.mask), fetchBitmap(urls.interior),
     ]);
+    // Optional interior layers (meshdef.interior_layers): stacked ROI-sized cells.
+    const il = meshdef.interior_layers;
+    const layers = il && il.file && Array.isArray(il.layers)
+      ? await fetchBitmap(new URL(il.file, new URL(urls.meshdef, location.href)).href) : null;
     const roi = atlasMeta.roi;
     const order = atlasMeta.classes || CLASSES;
     const cells = order.map((name, i) => {
@@ -100,7 +104,7 @@
     const videoBlob = await (await fetchOk(urls.idle)).blob();
     return {
       roi, cellW: atlasMeta.cell.w, cellH: atlasMeta.cell.h, cells, atlas, mask, interior,
-      meshdef, points: Float32Array.from(meshdef.points.flat()), targets,
+      layers, meshdef, points: Float32Array.from(meshdef.points.flat()), targets,
       track: { fps: track.fps, transforms: track.transforms },
       videoUrl: URL.createObjectURL(videoBlob),
     };
@@ -231,12 +235,25 @@
       vec4 t = texture2D(uInterior, vRoi);
       gl_FragColor = vec4(t.rgb, t.a * uReveal * texture2D(uMask, vRoi).r);
     }`;
+  // One interior layer: vRoi = where to sample it (within its cell), vVideo = ROI position
+  // of the fragment (for the mask).
+  const FS_LAYER = `
+    precision mediump float;
+    uniform sampler2D uLayers; uniform sampler2D uMask; uniform float uReveal;
+    uniform float uCell; uniform float uCells; uniform float uRoiH;
+    varying vec2 vVideo; varying vec2 vRoi;
+    void main() {
+      float y = clamp(vRoi.y, 0.5 / uRoiH, 1.0 - 0.5 / uRoiH);
+      vec4 t = texture2D(uLayers, vec2(vRoi.x, (uCell + y) / uCells));
+      gl_FragColor = vec4(t.rgb, t.a * uReveal * texture2D(uMask, vVideo).r);
+    }`;
 
   /** Interpolates meshdef targets by weight, warps the current video frame's ROI through the
    * grid triangles (texture = undeformed points, vertices = deformed points, both moved by the
    * frame's track affine), blends by the mask, and shows the interior texture inside the
    * opening polygon of the deformed inner-lip rows, faded in as the lips part beyond their
-   * rest gap - as avatarkit/render/variants.py MeshVariant. */
+   * rest gap, then the optional interior layers over it - as avatarkit/render/variants.py
+   * MeshVariant. */
   class MeshRenderer {
     constructor(assets, width, height) {
       this.a = assets;
@@ -257,6 +274,18 @@
       this.texVideo = this.texture(null);
       this.texMask = this.texture(assets.mask);
       this.texInterior = this.texture(assets.interior);
+      const il = assets.meshdef.interior_layers;
+      if (assets.layers) {
+        this.progLayer = this.program(VS, FS_LAYER);
+        this.texLayers = this.texture(assets.layers);
+        this.layers = il.layers.map((l) => ({
+          cell: l.cell, jaw: l.follows === "jaw",
+          classes: CLASSES.map((c) => (l.classes && l.classes[c]) || 0),
+        }));
+        this.layerCells = assets.layers.height / assets.roi.h;
+      } else {
+        this.layers = [];
+      }
       this.buf = gl.createBuffer();
       this.idx = gl.createBuffer();
       const { cols, rows } = assets.meshdef.grid;
@@ -407,11 +436,45 @@
           gl.uniform1f(gl.getUniformLocation(this.progInterior, "uReveal"), reveal);
           this.drawWith(this.progInterior, this.vertices(strip, affine, strip),
             new Uint16Array(idx), [["uInterior", this.texInterior], ["uMask", this.texMask]]);
+          this.drawLayers(strip, new Uint16Array(idx), dst, weights, reveal, affine);
         }
       }
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.drawImage(this.canvas, 0, 0);
       return active;
+    }
+    /** The interior layers over the opening strip, each faded in by the weights of its
+     * classes. "jaw" layers move with the deformed lower inner lip row: a strip vertex of
+     * column c samples x = that column's undeformed x, y = its y less the row's dy. */
+    drawLayers(strip, idx, dst, weights, reveal, affine) {
+      if (!this.layers.length) return;
+      const { a } = this;
+      const { lower_row: lr, cols: [c0] } = this.opening;
+      const base = this.vertices(strip, affine, strip);
+      const { w: rw, h: rh } = a.roi;
+      for (const layer of this.layers) {
+        let amount = 0;
+        for (let k = 0; k < CLASSES.length; k++) amount += weights[k] * layer.classes[k];
+        amount = Math.min(1, Math.max(0, amount)) * reveal;
+        if (amount <= 0) continue;
+        const v = Float32Array.from(base);
+        for (let i = 0; i < strip.length / 2; i++) {
+          v[6 * i + 2] = base[6 * i + 4]; v[6 * i + 3] = base[6 * i + 5]; // mask at the fragment
+          if (layer.jaw) {
+            const l = lr * this.cols + c0 + (i >> 1);
+            v[6 * i + 4] = (a.points[2 * l] + 0.5) / rw;
+            v[6 * i + 5] = (strip[2 * i + 1] - (dst[2 * l + 1] - a.points[2 * l + 1]) + 0.5) / rh;
+          }
+        }
+        const gl = this.gl;
+        gl.useProgram(this.progLayer);
+        gl.uniform1f(gl.getUniformLocation(this.progLayer, "uReveal"), amount);
+        gl.uniform1f(gl.getUniformLocation(this.progLayer, "uCell"), layer.cell);
+        gl.uniform1f(gl.getUniformLocation(this.progLayer, "uCells"), this.layerCells);
+        gl.uniform1f(gl.getUniformLocation(this.progLayer, "uRoiH"), rh);
+        this.drawWith(this.progLayer, v, idx,
+          [["uLayers", this.texLayers], ["uMask", this.texMask]]);
+      }
     }
   }
 
