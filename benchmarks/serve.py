@@ -108,7 +108,15 @@ class Server:
         raise RuntimeError("server did not start")
 
     def cpu(self) -> float:
-        return _cpu_s(self.proc.pid)
+        """CPU seconds of the server and its child processes (the blend worker)."""
+        total = _cpu_s(self.proc.pid)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    total += _cpu_s(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                pass  # a process that ended meanwhile
+        return total
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -300,15 +308,16 @@ class LoadClient:
         return [(a - origin - n) * 1000.0 for a, n in nominal if window[0] <= a <= window[1]]
 
 
-async def part_load(counts: list[int], seconds: float, tick_ms: float) -> None:
+async def part_load(counts: list[int], seconds: float, tick_ms: float, fps: float) -> None:
     print(f"\n## Concurrent sessions at real-time pace ({seconds:.0f} s measured per step, "
-          f"one client each, embedded voice, pacer tick {tick_ms:g} ms, server in its own "
-          "process)")
+          f"one client each, embedded voice, {fps:g} viseme frames/s, pacer tick {tick_ms:g} "
+          "ms, server in its own process)")
     print("| sessions | events/s | p50 late ms | p99 late ms | server CPU % | load-gen CPU % |")
     print("|---|---|---|---|---|---|")
     best = 0
     for n in counts:
-        server = Server(_avatars(), send_ahead_ms=SEND_AHEAD_MS, tick_ms=tick_ms)
+        server = Server(_avatars(), send_ahead_ms=SEND_AHEAD_MS, tick_ms=tick_ms,
+                        viseme_fps=fps)
         try:
             conn = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=conn) as http:
@@ -357,6 +366,8 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--tick-ms", type=float, default=None,
                     help="pacer tick of the server (default: the server's default)")
+    ap.add_argument("--fps", type=float, default=None,
+                    help="viseme frames per second (default: the server's default)")
     args = ap.parse_args()
     parts = args.part or ["latency", "eleven", "load"]
     if "latency" in parts:
@@ -367,7 +378,8 @@ async def main() -> None:
         from server.config import ServerConfig
 
         tick = args.tick_ms or ServerConfig().tick_ms
-        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick)
+        fps = args.fps or ServerConfig().viseme_fps
+        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick, fps)
 
 
 if __name__ == "__main__":

@@ -35,14 +35,17 @@ class ServerConfig:
     #: Default espeak-ng language / G2P language for sessions.
     default_lang: str = "en-us"
 
-    #: Viseme frame rate on the wire.
-    viseme_fps: float = 60.0
+    #: Viseme frame rate on the wire. 30 keeps up with the 25 fps video (the player
+    #: interpolates between frames) at half the blending and sending cost of 60
+    #: (README "avatarkit serve" has both accuracy and load figures).
+    viseme_fps: float = 30.0
     #: Longest audio frame, ms (longer provider chunks are sliced).
     audio_frame_ms: float = 100.0
     #: How far ahead of the session's playback clock events are sent, ms.
     send_ahead_ms: float = 200.0
-    #: Period of the pacing tick, ms (events due within one tick are sent together).
-    tick_ms: float = 20.0
+    #: Period of the pacing tick, ms (events due within one tick are sent together, up to
+    #: one tick early: one socket write per client per tick; keep it well under send-ahead).
+    tick_ms: float = 40.0
     #: Length of the barge-in ramp back to Rest, ms (100-200).
     ramp_ms: float = 150.0
 
@@ -71,6 +74,9 @@ class ServerConfig:
     build_max_side: int = 1024
     #: Threads for viseme computation (off the event loop).
     viseme_threads: int = 2
+    #: Blend the embedded voice's visemes in a worker process (server/blend.py), which keeps
+    #: the event loop free for pacing; False: on the loop, in slices.
+    blend_worker: bool = True
     #: Folder of the browser player (index.html + assets); None = `server/static`.
     static_dir: Path | None = None
 

@@ -36,6 +36,7 @@ from avatarkit.visemes.stream import (
     weights_at,
 )
 from server import wire
+from server.blend import BlendedFrame, BlendPool
 from server.config import ServerConfig
 from server.metrics import Metrics
 
@@ -160,6 +161,8 @@ class Session:
         self._close_at = config.max_client_backlog_bytes
         self._lead = config.send_ahead_ms / 1000.0
         self._tick = config.tick_ms / 1000.0
+        #: The process that blends phoneme-timed speech (server/blend.py); None: the loop.
+        self.blend_pool: BlendPool | None = None
         #: Variant C: the session's mouth-patch producer (server/lipsync.py), or None.
         self.lipsync: Any = None
 
@@ -283,17 +286,29 @@ class Session:
                     u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
                     await self.flush()
                     continue
-                # Phoneme-timed chunks (a whole sentence from espeak-ng) are blended here, in
-                # slices of ~1-2 ms of work with the loop free in between. A worker thread
-                # would hold the GIL for up to 5 ms at every socket write of the loop
-                # (convoy effect) - measured as 60 ms p99 lateness at 100 sessions.
-                for piece in _slices(chunk, SLICE_MS):
+                # Phoneme-timed chunks (a whole sentence from espeak-ng): the first slice is
+                # blended here at once (first audio and viseme leave together); the rest in
+                # the blend worker process (server/blend.py), or without one here in slices
+                # of ~1-2 ms of work with the loop free in between. A worker thread would
+                # hold the GIL for up to 5 ms at every socket write of the loop (convoy
+                # effect) - measured as 60 ms p99 lateness at 100 sessions.
+                pieces = _slices(chunk, SLICE_MS)
+                pool = self.blend_pool
+                for i, piece in enumerate(pieces):
+                    if i and pool is not None and pool.ready:
+                        rest = SpeechChunk(
+                            chunk.pcm[len(pieces[0].pcm):], chunk.sample_rate, piece.start_ms,
+                            tuple(p for x in pieces[i:] for p in x.phonemes), None, chunk.text)
+                        blended, vstate = await pool.blend(u.id, rest, vstate, self.coart)
+                        await self._push_blended(u, pieces[i:], blended)
+                        break
+                    if i:  # the first slice leaves at once; the rest shortly before they are due
+                        await self._until_needed(u, piece.start_ms)
                     events, frames, vstate = _chunk_events(
                         u.id, piece, vstate, self.coart, None, self.config.audio_frame_ms)
                     self._push_all(u, events, frames)
                     u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
                     await self.flush()
-                    await asyncio.sleep(0)
             if u.t0 is None:
                 raise ProviderError("the voice returned no audio for this text", "empty_audio")
             if vstate.aligned:
@@ -327,6 +342,36 @@ class Session:
         if self.lipsync is not None:
             self.lipsync.on_end(u)
         await self.flush()
+
+    async def _until_needed(self, u: Utterance, pts_ms: float) -> None:
+        """Wait until audio at `pts_ms` of `u` is due to be sent within PRODUCE_AHEAD_MS.
+
+        A sentence from espeak-ng arrives whole, seconds of audio at once; blending it all at
+        once would keep hundreds of events per session alive in the timeline, and the cyclic
+        garbage collector's full passes over them stalled the loop for 50-200 ms at 100
+        sessions. Events are still sent at the same due time."""
+        assert u.t0 is not None
+        wait = u.t0 - self._lead + (pts_ms - PRODUCE_AHEAD_MS) / 1000.0 - self.loop.time()
+        await asyncio.sleep(max(0.0, wait))
+
+    async def _push_blended(self, u: Utterance, pieces: list[SpeechChunk],
+                            blended: list[BlendedFrame]) -> None:
+        """Frames from the blend worker onto the timeline with their audio, a slice at a time
+        shortly before it is due (few live events per session: see `_until_needed`)."""
+        k = 0
+        for j, piece in enumerate(pieces):
+            await self._until_needed(u, piece.start_ms)
+            end = piece.end_ms if j + 1 < len(pieces) else float("inf")
+            events = _audio_events(u.id, piece, self.config.audio_frame_ms)
+            frames = []
+            while k < len(blended) and blended[k][0] < end:
+                pts, weights, data = blended[k]
+                events.append(Event(VISEME, u.id, pts, data))
+                frames.append(Frame(pts, dict(weights)))
+                k += 1
+            self._push_all(u, events, frames)
+            u.audio_end_ms = max(u.audio_end_ms, piece.end_ms)
+            await self.flush()
 
     def _redact(self, message: str) -> str:
         for secret in (self.config.elevenlabs_api_key, self.config.token):
@@ -423,7 +468,7 @@ class Session:
             if batch:
                 self._broadcast(batch)
             u = self.playing
-            if u is not None and len(u.sent) > 256:
+            if u is not None and len(u.sent) > 64:
                 self._trim(u)
         finally:
             self._flushing = False
@@ -553,6 +598,8 @@ def _finish_events(
 
 #: Audio per slice when a long phoneme-timed chunk is blended on the loop, ms.
 SLICE_MS = 400.0
+#: A slice after the first is blended when its audio is due to be sent within this, ms.
+PRODUCE_AHEAD_MS = 1000.0
 
 
 def _slices(chunk: SpeechChunk, slice_ms: float) -> list[SpeechChunk]:

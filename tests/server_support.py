@@ -173,8 +173,12 @@ class RecordingVoice:
     def pcm(self, text: str, nth: int = 0) -> bytes:
         return b"".join(c.pcm for c in self.chunks(text, nth))
 
-    def timeline(self, text: str, nth: int = 0, fps: float = 60.0) -> Any:
+    def timeline(self, text: str, nth: int = 0, fps: float | None = None) -> Any:
+        """The batch timeline of what was spoken (at the server's default fps)."""
         from avatarkit.visemes import CoarticulationOptions, timeline_from_phonemes
+        from server.config import ServerConfig
+
+        fps = fps or ServerConfig().viseme_fps
 
         chunks = self.chunks(text, nth)
         phonemes = [p for c in chunks for p in c.phonemes]

@@ -35,7 +35,7 @@ def serve(
         help="Default ElevenLabs voice id (ElevenLabs is used when $ELEVENLABS_API_KEY is "
              "set; otherwise the embedded espeak-ng voice).", show_default=False)] = None,
     lang: Annotated[str, typer.Option(help="Default language (espeak-ng code).")] = "en-us",
-    fps: Annotated[float, typer.Option(help="Viseme frames per second on the wire.")] = 60.0,
+    fps: Annotated[float, typer.Option(help="Viseme frames per second on the wire.")] = 30.0,
     max_sessions: Annotated[int, typer.Option(help="Open sessions allowed.")] = 500,
     max_text: Annotated[int, typer.Option(help="Longest text of one speak, characters.")] = 5000,
     idle_ttl: Annotated[float, typer.Option(
