@@ -187,15 +187,19 @@ async def test_barge_in_stops_patches(aiohttp_client, setup):
     end = rec.json("utterance_end")[0]
     assert end["interrupted"] is True and end["reason"] == "stop"
     service = client.app[LIPSYNC]
-    done = service.stats()["frames"]
     with pytest.raises(TimeoutError):  # nothing more arrives: no patch, no audio
         await receive_until(ws, rec, lambda m: True, timeout=0.6)
     assert rec.kinds()[-1] == "utterance_end"
     sent = rec.patches(1)
     fps = setup["roi"].fps
-    assert len(sent) < len(long) * 60 / 1000 * fps / 2  # far fewer than the whole text
+    whole_text_frames = len(long) * 60 / 1000 * fps
+    assert len(sent) < whole_text_frames / 2  # far fewer than the whole text
     assert max(p.pts_ms for p in sent) <= end["pts_ms"] + 200 + 1000 / fps
-    assert service.stats()["frames"] == done  # and nothing more is rendered
+    # and nothing more is rendered: a batch already running when the stop came may finish
+    # (on a busy machine that can take a while), but no new work starts after it
+    done = service.stats()["frames"]
+    await asyncio.sleep(0.4)
+    assert service.stats()["frames"] == done < whole_text_frames / 2
     # the session speaks again, with patches
     await client.post(f"/session-2d/{info['session_id']}/speak", json={"text": "Hi."})
     await receive_until(ws, rec, is_end(2))
