@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from avatarkit.visemes.alignment import AlignmentChunk, CharAlignment
 from avatarkit.visemes.g2p import Lexicon
-from avatarkit.visemes.phonemes import TimedPhoneme, lookup
+from avatarkit.visemes.phonemes import TimedPhoneme, lookup, pause_to_end
 
 #: Relative duration of a phoneme by manner: mean espeak-ng durations on the corpus
 #: (vowel 68 ms, stop 46, fricative 70, nasal 85, liquid 63, glide 82, affricate 80).
@@ -175,8 +175,9 @@ def chars_to_phonemes_finish(
     out, state = _emit_word(state, list(state.pending), lexicon) if state.pending else ([], state)
     state = replace(state, pending=())
     end = max(state.last_char_end_ms, total_ms or 0.0)
-    if end > state.emitted_ms:
-        out.append(TimedPhoneme("_", state.emitted_ms, end))
+    pause = pause_to_end(state.emitted_ms, end)
+    if pause:
+        out += pause
         state = replace(state, emitted_ms=end)
     return out, state
 

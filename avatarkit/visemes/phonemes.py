@@ -48,6 +48,24 @@ class TimedPhoneme:
     end_ms: float
 
 
+#: Two computations of one audio end differ by float rounding (~1e-13 ms): a chunk's end vs.
+#: its last slice's start + length, a sum of chunk lengths vs. samples / rate. A gap before
+#: the end of the audio no longer than this is that rounding, not silence, ms.
+END_TOLERANCE_MS = 1e-6
+
+
+def pause_to_end(last_end_ms: float, audio_end_ms: float) -> list[TimedPhoneme]:
+    """The pause that pads speech ending at `last_end_ms` to the end of its audio.
+
+    Empty for a gap within `END_TOLERANCE_MS`: even a zero-length pause is a Rest target at
+    full dominance and pulls the last frames towards Rest, so batch and streaming (whose
+    audio ends are summed differently) must agree on whether there is one.
+    """
+    if audio_end_ms - last_end_ms <= END_TOLERANCE_MS:
+        return []
+    return [TimedPhoneme("_", last_end_ms, audio_end_ms)]
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A looked-up phoneme: its main appearance and, for glides, the class it moves to."""

@@ -32,7 +32,7 @@ from avatarkit.visemes.coarticulation import (
     coarticulate_step,
 )
 from avatarkit.visemes.g2p import Lexicon
-from avatarkit.visemes.phonemes import TimedPhoneme
+from avatarkit.visemes.phonemes import TimedPhoneme, pause_to_end
 
 REST_FRAME_WEIGHTS: Mapping[str, float] = {"Rest": 1.0}
 
@@ -92,9 +92,10 @@ def stream_finish(
             state.chars, lexicon, total_ms=state.audio_end_ms
         )
         state = replace(state, chars=chars)
-    elif state.audio_end_ms > state.phonemes_end_ms and state.phonemes_end_ms > 0:
-        # the batch timeline pads with a pause to the end of the audio; so do we
-        phonemes = [TimedPhoneme("_", state.phonemes_end_ms, state.audio_end_ms)]
+    elif state.phonemes_end_ms > 0:
+        # the batch timeline pads with a pause to the end of the audio; so do we, by the same
+        # rule (the audio end here is a sum of slice ends, float-rounded differently)
+        phonemes = pause_to_end(state.phonemes_end_ms, state.audio_end_ms)
     else:
         phonemes = []
     return _coarticulate(state, phonemes, options, final=True)

@@ -17,7 +17,7 @@ from avatarkit.visemes.char_timing import chars_to_phonemes
 from avatarkit.visemes.classes import VISEME_CLASSES
 from avatarkit.visemes.coarticulation import CoarticulationOptions, Frame, coarticulate
 from avatarkit.visemes.g2p import espeak_lexicon
-from avatarkit.visemes.phonemes import TimedPhoneme
+from avatarkit.visemes.phonemes import TimedPhoneme, pause_to_end
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ def timeline_from_phonemes(
     opts = options or CoarticulationOptions()
     phonemes = list(phonemes)
     end = max([duration_ms or 0.0, *(p.end_ms for p in phonemes)])
-    if phonemes and end > phonemes[-1].end_ms:
-        phonemes.append(TimedPhoneme("_", phonemes[-1].end_ms, end))
+    if phonemes:
+        phonemes += pause_to_end(phonemes[-1].end_ms, end)
     return Timeline(opts.fps, end, tuple(phonemes), tuple(coarticulate(phonemes, opts)))
 
 
