@@ -82,11 +82,40 @@ def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
 
         prof = cProfile.Profile()
         prof.enable()
+    gc_log = os.environ.get("BENCH_GC")  # write cyclic-GC pass durations of the server here
+    if gc_log:
+        import gc
+
+        passes: list[tuple[int, float, int]] = []
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                if info["generation"] == 2 and os.environ.get("BENCH_GC_TYPES"):
+                    from collections import Counter
+
+                    objs = gc.get_objects()
+                    top = Counter(type(o).__name__ for o in objs).most_common(12)
+                    print("gen2 pass over", len(objs), top, flush=True)
+                started[0] = time.perf_counter()
+            else:
+                passes.append((info["generation"], (time.perf_counter() - started[0]) * 1000,
+                               info["collected"]))
+
+        gc.callbacks.append(on_gc)
     web.run_app(create_app(config), host="127.0.0.1", port=port, print=None,
                 access_log=None)
     if profile:
         prof.disable()
         prof.dump_stats(profile)
+    if gc_log:
+        lines = []
+        for gen in range(3):
+            ms = sorted(d for g, d, _ in passes if g == gen)
+            if ms:
+                lines.append(f"gen{gen}: {len(ms)} passes, total {sum(ms):.0f} ms, "
+                             f"p50 {_pct(ms, 50):.2f} p99 {_pct(ms, 99):.2f} max {ms[-1]:.2f}")
+        Path(gc_log).write_text("\n".join(lines) + "\n")
 
 
 class Server:

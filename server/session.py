@@ -52,33 +52,32 @@ CLOSE_SESSION_ENDED = 4000
 CLOSE_SLOW_CLIENT = 4008
 
 
-@dataclass(slots=True)
-class Event:
-    """One message of the session timeline, serialised once for every client."""
+#: One message of the session timeline, serialised once for every client:
+#: (kind, utterance id, pts_ms, complete WebSocket frame, PCM (audio only), sample rate).
+#: A plain tuple of atoms, which the cyclic garbage collector stops tracking after its first
+#: look: a server keeps ~100 live events per session, and as tracked objects (with their
+#: heap entries and frames) they made its passes scan ~130k objects at 200 sessions, up to
+#: 90 ms with the loop held.
+Event = tuple[int, int, float, bytes, "bytes | None", int]
+KIND, UID, PTS, FRAME, PCM, RATE = range(6)
 
-    kind: int
-    utterance_id: int
-    pts_ms: float
-    #: The bytes on the wire: UTF-8 JSON for text events, the binary frame for audio.
-    data: bytes
-    #: Audio only: PCM and sample rate, for the JSON/base64 form (built on first use).
-    pcm: bytes | None = None
-    sample_rate: int = 0
-    _frame: bytes | None = None
-    _json_frame: bytes | None = None
 
-    def frame(self, audio_json: bool = False) -> bytes:
-        """The complete WebSocket frame of this event (built once, shared by all clients)."""
-        if self.kind == AUDIO and audio_json:
-            if self._json_frame is None:
-                assert self.pcm is not None
-                text = wire.encode_audio_json(self.utterance_id, self.pts_ms, self.sample_rate,
-                                              self.pcm)
-                self._json_frame = wire.ws_frame(text.encode(), binary=False)
-            return self._json_frame
-        if self._frame is None:
-            self._frame = wire.ws_frame(self.data, binary=self.kind in (AUDIO, PATCH))
-        return self._frame
+def event(kind: int, uid: int, pts_ms: float, payload: bytes, pcm: bytes | None = None,
+          sample_rate: int = 0) -> Event:
+    """An event with its WebSocket frame (UTF-8 JSON for text events, binary for audio and
+    patches), built once and shared by all clients."""
+    return (kind, uid, pts_ms, wire.ws_frame(payload, binary=kind in (AUDIO, PATCH)), pcm,
+            sample_rate)
+
+
+def event_frame(ev: Event, audio_json: bool = False) -> bytes:
+    """The bytes on the wire of `ev` for a client (the JSON/base64 audio form on request)."""
+    if audio_json and ev[KIND] == AUDIO:
+        pcm = ev[PCM]
+        assert pcm is not None
+        text = wire.encode_audio_json(ev[UID], ev[PTS], ev[RATE], pcm)
+        return wire.ws_frame(text.encode(), binary=False)
+    return ev[FRAME]
 
 
 @dataclass(eq=False)
@@ -112,8 +111,9 @@ class Utterance:
     ended: bool = False
     #: Events already sent (for clients that join mid-utterance), oldest first.
     sent: deque[Event] = field(default_factory=deque)
-    #: Frames produced (for the barge-in ramp's starting shape).
-    frames: deque[Frame] = field(default_factory=deque)
+    #: Frames produced (for the barge-in ramp's starting shape), as (pts_ms, weights
+    #: items): tuples of atoms, untracked by the cyclic GC like events.
+    frames: deque[tuple[float, tuple[tuple[str, float], ...]]] = field(default_factory=deque)
 
 
 class Session:
@@ -145,7 +145,10 @@ class Session:
         self.producing: Utterance | None = None
         self.playing: Utterance | None = None
         self._producer: asyncio.Task[None] | None = None
-        self._timeline: list[tuple[float, int, Event, Utterance]] = []
+        #: (due, seq, event, utterance id): atoms only (see `Event`).
+        self._timeline: list[tuple[float, int, Event, int]] = []
+        #: Utterances with events on the timeline, by id.
+        self._utts: dict[int, Utterance] = {}
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._executor = executor
@@ -202,11 +205,12 @@ class Session:
             self.lipsync.cancel()
         u = self.playing
         waiting = {id(x): x for x in (
-            [e[3] for e in self._timeline]
+            list(self._utts.values())
             + ([self.producing] if self.producing is not None else [])
             + list(self.queue)
         ) if x is not u and not x.ended}
         self._timeline.clear()
+        self._utts.clear()
         self.producing = None
         self.queue.clear()
         self.playing = None
@@ -214,8 +218,8 @@ class Session:
         if u is not None and not u.ended:
             assert u.t0 is not None
             pos = min(max(0.0, (now - u.t0) * 1000.0), u.audio_end_ms)
-            ramp = ramp_to_rest(weights_at(u.frames, pos), pos, self.config.ramp_ms,
-                                self.config.viseme_fps)
+            shown = weights_at([Frame(p, dict(w)) for p, w in u.frames], pos)
+            ramp = ramp_to_rest(shown, pos, self.config.ramp_ms, self.config.viseme_fps)
             for f in ramp:
                 self._broadcast([_viseme_event(u.id, f)])
             end = float(ramp[-1].pts_ms)
@@ -272,7 +276,7 @@ class Session:
                     u.t0 = max(now, self.clock_free_at)
                     released = max(now, u.t0 - self._lead)
                     self.metrics.first_audio.observe(max(0.0, released - may_start))
-                    self._push(u.t0 - self._lead, Event(START, u.id, 0.0, wire.utterance_start(
+                    self._push(u.t0 - self._lead, event(START, u.id, 0.0, wire.utterance_start(
                         u.id, u.text, self.sample_rate).encode()), u)
                 if self.lipsync is not None:  # hands the audio over, never waits
                     self.lipsync.on_audio(u, chunk.pcm, chunk.sample_rate)
@@ -294,13 +298,15 @@ class Session:
                 # effect) - measured as 60 ms p99 lateness at 100 sessions.
                 pieces = _slices(chunk, SLICE_MS)
                 pool = self.blend_pool
+                to_worker: tuple[SpeechChunk, list[SpeechChunk]] | None = None
                 for i, piece in enumerate(pieces):
                     if i and pool is not None and pool.ready:
                         rest = SpeechChunk(
                             chunk.pcm[len(pieces[0].pcm):], chunk.sample_rate, piece.start_ms,
                             tuple(p for x in pieces[i:] for p in x.phonemes), None, chunk.text)
-                        blended, vstate = await pool.blend(u.id, rest, vstate, self.coart)
-                        await self._push_blended(u, pieces[i:], blended)
+                        # only the audio stays here while it plays (few GC-tracked objects)
+                        to_worker = rest, [SpeechChunk(x.pcm, x.sample_rate, x.start_ms)
+                                           for x in pieces[i:]]
                         break
                     if i:  # the first slice leaves at once; the rest shortly before they are due
                         await self._until_needed(u, piece.start_ms)
@@ -309,6 +315,13 @@ class Session:
                     self._push_all(u, events, frames)
                     u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
                     await self.flush()
+                if to_worker is not None:
+                    assert pool is not None
+                    rest, audio = to_worker
+                    del chunk, pieces, piece, to_worker
+                    blended, vstate = await pool.blend(u.id, rest, vstate, self.coart)
+                    del rest
+                    await self._push_blended(u, audio, blended)
             if u.t0 is None:
                 raise ProviderError("the voice returned no audio for this text", "empty_audio")
             if vstate.aligned:
@@ -363,11 +376,11 @@ class Session:
             await self._until_needed(u, piece.start_ms)
             end = piece.end_ms if j + 1 < len(pieces) else float("inf")
             events = _audio_events(u.id, piece, self.config.audio_frame_ms)
-            frames = []
+            frames: list[tuple[float, tuple[tuple[str, float], ...]]] = []
             while k < len(blended) and blended[k][0] < end:
                 pts, weights, data = blended[k]
-                events.append(Event(VISEME, u.id, pts, data))
-                frames.append(Frame(pts, dict(weights)))
+                events.append(event(VISEME, u.id, pts, data))
+                frames.append((pts, weights))
                 k += 1
             self._push_all(u, events, frames)
             u.audio_end_ms = max(u.audio_end_ms, piece.end_ms)
@@ -379,24 +392,28 @@ class Session:
                 message = message.replace(secret, "***")
         return message
 
-    def _push_all(self, u: Utterance, events: list[Event], frames: list[Frame]) -> None:
+    def _push_all(self, u: Utterance, events: list[Event],
+                  frames: list[Frame] | list[tuple[float, tuple[tuple[str, float], ...]]],
+                  ) -> None:
         assert u.t0 is not None
         base = u.t0 - self._lead
         for ev in events:
-            self._push(base + ev.pts_ms / 1000.0, ev, u)
-        u.frames.extend(frames)
+            self._push(base + ev[PTS] / 1000.0, ev, u)
+        u.frames.extend(f if isinstance(f, tuple) else (f.pts_ms, tuple(f.weights.items()))
+                        for f in frames)
 
     def push_patch(self, u: Utterance, pts_ms: float, data: bytes) -> bool:
         """Variant C hook: a binary mouth-patch frame of `u`, paced like a viseme frame (sent
         at its pts minus send-ahead); False when `u` is over."""
         if u.ended or u.t0 is None:
             return False
-        self._push(u.t0 - self._lead + pts_ms / 1000.0, Event(PATCH, u.id, pts_ms, data), u)
+        self._push(u.t0 - self._lead + pts_ms / 1000.0, event(PATCH, u.id, pts_ms, data), u)
         return True
 
     def _push(self, due: float, ev: Event, u: Utterance) -> None:
         was_empty = not self._timeline
-        heapq.heappush(self._timeline, (due, next(self._seq), ev, u))
+        self._utts[u.id] = u
+        heapq.heappush(self._timeline, (due, next(self._seq), ev, u.id))
         if was_empty:
             self._on_pending(self)
 
@@ -405,7 +422,7 @@ class Session:
         end = wire.utterance_end(u.id, interrupted=interrupted, pts_ms=u.audio_end_ms,
                                  reason=reason).encode()
         self._push(u.t0 + u.audio_end_ms / 1000.0 - self._lead,
-                   Event(END, u.id, u.audio_end_ms, end), u)
+                   event(END, u.id, u.audio_end_ms, end), u)
         u.end_pushed = True
         self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
 
@@ -414,10 +431,10 @@ class Session:
         err = wire.error(code, message, utterance_id=u.id).encode()
         t0 = u.t0 if u.t0 is not None else max(self.loop.time(), self.clock_free_at)
         due = t0 + u.audio_end_ms / 1000.0 - self._lead
-        self._push(due, Event(CONTROL, u.id, u.audio_end_ms, err), u)
+        self._push(due, event(CONTROL, u.id, u.audio_end_ms, err), u)
         end = wire.utterance_end(u.id, interrupted=True, pts_ms=u.audio_end_ms,
                                  reason="error").encode()
-        self._push(due, Event(END, u.id, u.audio_end_ms, end), u)
+        self._push(due, event(END, u.id, u.audio_end_ms, end), u)
         if u.t0 is not None:
             self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
 
@@ -427,7 +444,7 @@ class Session:
             return
         data = wire.utterance_end(u.id, interrupted=True, pts_ms=pts_ms, reason=reason)
         self._count_end(u, reason)
-        self._broadcast([Event(END, u.id, pts_ms, data.encode())])
+        self._broadcast([event(END, u.id, pts_ms, data.encode())])
 
     def _count_end(self, u: Utterance, reason: str) -> None:
         u.ended = True
@@ -439,6 +456,10 @@ class Session:
     def has_pending(self) -> bool:
         return bool(self._timeline)
 
+    def timeline_pts(self) -> list[float]:
+        """pts_ms of every event waiting on the timeline (tests)."""
+        return [e[2][PTS] for e in self._timeline]
+
     async def flush(self) -> None:
         """Send every event due by the next tick; called by the pacer and the producer."""
         if self._flushing or not self._timeline:
@@ -448,20 +469,23 @@ class Session:
             now = self.loop.time()
             horizon = now + self._tick
             timeline = self._timeline
+            utts = self._utts
             batch: list[Event] = []
             if timeline and timeline[0][0] <= horizon:
                 self.metrics.send_lateness.observe(max(0.0, now - timeline[0][0]))
             while timeline and timeline[0][0] <= horizon:
-                _, _, ev, u = heapq.heappop(timeline)
-                if u.ended:
+                _, _, ev, uid = heapq.heappop(timeline)
+                u = utts.get(uid)
+                if u is None or u.ended:
                     continue
-                kind = ev.kind
+                kind = ev[KIND]
                 if kind == START:
                     self.playing = u
                 elif kind == END:
                     if self.playing is u:
                         self.playing = None
                     self._count_end(u, "completed" if u.end_pushed else "error")
+                    del utts[uid]
                 elif kind != CONTROL:
                     u.sent.append(ev)
                 batch.append(ev)
@@ -478,10 +502,10 @@ class Session:
         assert u.t0 is not None
         keep_from = (self.loop.time() - u.t0) * 1000.0 - 2 * self.config.audio_frame_ms
         sent = u.sent
-        while sent and sent[0].pts_ms < keep_from:
+        while sent and sent[0][PTS] < keep_from:
             sent.popleft()
         frames = u.frames
-        while len(frames) > 1 and frames[1].pts_ms < keep_from:
+        while len(frames) > 1 and frames[1][0] < keep_from:
             frames.popleft()
 
     def _broadcast(self, events: list[Event]) -> None:
@@ -497,15 +521,15 @@ class Session:
                     self.metrics.slow_clients_closed += 1
                     self._close_slow(c)
                     continue
-                kept = [ev.frame(c.audio_json) for ev in events
-                        if ev.kind != VISEME and ev.kind != PATCH]
+                kept = [event_frame(ev, c.audio_json) for ev in events
+                        if ev[KIND] != VISEME and ev[KIND] != PATCH]
                 self.metrics.viseme_frames_dropped += len(events) - len(kept)
                 self._send(c, b"".join(kept))
             elif c.audio_json:
-                self._send(c, b"".join([ev.frame(True) for ev in events]))
+                self._send(c, b"".join([event_frame(ev, True) for ev in events]))
             else:
                 if shared is None:
-                    shared = b"".join([ev.frame() for ev in events])
+                    shared = b"".join([ev[FRAME] for ev in events])
                 self._send(c, shared)
 
     def _send(self, c: Client, data: bytes) -> None:
@@ -546,25 +570,26 @@ class Session:
         """Add a client: hello, then (mid-utterance) the resume point and what is buffered."""
         self.last_active = self.loop.time()
         cfg = self.config
-        self._send(c, Event(CONTROL, 0, 0.0, wire.hello(
+        self._send(c, event(CONTROL, 0, 0.0, wire.hello(
             session_id=self.id, avatar_id=self.avatar_id, provider=self.provider_name,
             sample_rate=self.sample_rate, viseme_fps=cfg.viseme_fps,
             audio="json" if c.audio_json else "binary", send_ahead_ms=cfg.send_ahead_ms,
             **(self.lipsync.hello_fields() if self.lipsync is not None else {}),
-        ).encode()).frame())
+        ).encode())[FRAME])
         u = self.playing
         if u is not None and not u.ended and u.t0 is not None:
             pos = max(0.0, (self.loop.time() - u.t0) * 1000.0)
             resume = 0.0
             for ev in u.sent:
-                if ev.kind == AUDIO and ev.pcm is not None:
-                    resume = ev.pts_ms
-                    if ev.pts_ms + len(ev.pcm) / 2 / ev.sample_rate * 1000.0 > pos:
+                pcm = ev[PCM]
+                if ev[KIND] == AUDIO and pcm is not None:
+                    resume = ev[PTS]
+                    if resume + len(pcm) / 2 / ev[RATE] * 1000.0 > pos:
                         break
-            start = Event(CONTROL, u.id, resume, wire.utterance_start(
+            start = event(CONTROL, u.id, resume, wire.utterance_start(
                 u.id, u.text, self.sample_rate, pts_ms=resume, resumed=True).encode())
-            self._send(c, b"".join([start.frame()] + [
-                ev.frame(c.audio_json) for ev in u.sent if ev.pts_ms >= resume]))
+            self._send(c, b"".join([start[FRAME]] + [
+                event_frame(ev, c.audio_json) for ev in u.sent if ev[PTS] >= resume]))
         self.clients.append(c)
 
     def detach(self, c: Client) -> None:
@@ -630,7 +655,7 @@ def _slices(chunk: SpeechChunk, slice_ms: float) -> list[SpeechChunk]:
 
 
 def _viseme_event(uid: int, f: Frame) -> Event:
-    return Event(VISEME, uid, f.pts_ms, wire.encode_viseme(uid, f.pts_ms, f.weights).encode())
+    return event(VISEME, uid, f.pts_ms, wire.encode_viseme(uid, f.pts_ms, f.weights).encode())
 
 
 def _audio_events(uid: int, chunk: SpeechChunk, frame_ms: float) -> list[Event]:
@@ -641,6 +666,6 @@ def _audio_events(uid: int, chunk: SpeechChunk, frame_ms: float) -> list[Event]:
     for off in range(0, len(pcm) - len(pcm) % 2, step):
         piece = pcm[off:off + step]
         pts = chunk.start_ms + off / 2 / rate * 1000.0
-        out.append(Event(AUDIO, uid, pts, wire.encode_audio(uid, pts, rate, piece),
+        out.append(event(AUDIO, uid, pts, wire.encode_audio(uid, pts, rate, piece),
                          piece, rate))
     return out

@@ -81,7 +81,7 @@ async def test_lazy_production_and_barge_in(aiohttp_client, avatars):
     # ~6 s of speech, but only what is due within PRODUCE_AHEAD_MS (+ one slice) is queued
     horizon_ms = 300 + PRODUCE_AHEAD_MS + SLICE_MS + 100
     assert session.has_pending()
-    assert max(ev.pts_ms for _, _, ev, _ in session._timeline) < horizon_ms
+    assert max(session.timeline_pts()) < horizon_ms
     r = await client.post(f"/session-2d/{sid}/stop")
     assert r.status == 200
     await receive_until(ws, rec, is_end(1))

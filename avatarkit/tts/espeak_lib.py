@@ -38,6 +38,11 @@ _PARAM_VOLUME = 2
 _PARAM_PITCH = 3
 _PHONEMES_IPA = 0x02
 _SEPARATOR = "_"
+#: Audio per synth callback, ms. The callback (Python, so it takes the GIL) runs once per
+#: buffer: long buffers mean a handful of GIL hand-offs per sentence instead of ~100 at
+#: espeak's 60 ms default, which kept a busy server's event loop waiting. The PCM and the
+#: event timing are the same whatever the length.
+_BUFFER_MS = 1000
 
 #: Symbol used for espeak's pause "phonemes" (they carry no name in IPA mode).
 PAUSE = "_"
@@ -220,7 +225,7 @@ class EspeakEngine:
         ]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path()).encode(),
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, str(data_path()).encode(),
             _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA,
         )
         if rate <= 0:

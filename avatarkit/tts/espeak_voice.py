@@ -61,20 +61,31 @@ class EspeakProvider:
             raise AvatarkitError("no text to speak: the text is empty")
         loop = asyncio.get_running_loop()
         executor = engine().executor
-        pending = loop.run_in_executor(executor, self._synthesize, sentences[0])
+        pending: asyncio.Future[Synthesis] | None = loop.run_in_executor(
+            executor, self._synthesize, sentences[0])
+        current: asyncio.Future[Synthesis] | None = None
         clock = 0.0
         try:
             for i, sentence in enumerate(sentences):
-                synthesis = await pending
-                if i + 1 < len(sentences):
-                    pending = loop.run_in_executor(executor, self._synthesize, sentences[i + 1])
-                phonemes = tuple(
-                    TimedPhoneme(p.symbol, p.start_ms + clock, p.end_ms + clock)
-                    for p in synthesis.phonemes
-                )
-                yield SpeechChunk(synthesis.pcm, synthesis.sample_rate, clock, phonemes,
-                                  None, sentence)
-                clock += synthesis.duration_ms
+                current = pending
+                assert current is not None
+                pending = (loop.run_in_executor(executor, self._synthesize, sentences[i + 1])
+                           if i + 1 < len(sentences) else None)
+                # hold nothing while the sentence plays: a server keeps hundreds of streams
+                # suspended at this yield, and the cyclic GC scans every object they keep
+                box = [_retimed(await current, clock, sentence)]
+                current = None
+                clock = box[0].end_ms
+                yield box.pop()
         finally:
-            if not pending.done():
-                pending.cancel()
+            for future in (current, pending):
+                if future is not None and not future.done():
+                    future.cancel()
+
+
+def _retimed(synthesis: Synthesis, clock: float, sentence: str) -> SpeechChunk:
+    """A sentence's synthesis as a chunk that starts at `clock` on the stream clock."""
+    return SpeechChunk(synthesis.pcm, synthesis.sample_rate, clock, tuple(
+        TimedPhoneme(p.symbol, p.start_ms + clock, p.end_ms + clock)
+        for p in synthesis.phonemes
+    ), None, sentence)
