@@ -20,7 +20,6 @@ from pathlib import Path
 # the repository root instead of benchmarks/ (whose onnx.py would shadow the onnx package)
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from avatarkit import visemes as _visemes  # noqa: E402,F401  (before tts: import cycle)
 from avatarkit.build import build_avatar  # noqa: E402
 from server import wire  # noqa: E402
 from server.app import create_app  # noqa: E402

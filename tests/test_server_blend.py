@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 
-from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
 from avatarkit.visemes.coarticulation import CoarticulationOptions
 from avatarkit.visemes.stream import VisemeStreamState, stream_finish, stream_step
 from server.app import create_app

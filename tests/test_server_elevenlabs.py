@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
 from server import wire
 from server.app import create_app
 from server.config import ServerConfig

@@ -11,7 +11,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
 from server import wire
 from server.app import create_app
 from server.config import ServerConfig

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
 from avatarkit.build import build_avatar
 from avatarkit.errors import AvatarkitError
 from avatarkit.roi import load_avatar

@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
 from server import wire
 from server.app import create_app
 from server.config import ServerConfig

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from avatarkit import visemes as _visemes  # noqa: F401  (before tts: import cycle)
 from avatarkit.tts.espeak_voice import EspeakOptions, EspeakProvider
 from avatarkit.tts.provider import SpeechChunk
 from avatarkit.visemes import (

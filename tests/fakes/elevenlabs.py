@@ -44,7 +44,6 @@ import pytest
 from aiohttp import WSMsgType, web
 from scipy.signal import resample_poly
 
-import avatarkit.visemes  # noqa: F401  (import order: the viseme package before espeak_lib)
 from avatarkit.tts.elevenlabs import ElevenLabsOptions
 from avatarkit.tts.espeak_lib import engine
 from avatarkit.tts.sentences import split_sentences
