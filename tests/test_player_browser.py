@@ -86,6 +86,8 @@ async def test_canvas_matches_python_renderer(aiohttp_server, avatars):
             for pose in POSES:
                 await hold(page, pose)
                 got = await canvas_rgb(page)
+                shown = await stats(page)  # in failure messages: which frame and pose it drew
+                assert shown["trackFrame"] == 30, (variant, pose, shown)
                 want = ref.draw(idle, 30, weight_vector(pose))
                 moved = np.abs(want.astype(int) - idle.astype(int))[rows, cols].mean()
                 diff = np.abs(got.astype(int) - want.astype(int))
@@ -96,7 +98,8 @@ async def test_canvas_matches_python_renderer(aiohttp_server, avatars):
                 outside[rows, cols] = 0
                 assert outside.max() <= 1, (variant, pose)
                 inside = diff[rows, cols]
-                assert inside.mean() < 0.15 * moved, (variant, pose, inside.mean(), moved)
+                assert inside.mean() < 0.15 * moved, (variant, pose, inside.mean(), moved,
+                                                      shown["weights"], shown["renders"])
                 assert np.percentile(inside, 99) <= (3 if variant == "sprite" else 12), (
                     variant, pose)
             await hold(page, None)
@@ -105,9 +108,13 @@ async def test_canvas_matches_python_renderer(aiohttp_server, avatars):
 
 
 async def hold(page, pose: dict | None) -> None:
-    """Hold a pose and wait until the canvas has been drawn with it twice."""
-    n = (await stats(page))["renders"]
-    await page.evaluate(f"avatarkitPlayer.hold({json.dumps(pose)})")
+    """Hold a pose and wait until the canvas has been drawn with it twice.
+
+    The render count is read in the same page task as the hold: read in a separate call
+    first, frames drawn between the two calls (a busy machine) would count, and the canvas
+    could still show the previous pose."""
+    n = await page.evaluate(f"avatarkitPlayer.hold({json.dumps(pose)}), "
+                            "avatarkitPlayer.stats.renders")
     await page.wait_for_function(f"avatarkitPlayer.stats.renders >= {n + 2}")
 
 
