@@ -13,6 +13,13 @@ $(STAMP): pyproject.toml
 		&& $(BIN)/python -c "import urllib.request as u; exec(u.urlopen('https://bootstrap.pypa.io/get-pip.py').read())"; }
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
+	@# mediapipe pulls in opencv-contrib-python, whose cv2 needs libGL and glib from apt; the
+	@# headless build of the same version needs nothing from the system, so swap it in
+	@# (replace, never add: both wheels own the cv2 package).
+	@v=$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('opencv-contrib-python'))" 2>/dev/null) \
+		&& $(BIN)/pip uninstall -y -q opencv-contrib-python \
+		&& $(BIN)/pip install -q --no-deps "opencv-contrib-python-headless==$$v" || true
+	$(BIN)/python -c "import cv2, mediapipe" || { echo "could not import OpenCV/mediapipe (see above)"; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)
