@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@# (replace, never add: both wheels own the cv2 package).
 	@v=$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('opencv-contrib-python'))" 2>/dev/null) \
 		&& $(BIN)/pip uninstall -y -q opencv-contrib-python \
-		&& $(BIN)/pip install -q --no-deps "opencv-contrib-python-headless==$$v" || true
+		&& $(BIN)/pip install -q --no-deps --force-reinstall "opencv-contrib-python-headless==$$v" || true
 	$(BIN)/python -c "import cv2, mediapipe" || { echo "could not import OpenCV/mediapipe (see above)"; exit 1; }
 	touch $(STAMP)
 
