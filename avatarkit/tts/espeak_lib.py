@@ -31,10 +31,8 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
-_EVENT_END = 5
 _EVENT_PHONEME = 7
 _PARAM_RATE = 1
-_PARAM_VOLUME = 2
 _PARAM_PITCH = 3
 _PHONEMES_IPA = 0x02
 _SEPARATOR = "_"
@@ -333,14 +331,11 @@ def _timed(
 
     onsets: list[tuple[str, float]] = []
     words: list[WordEvent] = []
-    ends: list[float] = []
     for etype, text_pos, length, audio_ms, raw in events:
         if etype == _EVENT_PHONEME:
             onsets.append((_decode_name(raw), float(audio_ms)))
         elif etype == _EVENT_WORD:
             words.append(WordEvent(max(text_pos - 1, 0), length, float(audio_ms)))
-        elif etype == _EVENT_END:
-            ends.append(float(audio_ms))
     phonemes: list[TimedPhoneme] = []
     for i, (symbol, start) in enumerate(onsets):
         end = onsets[i + 1][1] if i + 1 < len(onsets) else max(total_ms, start)

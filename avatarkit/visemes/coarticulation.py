@@ -299,7 +299,7 @@ def _blend_block(
 
 
 def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float]]:
-    """Vectorised `_sparse` for a block of rows (same result, a fraction of the cost)."""
+    """Per row: drop tiny weights, renormalise and round to 3 decimals that still sum to 1."""
     w = np.where(weights >= min_weight, weights, 0.0)
     empty = w.sum(axis=1) <= 0
     w[empty, np.argmax(weights[empty], axis=1)] = 1.0
@@ -312,15 +312,3 @@ def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float
     for r in w.tolist():
         out.append({names[i]: v for i, v in enumerate(r) if v > 0})
     return out
-
-
-def _sparse(row: np.ndarray, min_weight: float) -> dict[str, float]:
-    """Drop tiny weights, renormalise and round to 3 decimals that still sum to 1."""
-    keep = [(i, float(v)) for i, v in enumerate(row) if v >= min_weight]
-    if not keep:
-        keep = [(int(np.argmax(row)), 1.0)]
-    total = sum(v for _, v in keep)
-    rounded = {VISEME_CLASSES[i]: round(v / total, 3) for i, v in keep}
-    top = max(rounded, key=lambda k: rounded[k])
-    rounded[top] = round(rounded[top] + 1.0 - sum(rounded.values()), 3)
-    return {k: v for k, v in rounded.items() if v > 0}

@@ -17,7 +17,6 @@ MANNERS = ("vowel", "stop", "fricative", "affricate", "nasal", "liquid", "glide"
 OCULUS_VISEMES: tuple[str, ...] = (
     "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
 )
-AZURE_VISEME_IDS: tuple[int, ...] = tuple(range(22))
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,6 @@ class Resolved:
 
     info: PhonemeInfo
     end_viseme: str | None = None
-    known: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def _resolve_ipa(symbol: str) -> Resolved | None:
 def _resolve_espeak(symbol: str) -> Resolved | None:
     name = symbol.strip().lstrip("',%=")
     if name in ESPEAK_MARKERS:
-        return Resolved(_PAUSE_INFO, known=False)  # caller drops markers
+        return Resolved(_PAUSE_INFO)  # caller drops markers
     for candidate in (name, name.rstrip(":"), name.rstrip(";")):
         if candidate in ESPEAK:
             return _resolve_ipa(ESPEAK[candidate])
@@ -173,7 +172,7 @@ def lookup(symbol: str, alphabet: Alphabet = "ipa") -> Resolved:
     if (alphabet, symbol) not in _warned:
         _warned.add((alphabet, symbol))
         log.warning("unknown %s phoneme %r: shown as Rest", alphabet, symbol)
-    return Resolved(_PAUSE_INFO, known=False)
+    return Resolved(_PAUSE_INFO)
 
 
 def phoneme_to_viseme(symbol: str, alphabet: Alphabet = "ipa") -> str:

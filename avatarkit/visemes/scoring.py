@@ -124,13 +124,11 @@ def alignment_from_synthesis(text: str, synthesis: Synthesis) -> list[AlignmentC
         if spans and w.text_start < spans[-1][0] + spans[-1][1]:
             continue  # espeak repeats a word event for each part of an expanded number
         spans.append((w.text_start, w.text_length, w.start_ms))
-    onsets = [p.start_ms for p in synthesis.phonemes]
     ends: list[float] = []
     for i, (_, _, start) in enumerate(spans):
         nxt = spans[i + 1][2] if i + 1 < len(spans) else synthesis.duration_ms
         inside = [p for p in synthesis.phonemes if start <= p.start_ms < nxt and p.symbol != "_"]
         ends.append(inside[-1].end_ms if inside else nxt)
-    del onsets
     chars: list[str] = []
     starts: list[float] = []
     durs: list[float] = []

@@ -493,7 +493,7 @@ class FakeElevenLabs:
                 index += 1
                 session.chunks_sent = index
                 session.first_chunk_sent.set()
-            offset_ms += len(piece.pcm) / 2 / rate * 1000.0
+            offset_ms += piece.duration_ms
 
     async def _maybe_fail(
         self, ws: web.WebSocketResponse, request: web.Request, session: WsSession
@@ -562,7 +562,7 @@ class FakeElevenLabs:
                     await resp.write(json.dumps(message).encode() + b"\n")
                 self.audio += chunk.pcm
                 index += 1
-            offset_ms += len(piece.pcm) / 2 / rate * 1000.0
+            offset_ms += piece.duration_ms
         await resp.write_eof()
         return resp
 
