@@ -301,8 +301,9 @@ class Session:
                 to_worker: tuple[SpeechChunk, list[SpeechChunk]] | None = None
                 for i, piece in enumerate(pieces):
                     if i and pool is not None and pool.ready:
+                        done = sum(len(x.pcm) for x in pieces[:i])  # bytes blended here
                         rest = SpeechChunk(
-                            chunk.pcm[len(pieces[0].pcm):], chunk.sample_rate, piece.start_ms,
+                            chunk.pcm[done:], chunk.sample_rate, piece.start_ms,
                             tuple(p for x in pieces[i:] for p in x.phonemes), None, chunk.text)
                         # only the audio stays here while it plays (few GC-tracked objects)
                         to_worker = rest, [SpeechChunk(x.pcm, x.sample_rate, x.start_ms)

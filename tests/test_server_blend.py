@@ -70,6 +70,37 @@ async def test_worker_blend_sends_what_the_loop_blend_sends(aiohttp_client, avat
     await ws.close()
 
 
+class _ReadyAfter:
+    """The shared worker, seen as not ready for the first `n` looks (it is warming up)."""
+
+    def __init__(self, pool, n: int) -> None:
+        self.pool, self.looks, self.n = pool, 0, n
+
+    @property
+    def ready(self) -> bool:
+        self.looks += 1
+        return self.looks > self.n and self.pool.ready
+
+    def blend(self, *args):
+        return self.pool.blend(*args)
+
+
+async def test_worker_taking_over_mid_sentence_blends_the_rest_exactly(aiohttp_client, avatars):
+    """The worker may become ready after a few slices were blended on the loop: the rest it
+    gets must start where the loop stopped (audio, time and phonemes alike)."""
+    voice = RecordingVoice()
+    client, app, sid, ws, rec = await _open(aiohttp_client, avatars, voice,
+                                            send_ahead_ms=60_000, viseme_fps=30.0)
+    session = app[SESSIONS].get(sid)
+    session.blend_pool = _ReadyAfter(shared_pool(), 2)
+    await client.post(f"/session-2d/{sid}/speak", json={"text": TEXT})
+    await receive_until(ws, rec, is_end(1))
+    assert session.blend_pool.looks >= 3  # the hand-over came at the third slice or later
+    got = [(v["pts_ms"], v["weights"]) for v in rec.json("viseme")]
+    assert got == _sliced_reference(voice.chunks(TEXT), 30.0)
+    await ws.close()
+
+
 async def test_lazy_production_and_barge_in(aiohttp_client, avatars):
     voice = RecordingVoice()
     client, app, sid, ws, rec = await _open(aiohttp_client, avatars, voice)
