@@ -85,13 +85,13 @@ class AvatarStore:
         path = self.root / avatar_id / name
         return path if path.is_file() else None
 
-    def describe(self, avatar_id: str, base: str = "") -> dict[str, Any] | None:
+    def describe(self, avatar_id: str) -> dict[str, Any] | None:
         """The `/avatarize-2d` response body for an avatar (URLs relative to the server)."""
         manifest = self.manifest(avatar_id)
         if manifest is None:
             return None
         files = set(manifest.get("files", [])) | {MANIFEST}
-        prefix = f"{base}/avatars/{avatar_id}/"
+        prefix = f"/avatars/{avatar_id}/"
 
         def url(name: str) -> str | None:
             return prefix + name if name in files else None

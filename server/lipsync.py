@@ -197,7 +197,6 @@ class PatchProducer:
         self._slots = asyncio.Semaphore(MAX_STEPS_IN_FLIGHT)
         self._of: dict[int, set[asyncio.Task[None]]] = {}  # utterance id -> its steps
         self._ending: dict[int, asyncio.Future[None]] = {}  # done when its last step is
-        self.first_patch: dict[int, float] = {}  # utterance id -> loop time its first was ready
 
     def hello_fields(self) -> dict[str, Any]:
         """What `hello` says about patches."""
@@ -326,7 +325,6 @@ class PatchProducer:
                 # late: ready after its play time on the session clock; still sent, since a
                 # client with a jitter buffer plays later than the server's clock assumes
                 m.patches["late" if now > u.t0 + w.pts_ms / 1000.0 else "on_time"] += 1
-                self.first_patch.setdefault(u.id, now)
 
 
 def _encode(av: LiveAvatar, k: int, patch: np.ndarray, win: FrameWindow, uid: int,

@@ -106,7 +106,6 @@ class Utterance:
     t0: float | None = None
     #: Audio produced so far, ms.
     audio_end_ms: float = 0.0
-    start_sent: bool = False
     end_pushed: bool = False
     ended: bool = False
     #: Events already sent (for clients that join mid-utterance), oldest first.
@@ -154,7 +153,6 @@ class Session:
         self._executor = executor
         self._on_pending = on_pending
         self._lexicon: Lexicon | None = None
-        self._flushing = False
         self.loop = asyncio.get_running_loop()
         self.clock_free_at = 0.0
         self.last_active = self.loop.time()
@@ -223,11 +221,11 @@ class Session:
             for f in ramp:
                 self._broadcast([_viseme_event(u.id, f)])
             end = float(ramp[-1].pts_ms)
-            await self._end(u, pts_ms=end, reason=reason)
+            self._end(u, pts_ms=end, reason=reason)
             self.clock_free_at = now + max(0.0, end - pos) / 1000.0
             interrupted = True
         for q in sorted(waiting.values(), key=lambda x: x.id):
-            await self._end(q, pts_ms=0.0, reason=reason)
+            self._end(q, pts_ms=0.0, reason=reason)
         return interrupted
 
     async def close(self, reason: str = "closed") -> None:
@@ -288,7 +286,7 @@ class Session:
                     )
                     self._push_all(u, events, frames)
                     u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
-                    await self.flush()
+                    self.flush()
                     continue
                 # Phoneme-timed chunks (a whole sentence from espeak-ng): the first slice is
                 # blended here at once (first audio and viseme leave together); the rest in
@@ -315,7 +313,7 @@ class Session:
                         u.id, piece, vstate, self.coart, None, self.config.audio_frame_ms)
                     self._push_all(u, events, frames)
                     u.audio_end_ms = max(u.audio_end_ms, vstate.audio_end_ms)
-                    await self.flush()
+                    self.flush()
                 if to_worker is not None:
                     assert pool is not None
                     rest, audio = to_worker
@@ -355,7 +353,7 @@ class Session:
                     log.debug("provider stream close failed", exc_info=True)
         if self.lipsync is not None:
             self.lipsync.on_end(u)
-        await self.flush()
+        self.flush()
 
     async def _until_needed(self, u: Utterance, pts_ms: float) -> None:
         """Wait until audio at `pts_ms` of `u` is due to be sent within PRODUCE_AHEAD_MS.
@@ -385,7 +383,7 @@ class Session:
                 k += 1
             self._push_all(u, events, frames)
             u.audio_end_ms = max(u.audio_end_ms, piece.end_ms)
-            await self.flush()
+            self.flush()
 
     def _redact(self, message: str) -> str:
         for secret in (self.config.elevenlabs_api_key, self.config.token):
@@ -439,7 +437,7 @@ class Session:
         if u.t0 is not None:
             self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
 
-    async def _end(self, u: Utterance, *, pts_ms: float, reason: str) -> None:
+    def _end(self, u: Utterance, *, pts_ms: float, reason: str) -> None:
         """Send an interrupted `utterance_end` now (barge-in) and count the outcome."""
         if u.ended:
             return
@@ -461,42 +459,39 @@ class Session:
         """pts_ms of every event waiting on the timeline (tests)."""
         return [e[2][PTS] for e in self._timeline]
 
-    async def flush(self) -> None:
-        """Send every event due by the next tick; called by the pacer and the producer."""
-        if self._flushing or not self._timeline:
+    def flush(self) -> None:
+        """Send every event due by the next tick; called by the pacer and the producer.
+        Synchronous (one socket write per client), so it never runs twice at once."""
+        if not self._timeline:
             return
-        self._flushing = True
-        try:
-            now = self.loop.time()
-            horizon = now + self._tick
-            timeline = self._timeline
-            utts = self._utts
-            batch: list[Event] = []
-            if timeline and timeline[0][0] <= horizon:
-                self.metrics.send_lateness.observe(max(0.0, now - timeline[0][0]))
-            while timeline and timeline[0][0] <= horizon:
-                _, _, ev, uid = heapq.heappop(timeline)
-                u = utts.get(uid)
-                if u is None or u.ended:
-                    continue
-                kind = ev[KIND]
-                if kind == START:
-                    self.playing = u
-                elif kind == END:
-                    if self.playing is u:
-                        self.playing = None
-                    self._count_end(u, "completed" if u.end_pushed else "error")
-                    del utts[uid]
-                elif kind != CONTROL:
-                    u.sent.append(ev)
-                batch.append(ev)
-            if batch:
-                self._broadcast(batch)
-            u = self.playing
-            if u is not None and len(u.sent) > 64:
-                self._trim(u)
-        finally:
-            self._flushing = False
+        now = self.loop.time()
+        horizon = now + self._tick
+        timeline = self._timeline
+        utts = self._utts
+        batch: list[Event] = []
+        if timeline and timeline[0][0] <= horizon:
+            self.metrics.send_lateness.observe(max(0.0, now - timeline[0][0]))
+        while timeline and timeline[0][0] <= horizon:
+            _, _, ev, uid = heapq.heappop(timeline)
+            u = utts.get(uid)
+            if u is None or u.ended:
+                continue
+            kind = ev[KIND]
+            if kind == START:
+                self.playing = u
+            elif kind == END:
+                if self.playing is u:
+                    self.playing = None
+                self._count_end(u, "completed" if u.end_pushed else "error")
+                del utts[uid]
+            elif kind != CONTROL:
+                u.sent.append(ev)
+            batch.append(ev)
+        if batch:
+            self._broadcast(batch)
+        u = self.playing
+        if u is not None and len(u.sent) > 64:
+            self._trim(u)
 
     def _trim(self, u: Utterance) -> None:
         """Forget sent events well behind playback (a joining client never needs them)."""

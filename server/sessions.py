@@ -105,7 +105,7 @@ class SessionManager:
             await asyncio.sleep(delay)
             for session in list(self._pending):
                 try:
-                    await session.flush()
+                    session.flush()
                 except Exception:
                     log.exception("session %s: sending failed", session.id)
                 if not session.has_pending():

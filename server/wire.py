@@ -403,4 +403,3 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 SERVER_MESSAGES = ("hello", "utterance_start", "viseme", "audio", "utterance_end", "ack",
                    "pong", "error")
-CLIENT_MESSAGES = CLIENT_TYPES
