@@ -42,6 +42,16 @@ def test_bad_photo_is_one_red_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["photo[1].jpg", "a[b].jpg", "[red]x.jpg"])
+def test_file_names_print_as_they_are(tmp_path, name):
+    """Square brackets in a file name are text, not terminal markup (nothing lost, no crash)."""
+    (tmp_path / name).write_text("hello")
+    result = run(str(tmp_path / name), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: could not read {name}: not an image file avatarkit "
+                             "can read (use JPEG, PNG or WebP)\n")
+
+
 def test_missing_photo(tmp_path):
     result = run(str(tmp_path / "gone.jpg"), "-o", str(tmp_path / "out"))
     assert result.exit_code == 1

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from avatarkit import __version__
-from avatarkit.errors import AvatarkitError
+from avatarkit.errors import AvatarkitError, AvatarkitWarning
 
 app = typer.Typer(
     name="avatarkit",
@@ -49,9 +52,26 @@ def _root(
 
 
 def fail(message: str) -> typer.Exit:
-    """Print one red line and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print one red line and return the exit to raise (the message is text, not markup:
+    a file called `photo[1].jpg` prints as it is)."""
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def warn(message: str) -> None:
+    """Print one yellow warning line (text, not markup)."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def printed_warnings() -> Iterator[None]:
+    """Collect the AvatarkitWarnings raised inside the block and print them after it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AvatarkitWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, AvatarkitWarning):
+            warn(str(w.message))
 
 
 def guarded(func: F) -> F:

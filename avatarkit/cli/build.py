@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,7 +28,7 @@ from avatarkit.build import (
     summarise,
     write_report,
 )
-from avatarkit.cli.app import app, console, fail, guarded, state
+from avatarkit.cli.app import app, console, fail, guarded, state, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.face.photo import DEFAULT_MAX_SIDE, MIN_MAX_SIDE
 from avatarkit.native_stderr import quiet_native_stderr
@@ -128,7 +129,7 @@ def _build_photo(photo: Path, out: Path, options: BuildOptions) -> BuildResult:
             status.update(f"{photo.name}: {STAGE_LABELS.get(stage, stage)}")
 
         try:
-            return build_avatar(photo, out, options, on_stage=on_stage, on_warning=_warn)
+            return build_avatar(photo, out, options, on_stage=on_stage, on_warning=warn)
         except AvatarkitError as exc:
             if state["verbose"]:
                 console.print_exception()
@@ -147,20 +148,16 @@ def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
         def on_result(result: BuildResult) -> None:
             name = Path(result.photo).name
             for message in result.warnings:
-                _warn(message)
+                warn(message)
             if result.status == "failed":
-                console.print(f"[bold red]failed[/] {result.error}", soft_wrap=True)
+                console.print(f"[bold red]failed[/] {escape(result.error or '')}", soft_wrap=True)
             else:
-                console.print(f"[{STATUS_STYLE[result.status]}]{result.status}[/] {name} "
-                              f"-> {result.output} ({result.timings.get('total', 0):.1f} s)",
-                              soft_wrap=True)
+                took = result.timings.get("total", 0)
+                console.print(f"[{STATUS_STYLE[result.status]}]{result.status}[/] {escape(name)} "
+                              f"-> {escape(str(result.output))} ({took:.1f} s)", soft_wrap=True)
             progress.advance(task)
 
         return build_folder(folder, out, options, jobs=jobs, on_result=on_result)
-
-
-def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
 
 def _print_summary(results: list[BuildResult], single: bool) -> None:

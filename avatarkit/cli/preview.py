@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from avatarkit.cli.app import app, console, guarded
-from avatarkit.errors import AvatarkitError, AvatarkitWarning
+from avatarkit.cli.app import app, console, guarded, printed_warnings
+from avatarkit.errors import AvatarkitError
 from avatarkit.render import (
     VARIANTS,
     PreviewOptions,
@@ -147,22 +146,16 @@ def _onnx_variant(avatar, speech: Speech, model: Path, provider: str, options: P
     from avatarkit.render.onnx_variant import onnx_variant
     from avatarkit.roi import OnnxRunner, RunnerOptions
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AvatarkitWarning)
-        with console.status(f"loading {model.name}"):
-            runner = OnnxRunner(model, RunnerOptions(provider=provider.lower()))
-    for w in caught:
-        if issubclass(w.category, AvatarkitWarning):
-            console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
-    console.print(f"model: {model.name} (face {runner.size}x{runner.size}, on "
+    with printed_warnings(), console.status(f"loading {escape(model.name)}"):
+        runner = OnnxRunner(model, RunnerOptions(provider=provider.lower()))
+    console.print(f"model: {escape(model.name)} (face {runner.size}x{runner.size}, on "
                   f"{runner.provider})")
     return onnx_variant(avatar, speech, runner, options)
 
 
 def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | None) -> Speech:
     """The speech to render; timeline/audio length warnings are printed in yellow."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AvatarkitWarning)
+    with printed_warnings():
         if text is not None:
             with console.status("speaking"):
                 speech = speech_from_text(text, lang)
@@ -172,7 +165,4 @@ def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | No
                                                            sound.duration_ms))
         else:
             speech = speech_from_files(audio, timeline)
-    for w in caught:
-        if issubclass(w.category, AvatarkitWarning):
-            console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
     return speech

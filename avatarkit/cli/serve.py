@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from avatarkit.cli.app import app, console, guarded
 
@@ -94,8 +95,9 @@ def serve(
             if lipsync is not None:
                 console.print(f"lipsync onnx: {lipsync.describe()}, batches of up to "
                               f"{batch_frames} frames / {batch_wait_ms:g} ms")
+            where = escape(str(avatars or "temporary folder"))
             console.print(f"avatarkit serving on [bold]http://{shown}:{port}/[/]{auth} - "
-                          f"voice: {provider}; avatars: {avatars or 'temporary folder'}; "
+                          f"voice: {provider}; avatars: {where}; "
                           "Ctrl+C to stop")
             await asyncio.Event().wait()
         finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from avatarkit.cli.app import app, console, guarded
 from avatarkit.errors import AvatarkitError
@@ -73,7 +74,7 @@ def visemes(
             from avatarkit.tts.wav import write_wav
 
             write_wav(audio_out, synthesis.pcm, synthesis.sample_rate)
-            console.print(f"audio: {audio_out} ({synthesis.duration_ms / 1000:.2f} s)")
+            console.print(f"audio: {escape(str(audio_out))} ({synthesis.duration_ms / 1000:.2f} s)")
     payload = export(timeline, fmt)
     if out is None:
         sys.stdout.write(payload)
@@ -84,7 +85,7 @@ def visemes(
         except OSError as exc:
             raise AvatarkitError(f"could not write {out}: {exc.strerror or exc}") from exc
         console.print(
-            f"visemes: {out} ({fmt}, {len(timeline.frames)} frames at {fps:g} fps, "
+            f"visemes: {escape(str(out))} ({fmt}, {len(timeline.frames)} frames at {fps:g} fps, "
             f"{len(timeline.phonemes)} phonemes, {timeline.duration_ms / 1000:.2f} s)"
         )
 
