@@ -107,7 +107,7 @@ class Avatar:
     def frames(self) -> np.ndarray:
         """(loop_frames, h, w, 3) uint8 idle-loop frames, decoded once (read-only)."""
         try:
-            frames = read_video(self.video).copy()
+            frames = read_video(self.video)  # a fresh array: safe to freeze
         except AvatarkitError as exc:
             raise AvatarkitError(f"{self.folder.name}: {exc} - rebuild the avatar with "
                                  "`avatarkit build`") from exc

@@ -17,9 +17,10 @@ from avatarkit.render.audio import Audio
 from avatarkit.render.avatar import Avatar
 from avatarkit.render.preview import PreviewOptions, plan_frames
 from avatarkit.render.speech import Speech
-from avatarkit.roi import OnnxRunner, face_inputs, paste
+from avatarkit.roi import OnnxRunner, paste
 from avatarkit.roi.avatar import roi_avatar
-from avatarkit.roi.mel import SAMPLE_RATE, mel_windows, melspectrogram
+from avatarkit.roi.lipsync import infer_patches
+from avatarkit.roi.mel import SAMPLE_RATE, melspectrogram
 
 
 def to_16k(audio: Audio) -> np.ndarray:
@@ -39,22 +40,25 @@ class OnnxVariant:
     name = "onnx"
 
     def __init__(self, avatar: Avatar, runner: OnnxRunner, track_audio: Audio, *,
-                 match_colour: bool = True) -> None:
+                 frames: int | None = None, match_colour: bool = True) -> None:
         self.avatar = avatar
         self.runner = runner
         self.roi = roi_avatar(avatar)
         self.geometry = self.roi.geometry(runner.size)
         self.mel = melspectrogram(to_16k(track_audio))
         self.match_colour = match_colour
+        #: Output frames of the video (None: unbounded); the last batch stops there.
+        self.frames = frames
         self._patches: dict[int, np.ndarray] = {}
 
     def _compute(self, start: int) -> None:
         self._patches.clear()  # frames are asked for in order: keep one batch
-        idx = list(range(start, start + self.runner.batch_limit))
-        mels = mel_windows(self.mel, idx, self.avatar.fps)
-        faces = face_inputs([self.roi.frame(i) for i in idx], [self.roi.affine(i) for i in idx],
-                            self.roi.box, self.runner.size)
-        for i, patch in zip(idx, self.runner.run(mels, faces), strict=True):
+        stop = start + self.runner.batch_limit
+        if self.frames is not None:
+            stop = max(start + 1, min(stop, self.frames))
+        idx = list(range(start, stop))
+        patches = infer_patches(self.roi, self.runner, self.mel, idx, self.avatar.fps)
+        for i, patch in zip(idx, patches, strict=True):
             self._patches[i] = patch
 
     def draw(self, frame: np.ndarray, frame_index: int, weights: np.ndarray) -> np.ndarray:
@@ -69,4 +73,5 @@ def onnx_variant(avatar: Avatar, speech: Speech, runner: OnnxRunner,
     """The ONNX variant for `render_preview(avatar, speech, out, options, variant=...)`: the
     audio track is laid out exactly as the preview writes it (lead-in, speech, tail)."""
     plan = plan_frames(speech.weights, speech.duration_ms, avatar.fps, options)
-    return OnnxVariant(avatar, runner, speech.audio.padded(plan.speech_start_s, plan.duration_s))
+    return OnnxVariant(avatar, runner, speech.audio.padded(plan.speech_start_s, plan.duration_s),
+                       frames=plan.frames)

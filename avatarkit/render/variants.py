@@ -114,22 +114,28 @@ class MeshVariant:
             interior = to_box(self.interior_rgb, affine, box)
             warped += (interior - warped) * (cover * to_box(
                 self.interior_alpha, affine, box, fill_edge=False) * show)[..., None]
+            jaw_maps = None  # the same for every jaw layer: made once per frame
             for layer, rgb, alpha in self.layers:
                 amount = float(np.clip(np.dot(weights, layer.classes), 0.0, 1.0)) * show
                 if amount <= 0:
                     continue
                 if layer.jaw:
-                    rgb, alpha = self._with_jaw(rgb, alpha, offsets, local, warped.shape[:2])
+                    if jaw_maps is None:
+                        jaw_maps = self._jaw_maps(offsets, local, warped.shape[:2])
+                    sample = cv2.remap(np.dstack([rgb, alpha]), *jaw_maps, cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)
+                    rgb, alpha = sample[..., :3], sample[..., 3]
                 else:
                     rgb = to_box(rgb, affine, box)
                     alpha = to_box(alpha, affine, box, fill_edge=False)
                 warped += (rgb - warped) * (cover * alpha * amount)[..., None]
         return blend_box(frame, box, warped, to_box(self.mask, affine, box, fill_edge=False))
 
-    def _with_jaw(self, rgb: np.ndarray, alpha: np.ndarray, offsets: np.ndarray,
-                  local: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """A jaw layer sampled into the box: it moves with the deformed lower inner lip row
-        (x from the undeformed columns, y less the row's dy, linear between columns)."""
+    def _jaw_maps(self, offsets: np.ndarray, local: np.ndarray,
+                  shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Where a jaw layer is sampled for each box pixel: it moves with the deformed lower
+        inner lip row (x from the undeformed columns, y less the row's dy, linear between
+        columns)."""
         m = self.mesh
         c0, c1 = m.corner_cols
         row = slice(m.lower_row * m.cols + c0, m.lower_row * m.cols + c1 + 1)
@@ -140,10 +146,8 @@ class MeshVariant:
         ry = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
         map_x = np.interp(rx, moved_x, src_x).astype(np.float32)
         map_y = np.clip(ry - np.interp(rx, moved_x, offsets[row, 1]), 0,
-                        alpha.shape[0] - 1).astype(np.float32)
-        sample = cv2.remap(np.dstack([rgb, alpha]), map_x, map_y, cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        return sample[..., :3], sample[..., 3]
+                        self.avatar.roi.h - 1).astype(np.float32)
+        return map_x, map_y
 
 
 VARIANTS: dict[str, Callable[[Avatar], MouthVariant]] = {

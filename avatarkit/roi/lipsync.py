@@ -31,10 +31,17 @@ def lipsync_frames(avatar: RoiAvatar, runner: OnnxRunner, wav16k: np.ndarray, *,
     step = runner.batch_limit
     for start in range(0, total, step):
         idx = list(range(start, min(start + step, total)))
-        mels = mel_windows(mel, idx, fps)
-        faces = face_inputs([avatar.frame(i) for i in idx], [avatar.affine(i) for i in idx],
-                            avatar.box, runner.size)
-        patches = runner.run(mels, faces)
+        patches = infer_patches(avatar, runner, mel, idx, fps)
         for k, i in enumerate(idx):
             yield paste(avatar.frame(i), patches[k], avatar.affine(i), geom,
                         match_colour=match_colour)
+
+
+def infer_patches(avatar: RoiAvatar, runner: OnnxRunner, mel: np.ndarray, idx: list[int],
+                  fps: float) -> np.ndarray:
+    """Model patches [len(idx), 3, S, S] for output frames `idx`: their mel windows and the
+    idle frames under them, in one batch."""
+    mels = mel_windows(mel, idx, fps)
+    faces = face_inputs([avatar.frame(i) for i in idx], [avatar.affine(i) for i in idx],
+                        avatar.box, runner.size)
+    return runner.run(mels, faces)
