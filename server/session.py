@@ -351,7 +351,7 @@ class Session:
                     await aclose()
                 except Exception:
                     log.debug("provider stream close failed", exc_info=True)
-        if self.lipsync is not None:
+        if self.lipsync is not None and not u.end_pushed:  # a completed one was drained
             self.lipsync.on_end(u)
         self.flush()
 
