@@ -59,7 +59,10 @@ class LipReader:
         self._tail = np.zeros(0)  # samples not yet covered by a whole frame
         self._levels = np.zeros((0, N_BANDS + 1))
         self._held: list[TimedPhoneme] = []
-        self._finished = False
+        #: The run of one symbol the last phone belongs to: (symbol, start, symbol before).
+        self._run: tuple[str, float, str] = ("", 0.0, "_")
+        self._run_end = 0.0
+        self._closure_until = -1e9  # end of the last closure made, ms
 
     @property
     def levels(self) -> np.ndarray:
@@ -105,6 +108,10 @@ class LipReader:
         out: list[TimedPhoneme] = []
         for j, p in enumerate(phones):
             s = normalize_ipa(p.symbol)
+            # a live stream delivers a long phone in pieces: judge the run they belong to
+            if s != self._run[0] or p.start_ms > self._run_end + 1e-6:
+                self._run = (s, p.start_ms, self._run[0] if self._run[0] else "_")
+            self._run_end = p.end_ms
             a, b = frame_index(p.start_ms), min(frame_index(p.end_ms), n)
             if b <= a:
                 out.append(p)
@@ -112,29 +119,34 @@ class LipReader:
             closed = False
             if s in _LABIODENTAL:
                 closed = bool(dip[a:b].max() >= o.dip_db and upper_dip[a:b].max() >= o.dip_db)
-            elif s == "_" and p.end_ms - p.start_ms <= o.max_gap_ms:
-                before = normalize_ipa(phones[j - 1].symbol) if j else (
-                    normalize_ipa(self._last.symbol) if self._last else "_")
-                nxt = phones[j + 1] if j + 1 < len(phones) else (after[0] if after else None)
-                after_s = normalize_ipa(nxt.symbol) if nxt else "_"
-                speech_around = before != "_" and after_s != "_"
-                closed = speech_around and bool({before, after_s} & _LABIAL) and bool(
+            elif s == "_" and p.end_ms - self._run[1] <= o.max_gap_ms:
+                nxt = next((q for q in [*phones[j + 1:], *after]
+                            if normalize_ipa(q.symbol) != "_"), None)
+                before = self._run[2]
+                after_s = normalize_ipa(nxt.symbol) if nxt else ""
+                # a pause is a closure candidate only inside speech, next to a labial
+                # (after it is unknown while the pause is still going on in a stream)
+                inside = before != "_" and (after_s != "_")
+                closed = inside and bool({before, after_s} & _LABIAL) and bool(
                     dip[a:b].max() >= o.dip_db)
             if not closed:
                 out.append(p)
                 continue
             low = np.flatnonzero(dip[a:b] >= o.dip_db)
-            c0 = max(p.start_ms, (a + low[0]) * 10.0 + FRAME_CENTRE_MS - 5.0)
-            c1 = min(p.end_ms, (a + low[-1]) * 10.0 + FRAME_CENTRE_MS + 5.0)
-            if c1 - c0 < o.min_closure_ms:
+            # the closure covers the dip's frames; one that reaches the phone's first or last
+            # frame reaches its edge
+            c0 = p.start_ms if low[0] == 0 else (a + low[0]) * 10.0 + FRAME_CENTRE_MS - 5.0
+            c1 = p.end_ms if low[-1] == b - a - 1 else min(
+                p.end_ms, (a + low[-1]) * 10.0 + FRAME_CENTRE_MS + 5.0)
+            # a short closure is noise unless it goes on in the next piece of a live stream
+            continues = self._closure_until >= c0 - 10.0 or c1 >= p.end_ms - 1e-6
+            if c1 - c0 < o.min_closure_ms and not continues:
                 out.append(p)
                 continue
+            self._closure_until = c1
             if c0 > p.start_ms:
                 out.append(TimedPhoneme(p.symbol, p.start_ms, c0))
             out.append(TimedPhoneme(CLOSURE, c0, c1))
             if c1 < p.end_ms:
                 out.append(TimedPhoneme(p.symbol, c1, p.end_ms))
-        self._last = phones[-1]
         return out
-
-    _last: TimedPhoneme | None = None
