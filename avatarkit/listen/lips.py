@@ -6,8 +6,9 @@ silence. The signal tells the manner: a closure is a drop of the whole spectrum 
 speech around it (a stop gap, or the murmur of a nasal), while /f v/ keep their frication.
 
     levels (per 10 ms: band levels + total level)  ->  dips against the +-100 ms context
-    recognised f/v over a dip of the whole and the upper band    ->  closure (p) over the dip
+    recognised f/v/w over a dip of the whole and the upper band  ->  closure (p) over the dip
     a short pause inside speech next to a labial                 ->  closure (p)
+    a "phone" heard in near-digital silence                      ->  pause
 
 Only the frames of the dip become the closure, so a closure never spreads into the vowel
 next to it. `LipReader` works on a stream: it keeps the levels of the audio heard so far and
@@ -34,7 +35,8 @@ FRAME_CENTRE_MS = WINDOW / 2 * 1000.0 / RATE
 #: Bands above ~2.5 kHz (frication lives there).
 UPPER_BANDS = slice(14, N_BANDS)
 
-_LABIODENTAL = frozenset({"f", "v"})
+#: Labials the recogniser hears in place of a closure (same place, wrong manner).
+_CLOSURE_LOOKALIKES = frozenset({"f", "v", "w"})
 _LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
 CLOSURE = "p"
 
@@ -116,8 +118,11 @@ class LipReader:
             if b <= a:
                 out.append(p)
                 continue
+            if s != "_" and np.mean(total[a:b] < o.silent_below_db) >= 0.8:
+                out.append(TimedPhoneme("_", p.start_ms, p.end_ms))  # nothing audible
+                continue
             closed = False
-            if s in _LABIODENTAL:
+            if s in _CLOSURE_LOOKALIKES:
                 closed = bool(dip[a:b].max() >= o.dip_db and upper_dip[a:b].max() >= o.dip_db)
             elif s == "_" and p.end_ms - self._run[1] <= o.max_gap_ms:
                 nxt = next((q for q in [*phones[j + 1:], *after]

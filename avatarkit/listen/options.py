@@ -23,6 +23,9 @@ class LipOptions:
     max_gap_ms: float = 150.0
     #: Shortest closure kept, ms (a bilabial closure lasts 40-150 ms in running speech).
     min_closure_ms: float = 20.0
+    #: A phone whose frames are (mostly) below this level is silence the recogniser
+    #: mistook for a sound, dB full scale.
+    silent_below_db: float = -60.0
 
 
 @dataclass(frozen=True)

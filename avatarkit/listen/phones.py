@@ -7,8 +7,8 @@ going on is committed up to there and continued later); committed phones never c
 To keep each partial read cheap, the decoder restarts inside a committed pause once its
 current utterance is long, and is fed again from that point.
 
-Phones come out in IPA (via the project's ARPAbet table); silence and pocketsphinx's
-filler models (+SPN+, +NSN+, +BREATH+, ...) are pauses (`_`).
+Phones come out in IPA (via the project's ARPAbet table); silence and noise are pauses
+(`_`), the spoken-noise model (fillers: uh, um) a schwa.
 """
 
 from __future__ import annotations
@@ -56,8 +56,14 @@ def model_dir() -> Path:
     return Path(pocketsphinx.get_model_path())
 
 
+#: pocketsphinx's "spoken noise" model catches fillers (uh, um, hm): a neutral, half-open mouth.
+FILLERS = {"+SPN+": "ə"}
+
+
 def to_ipa(arpabet: str) -> str:
-    """A pocketsphinx phone name -> IPA (`_` for silence and fillers)."""
+    """A pocketsphinx phone name -> IPA (`_` for silence and noise, a schwa for fillers)."""
+    if arpabet in FILLERS:
+        return FILLERS[arpabet]
     return ARPABET.get(arpabet, "_") if arpabet[:1].isalpha() and arpabet != "SIL" else "_"
 
 
