@@ -63,6 +63,9 @@ async def test_upload_builds_an_avatar_once(aiohttp_client, avatars_dir):
 @pytest.mark.parametrize("data,name,needle", [
     (HERO.read_bytes()[:3000], "cut.jpg", "damaged or incomplete"),
     (b"hello, not a photo at all" * 10, "notes.jpg", "not an image file"),
+    # Pillow decodes BMP and TIFF; uploads reach only the JPEG, PNG and WebP decoders
+    (b"BM" + bytes(60), "hero.bmp", "BMP images are not accepted - convert it to JPEG, PNG"),
+    (b"II*\0" + bytes(60), "hero.jpg", "TIFF images are not accepted"),
 ])
 async def test_bad_photos_answer_json_with_the_reason(aiohttp_client, avatars_dir, data, name,
                                                       needle):
