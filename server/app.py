@@ -16,15 +16,32 @@ import aiohttp
 from aiohttp import web
 
 from avatarkit.build import BuildOptions
+from avatarkit.tts.provider import Provider
 from server import routes
 from server.avatars import AvatarStore, Builder
 from server.config import ServerConfig
-from server.http import auth_middleware, cors_middleware, errors_middleware
+from server.http import (
+    auth_middleware,
+    cors_middleware,
+    errors_middleware,
+    origin_host_middleware,
+)
+from server.limits import GuardedProvider, RateLimiter, UpstreamGate
 from server.lipsync import LipsyncService
 from server.metrics import Metrics
-from server.providers import ProviderFactory, make_default_factory
+from server.providers import ProviderFactory, VoiceRequest, make_default_factory
 from server.sessions import SessionManager
-from server.state import AVATARS, BUILDER, CONFIG, HTTP, LIPSYNC, METRICS, SESSIONS
+from server.state import (
+    AVATARS,
+    BUILDER,
+    CONFIG,
+    HTTP,
+    LIMITS,
+    LIPSYNC,
+    METRICS,
+    SESSIONS,
+    Limits,
+)
 
 __all__ = ["AVATARS", "CONFIG", "METRICS", "SESSIONS", "ServerConfig", "create_app"]
 
@@ -36,6 +53,7 @@ def create_app(
     config = config.checked()
     app = web.Application(
         middlewares=[
+            origin_host_middleware(config.allowed_hosts, config.cors_origins),
             cors_middleware(config.cors_origins),
             auth_middleware(config.token),
             errors_middleware,
@@ -44,6 +62,12 @@ def create_app(
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[LIMITS] = Limits(
+        sessions=RateLimiter(config.client_session_rate, config.client_session_burst),
+        uploads=RateLimiter(config.client_upload_rate, 3),
+        speak=RateLimiter(config.session_speak_rate, config.session_speak_burst),
+        upstream=UpstreamGate(config.max_upstream, config.upstream_wait_s),
+    )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         # the model first: a file that does not fit fails startup before anything is opened
@@ -62,7 +86,8 @@ def create_app(
         http = aiohttp.ClientSession()
         app[HTTP] = http
         executor = ThreadPoolExecutor(config.viseme_threads, thread_name_prefix="visemes")
-        factory = provider_factory or make_default_factory(config, lambda: http)
+        factory = _guarded(provider_factory or make_default_factory(config, lambda: http),
+                           app[LIMITS].upstream)
         manager = SessionManager(config, app[METRICS], factory, executor)
         app[SESSIONS] = manager
         await manager.start()
@@ -81,3 +106,15 @@ def create_app(
     app.cleanup_ctx.append(resources)
     routes.add_routes(app)
     return app
+
+
+def _guarded(factory: ProviderFactory, gate: UpstreamGate) -> ProviderFactory:
+    """Every session's provider behind the server's limits (server/limits.py); only
+    networked providers take an upstream slot."""
+
+    def make(req: VoiceRequest) -> Provider:
+        inner = factory(req)
+        return GuardedProvider(inner, req.provider,  # type: ignore[return-value]
+                               gate if req.provider != "espeak" else None)
+
+    return make

@@ -25,10 +25,14 @@ from server.avatars import avatar_id_for
 from server.http import ApiError
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
-from server.state import AVATARS, BUILDER, CONFIG, LIPSYNC, METRICS, SESSIONS
+from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
 
-_STATUS_OF = {"too_many_sessions": 429, "queue_full": 429, "not_found": 404}
+_STATUS_OF = {"too_many_sessions": 429, "queue_full": 429, "not_found": 404,
+              "rate_limited": 429}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Voice ids: ElevenLabs ids are 20 alphanumerics; espeak-ng variants are short names. The
+#: id becomes part of the provider's URL path, so nothing else may pass.
+_VOICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def add_routes(app: web.Application) -> None:
@@ -169,10 +173,18 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        # text/plain and form bodies are what a cross-site page can send without a CORS
+        # preflight; JSON routes take JSON only.
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body as JSON with 'Content-Type: application/json' (got "
+                       f"{request.content_type!r}; with curl: --json '{{...}}')")
     try:
         body = await request.json(loads=json.loads)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_message", "the request body must be a JSON object")
     return body
@@ -197,9 +209,29 @@ def _wire_error(exc: wire.WireError) -> ApiError:
     return ApiError(_STATUS_OF.get(exc.code, 400), exc.code, exc.message)
 
 
+def client_key(request: web.Request) -> str:
+    """Who the per-client limits count against: the peer address (behind a reverse proxy
+    that is the proxy - SECURITY.md)."""
+    return request.remote or "unknown"
+
+
+def _rate_limited(wait_s: float, what: str) -> ApiError:
+    return ApiError(429, "rate_limited",
+                    f"too many {what}; retry in {max(1, round(wait_s + 0.5))} s")
+
+
 async def create_session(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     body = await _json_body(request)
+    limits, who = request.app[LIMITS], client_key(request)
+    mine = limits.by_client.pop(who, set()) & request.app[SESSIONS].sessions.keys()
+    if mine:  # only clients with open sessions stay in the table
+        limits.by_client[who] = mine
+    if len(mine) >= config.max_sessions_per_client:
+        raise ApiError(429, "too_many_sessions",
+                       f"this client already has {len(mine)} open sessions (the limit is "
+                       f"{config.max_sessions_per_client}) - close one (DELETE "
+                       "/session-2d/ID) or reuse it")
     avatar_id = body.get("avatar_id")
     if not isinstance(avatar_id, str) or not avatar_id:
         raise ApiError(400, "bad_message", "'avatar_id' (string) is required")
@@ -213,12 +245,14 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(400, "provider_unavailable",
                        "provider 'elevenlabs' is not available: the server has no "
                        "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
-    voice = VoiceRequest(provider, _optional_str(body, "voice_id"),
-                         _optional_str(body, "lang") or config.default_lang)
+    voice = VoiceRequest(provider, _voice_id(body, config.allowed_voices),
+                         _language(_optional_str(body, "lang") or config.default_lang))
     lipsync = _optional_str(body, "lipsync") or "visemes"
     live_avatar, service = None, request.app.get(LIPSYNC)
     if lipsync not in ("visemes", "onnx"):
         raise ApiError(400, "bad_message", f"unknown lipsync {lipsync!r}; use 'visemes' or 'onnx'")
+    if wait := limits.sessions.take(who):  # only valid requests count (and before the
+        raise _rate_limited(wait, "new sessions from this client")  # model decodes a loop)
     if lipsync == "onnx":
         if service is None:
             raise ApiError(400, "lipsync_unavailable",
@@ -234,6 +268,7 @@ async def create_session(request: web.Request) -> web.Response:
         raise _wire_error(exc) from None
     except AvatarkitError as exc:
         raise ApiError(400, "provider_unavailable", str(exc)) from None
+    limits.by_client.setdefault(who, mine).add(session.id)
     extra: dict[str, Any] = {"lipsync": lipsync}
     if service is not None and live_avatar is not None:
         session.lipsync = service.attach(session, live_avatar)
@@ -249,18 +284,59 @@ async def create_session(request: web.Request) -> web.Response:
     })
 
 
+def _voice_id(body: dict[str, Any], allowed: tuple[str, ...]) -> str | None:
+    """The session's `voice_id`: well-formed, and in `--allow-voice` when that is set."""
+    voice_id = _optional_str(body, "voice_id")
+    if voice_id is None:
+        return None
+    if not _VOICE_ID.fullmatch(voice_id):
+        raise ApiError(400, "bad_voice", "'voice_id' must be 1-64 characters of A-Z, a-z, "
+                                         "0-9, '_' and '-'")
+    if allowed and voice_id not in allowed:
+        raise ApiError(400, "bad_voice", f"voice {voice_id!r} is not offered by this server; "
+                                         f"use one of {', '.join(allowed)}")
+    return voice_id
+
+
+def _language(lang: str) -> str:
+    """A language espeak-ng knows (it also turns ElevenLabs alignment into phonemes):
+    checked here, before a session exists, not per utterance on a billed connection."""
+    from avatarkit.tts.espeak_lib import check_language
+
+    try:
+        return check_language(lang)
+    except AvatarkitError as exc:
+        raise ApiError(400, "provider_unavailable", str(exc)) from None
+
+
 async def delete_session(request: web.Request) -> web.Response:
     sid = request.match_info["session_id"]
     if not await request.app[SESSIONS].delete(sid):
         raise ApiError(404, "not_found", f"no session {sid!r} (it may have expired)")
+    request.app[LIMITS].speak.forget(sid)
     return web.json_response({"ok": True})
+
+
+def check_speak_rate(app: web.Application, session: Session) -> None:
+    """Speak commands per session (HTTP and WebSocket together): raises WireError."""
+    if wait := app[LIMITS].speak.take(session.id):
+        raise wire.WireError("rate_limited",
+                             f"too many speak commands on this session; retry in "
+                             f"{max(1, round(wait + 0.5))} s")
 
 
 async def speak(request: web.Request) -> web.Response:
     session = _session(request)
     body = await _json_body(request)
+    config = request.app[CONFIG]
+    if not session.clients and not config.speak_without_client:
+        raise ApiError(409, "no_client",
+                       "no client is connected to this session: connect its WebSocket "
+                       "(ws_url) first, then speak (nothing is synthesised for nobody; "
+                       "`avatarkit serve --speak-without-client` allows it)")
     try:
-        cmd = wire.parse_speak(body, max_chars=request.app[CONFIG].max_text_chars)
+        cmd = wire.parse_speak(body, max_chars=config.max_text_chars)
+        check_speak_rate(request.app, session)
         uid = await session.speak(cmd.text, cmd.barge_in)
     except wire.WireError as exc:
         raise _wire_error(exc) from None
@@ -302,7 +378,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                reply = await _command(session, msg.data, config.max_text_chars)
+                reply = await _command(request.app, session, msg.data, config.max_text_chars)
                 if not client.closed:
                     await ws.send_str(reply)
             elif msg.type == WSMsgType.BINARY:
@@ -313,11 +389,16 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _command(session: Session, data: str, max_chars: int) -> str:
+async def _command(app: web.Application, session: Session, data: str, max_chars: int) -> str:
     """One WebSocket command -> the reply text (ack, pong or error)."""
     try:
         cmd = wire.parse_client_message(data, max_chars=max_chars)
         if isinstance(cmd, wire.Speak):
+            try:
+                check_speak_rate(app, session)
+            except wire.WireError as exc:
+                exc.request_id = cmd.request_id
+                raise
             uid = await session.speak(cmd.text, cmd.barge_in)
             return wire.ack("speak", request_id=cmd.request_id, utterance_id=uid)
         if isinstance(cmd, wire.Stop):

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import aiohttp
 from aiohttp import web
 
 from server.avatars import AvatarStore, Builder
 from server.config import ServerConfig
+from server.limits import RateLimiter, UpstreamGate
 from server.lipsync import LipsyncService
 from server.metrics import Metrics
 from server.sessions import SessionManager
+
+
+@dataclass
+class Limits:
+    """The server's rate limiters and upstream gate (server/limits.py)."""
+
+    sessions: RateLimiter
+    uploads: RateLimiter
+    speak: RateLimiter
+    upstream: UpstreamGate
+    #: Session ids each client address created (open ones are counted per client).
+    by_client: dict[str, set[str]] = field(default_factory=dict)
+
 
 CONFIG = web.AppKey("config", ServerConfig)
 METRICS = web.AppKey("metrics", Metrics)
@@ -19,3 +35,4 @@ BUILDER = web.AppKey("builder", Builder)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 #: Present only when the server has a model (`ServerConfig.model`): variant C.
 LIPSYNC = web.AppKey("lipsync", LipsyncService)
+LIMITS = web.AppKey("limits", Limits)

@@ -32,6 +32,11 @@ def serve(
         "--cors", metavar="ORIGIN",
         help="Browser origin allowed to call the API (repeat; `*` = any). Default: none "
              "(same-origin only).")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", metavar="NAME",
+        help="Host name the server answers to besides IP addresses and localhost (repeat; "
+             "`*` = any). Other Host headers get 403 (DNS rebinding protection). Needed "
+             "behind a reverse proxy that passes its own host name.")] = None,
     voice_id: Annotated[str | None, typer.Option(
         help="Default ElevenLabs voice id (ElevenLabs is used when $ELEVENLABS_API_KEY is "
              "set; otherwise the embedded espeak-ng voice).", show_default=False)] = None,
@@ -41,7 +46,32 @@ def serve(
     max_text: Annotated[int, typer.Option(help="Longest text of one speak, characters.")] = 5000,
     idle_ttl: Annotated[float, typer.Option(
         help="Close sessions idle (no client, no command) this long, seconds.")] = 600.0,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest photo upload, MiB.")] = 20.0,
+    max_upload_mb: Annotated[float, typer.Option(
+        help="Largest upload request (the whole body), MiB.")] = 20.0,
+    session_rate: Annotated[float, typer.Option(
+        help="New sessions per client address per minute (0 = no limit).")] = 30.0,
+    session_burst: Annotated[int, typer.Option(
+        help="... of which this many at once.")] = 10,
+    max_sessions_per_client: Annotated[int, typer.Option(
+        help="Open sessions per client address.")] = 32,
+    upload_rate: Annotated[float, typer.Option(
+        help="Uploads per client address per minute (0 = no limit).")] = 6.0,
+    speak_rate: Annotated[float, typer.Option(
+        help="Speak commands per session per minute (0 = no limit).")] = 60.0,
+    speak_burst: Annotated[int, typer.Option(
+        help="... of which this many at once.")] = 10,
+    max_upstream: Annotated[int, typer.Option(
+        help="Concurrent ElevenLabs streams for the whole server; more wait their turn "
+             "(0 = no cap).")] = 4,
+    upstream_wait: Annotated[float, typer.Option(
+        help="Longest wait for an ElevenLabs stream slot, seconds.")] = 30.0,
+    allow_voice: Annotated[list[str] | None, typer.Option(
+        "--allow-voice", metavar="VOICE_ID",
+        help="Voice id sessions may ask for (repeat). Default: any well-formed id.")] = None,
+    speak_without_client: Annotated[bool, typer.Option(
+        "--speak-without-client",
+        help="Accept speak for sessions no WebSocket client watches (default: 409 "
+             "no_client).")] = False,
     model: Annotated[Path | None, typer.Option(
         "--model", metavar="M.onnx",
         help="A Wav2Lip-compatible ONNX model (docs/onnx.md): sessions may then ask for "
@@ -72,6 +102,12 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), model=model,
         onnx_provider=onnx_provider, batch_max_frames=batch_frames,
         batch_max_wait_ms=batch_wait_ms, patch_codec=patch_codec,
+        allowed_hosts=tuple(allowed_host or ()), client_session_rate=session_rate,
+        client_session_burst=session_burst, max_sessions_per_client=max_sessions_per_client,
+        client_upload_rate=upload_rate, session_speak_rate=speak_rate,
+        session_speak_burst=speak_burst, max_upstream=max_upstream,
+        upstream_wait_s=upstream_wait, allowed_voices=tuple(allow_voice or ()),
+        speak_without_client=speak_without_client,
     )
     application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
@@ -91,6 +127,11 @@ def serve(
                     f"cannot listen on {host}:{port}: {exc.strerror or exc} - is another "
                     "server running there? pick another --port") from None
             auth = " (token required)" if config.token else ""
+            if not config.token and not is_loopback(host):
+                console.print(
+                    f"[bold red]warning: listening on {escape(host)} without a token - anyone "
+                    "who can reach this machine can build avatars and spend the voice "
+                    "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
             lipsync = application.get(LIPSYNC)
             if lipsync is not None:
                 console.print(f"lipsync onnx: {lipsync.describe()}, batches of up to "
@@ -107,3 +148,15 @@ def serve(
         asyncio.run(run())
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only listens on this machine (127.x, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
