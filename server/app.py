@@ -82,7 +82,8 @@ def create_app(
             tmp = Path(tempfile.mkdtemp(prefix="avatarkit-avatars-"))
             root = tmp
         app[AVATARS] = AvatarStore(root)
-        app[BUILDER] = Builder(config.build_workers, BuildOptions(max_side=config.build_max_side))
+        app[BUILDER] = Builder(config.build_workers, BuildOptions(max_side=config.build_max_side),
+                               config.build_timeout_s)
         http = aiohttp.ClientSession()
         app[HTTP] = http
         executor = ThreadPoolExecutor(config.viseme_threads, thread_name_prefix="visemes")

@@ -98,6 +98,16 @@ class ServerConfig:
     socket_send_buffer_bytes: int = 256 * 1024
     #: Worker processes for `/avatarize-2d` builds.
     build_workers: int = 1
+    #: Uploads being received, queued or built at once; more answer 429 busy.
+    max_pending_builds: int = 2
+    #: A build that runs longer is stopped (its worker killed) and answers 504, seconds.
+    build_timeout_s: float = 300.0
+    #: Avatars built from uploads kept on disk; beyond it the least recently uploaded
+    #: one no session uses is deleted (folders of --avatars that were not uploaded never are).
+    max_uploaded_avatars: int = 100
+    #: With --model: decoded idle loops of this many avatars stay in memory (~250-320 MB each
+    #: for a 1024 px upload); older ones are dropped and decoded again when next needed.
+    lipsync_avatar_cache: int = 4
     #: Longest side of uploaded photos after downscaling (BuildOptions.max_side).
     build_max_side: int = 1024
     #: Threads for viseme computation (off the event loop).
@@ -148,6 +158,10 @@ class ServerConfig:
         if (self.client_session_burst < 1 or self.session_speak_burst < 1
                 or self.max_sessions_per_client < 1):
             raise AvatarkitError("rate-limit bursts and --max-sessions-per-client must be >= 1")
+        if (self.max_pending_builds < 1 or self.build_timeout_s <= 0
+                or self.max_uploaded_avatars < 1 or self.lipsync_avatar_cache < 1):
+            raise AvatarkitError("--max-pending-builds, --build-timeout, --max-uploads and "
+                                 "--lipsync-cache must be >= 1")
         if self.upstream_wait_s <= 0:
             raise AvatarkitError("--upstream-wait must be > 0 seconds")
         return self

@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from avatarkit import __version__
 from avatarkit.errors import AvatarkitError
 from server import wire
-from server.avatars import avatar_id_for
+from server.avatars import BuildTimeout, avatar_id_for
 from server.http import ApiError
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
@@ -111,56 +111,77 @@ async def avatar_file(request: web.Request) -> web.StreamResponse:
 
 async def avatarize(request: web.Request) -> web.Response:
     """Upload a photo (multipart `hero_image`), build it in a worker process."""
-    config = request.app[CONFIG]
+    config, limits = request.app[CONFIG], request.app[LIMITS]
     limit = config.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+    if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     if not request.content_type.startswith("multipart/"):
         raise ApiError(400, "no_photo",
                        "send the photo as multipart/form-data with a file field 'hero_image'")
-    reader = await request.multipart()
+    if limits.uploads_in_flight >= config.max_pending_builds:
+        raise ApiError(429, "busy", f"the server is already receiving or building "
+                                    f"{limits.uploads_in_flight} photos (the limit is "
+                                    f"{config.max_pending_builds}) - retry in a minute")
+    if wait := limits.uploads.take(client_key(request)):
+        raise _rate_limited(wait, "uploads from this client")
+    limits.uploads_in_flight += 1
     tmp = Path(tempfile.mkdtemp(prefix="avatarkit-upload-"))
     try:
-        photo, digest = None, hashlib.sha256()
-        while (part := await reader.next()) is not None:
-            if getattr(part, "name", None) != "hero_image" or photo is not None:
-                await part.release()  # type: ignore[union-attr]
-                continue
+        return await _receive_and_build(request, tmp, limit)
+    finally:
+        limits.uploads_in_flight -= 1
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _receive_and_build(request: web.Request, tmp: Path, limit: int) -> web.Response:
+    reader = await request.multipart()
+    photo, digest, size = None, hashlib.sha256(), 0
+    while (part := await reader.next()) is not None:
+        # every byte of every part counts against the limit, not only the photo's
+        keep = getattr(part, "name", None) == "hero_image" and photo is None
+        if keep:
             name = _SAFE_NAME.sub("_", Path(part.filename or "photo.jpg").name)  # type: ignore[union-attr]
-            name = name.lstrip(".") or "photo.jpg"
-            photo = tmp / name
-            size = 0
-            with photo.open("wb") as fh:
-                while chunk := await part.read_chunk(256 * 1024):  # type: ignore[union-attr]
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(limit)
+            photo = tmp / (name.lstrip(".") or "photo.jpg")
+        with photo.open("wb") if keep else contextlib.nullcontext() as fh:  # type: ignore[union-attr]
+            while chunk := await part.read_chunk(256 * 1024):  # type: ignore[union-attr]
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                if fh is not None:
                     digest.update(chunk)
                     fh.write(chunk)
-        if photo is None:
-            raise ApiError(400, "no_photo", "no file field 'hero_image' in the upload")
-        if photo.stat().st_size == 0:
-            raise ApiError(422, "bad_photo", f"could not read {photo.name}: the file is empty")
-        avatar_id = avatar_id_for(digest.hexdigest())
-        store, m = request.app[AVATARS], request.app[METRICS]
-        if store.manifest(avatar_id) is None:
-            try:
-                result = await request.app[BUILDER].build(photo, store.root, avatar_id)
-            except AvatarkitError as exc:
-                m.builds["failed"] += 1
-                raise ApiError(422, "bad_photo", str(exc)) from None
-            except BrokenProcessPool:
-                m.builds["failed"] += 1
-                request.app[BUILDER].close()
-                raise ApiError(500, "build_failed",
-                               "the build worker died (out of memory?) - try a smaller photo"
-                               ) from None
-            m.builds[result.status] += 1
-        else:
-            m.builds["skipped"] += 1
-        return web.json_response(_describe(request, avatar_id))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if photo is None:
+        raise ApiError(400, "no_photo", "no file field 'hero_image' in the upload")
+    if photo.stat().st_size == 0:
+        raise ApiError(422, "bad_photo", f"could not read {photo.name}: the file is empty")
+    avatar_id = avatar_id_for(digest.hexdigest())
+    store, m, config = request.app[AVATARS], request.app[METRICS], request.app[CONFIG]
+    if store.manifest(avatar_id) is None:
+        try:
+            result = await request.app[BUILDER].build(photo, store.root, avatar_id)
+        except AvatarkitError as exc:
+            m.builds["failed"] += 1
+            raise ApiError(422, "bad_photo", str(exc)) from None
+        except BuildTimeout as exc:
+            m.builds["failed"] += 1
+            raise ApiError(504, "build_timeout", str(exc)) from None
+        except BrokenProcessPool:
+            m.builds["failed"] += 1
+            request.app[BUILDER].close()
+            raise ApiError(500, "build_failed",
+                           "the build worker died (out of memory?) - try a smaller photo"
+                           ) from None
+        m.builds[result.status] += 1
+        store.mark_uploaded(avatar_id)
+        in_use = {s.avatar_id for s in request.app[SESSIONS].sessions.values()}
+        for gone in store.evict_uploads(config.max_uploaded_avatars, in_use | {avatar_id}):
+            service = request.app.get(LIPSYNC)
+            if service is not None:
+                service.forget(gone)
+    else:
+        m.builds["skipped"] += 1
+        store.mark_uploaded(avatar_id, refresh_only=True)
+    return web.json_response(_describe(request, avatar_id))
 
 
 def _too_large(limit: int) -> ApiError:

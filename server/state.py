@@ -23,6 +23,8 @@ class Limits:
     uploads: RateLimiter
     speak: RateLimiter
     upstream: UpstreamGate
+    #: Uploads being received or built now.
+    uploads_in_flight: int = 0
     #: Session ids each client address created (open ones are counted per client).
     by_client: dict[str, set[str]] = field(default_factory=dict)
 

@@ -48,6 +48,15 @@ def serve(
         help="Close sessions idle (no client, no command) this long, seconds.")] = 600.0,
     max_upload_mb: Annotated[float, typer.Option(
         help="Largest upload request (the whole body), MiB.")] = 20.0,
+    max_pending_builds: Annotated[int, typer.Option(
+        help="Uploads received or built at once; more answer 429.")] = 2,
+    build_timeout: Annotated[float, typer.Option(
+        help="Stop a build running longer than this, seconds.")] = 300.0,
+    max_uploads: Annotated[int, typer.Option(
+        help="Avatars built from uploads kept on disk; the least recently uploaded one no "
+             "session uses is deleted beyond it.")] = 100,
+    lipsync_cache: Annotated[int, typer.Option(
+        help="With --model: avatars whose decoded idle loop stays in memory.")] = 4,
     session_rate: Annotated[float, typer.Option(
         help="New sessions per client address per minute (0 = no limit).")] = 30.0,
     session_burst: Annotated[int, typer.Option(
@@ -107,7 +116,9 @@ def serve(
         client_upload_rate=upload_rate, session_speak_rate=speak_rate,
         session_speak_burst=speak_burst, max_upstream=max_upstream,
         upstream_wait_s=upstream_wait, allowed_voices=tuple(allow_voice or ()),
-        speak_without_client=speak_without_client,
+        speak_without_client=speak_without_client, max_pending_builds=max_pending_builds,
+        build_timeout_s=build_timeout, max_uploaded_avatars=max_uploads,
+        lipsync_avatar_cache=lipsync_cache,
     )
     application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
