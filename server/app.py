@@ -55,7 +55,7 @@ def create_app(
         middlewares=[
             origin_host_middleware(config.allowed_hosts, config.cors_origins),
             cors_middleware(config.cors_origins),
-            auth_middleware(config.token),
+            auth_middleware(config.token, lambda sid: _session_token(app, sid)),
             errors_middleware,
         ],
         client_max_size=1024 * 1024,
@@ -119,3 +119,11 @@ def _guarded(factory: ProviderFactory, gate: UpstreamGate) -> ProviderFactory:
                                gate if req.provider != "espeak" else None)
 
     return make
+
+
+def _session_token(app: web.Application, session_id: str) -> str | None:
+    """The token of an open session (a closed session's token opens nothing)."""
+    manager = app.get(SESSIONS)
+    if manager is None or manager.get(session_id) is None:
+        return None
+    return app[LIMITS].session_tokens.get(session_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -58,8 +59,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error(500, "internal", "internal server error (logged on the server)")
 
 
-def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Require `Authorization: Bearer <token>` or `?token=` on every request but preflight."""
+#: Routes of one session: its own token (POST /session-2d -> session_token) opens them.
+_SESSION_ROUTE = re.compile(r"^/session-2d/([^/]+)(?:/(?:ws|speak|stop))?$")
+
+
+def auth_middleware(
+    token: str | None, session_token: Callable[[str], str | None] = lambda _sid: None,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require `Authorization: Bearer <token>` or `?token=` on every request but preflight;
+    a session's routes also take that session's token (`session_token(id)`)."""
     expected = (token or "").encode()
 
     @web.middleware
@@ -71,6 +79,10 @@ def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResp
                 given = header[7:].strip()
             elif "token" in request.query:
                 given = request.query["token"]
+            route = _SESSION_ROUTE.match(request.path)
+            own = session_token(route.group(1)) if route else None
+            if own and hmac.compare_digest(given.encode(), own.encode()):
+                return await handler(request)
             if not hmac.compare_digest(given.encode(), expected):
                 return json_error(
                     401, "unauthorized",

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -290,6 +291,10 @@ async def create_session(request: web.Request) -> web.Response:
     except AvatarkitError as exc:
         raise ApiError(400, "provider_unavailable", str(exc)) from None
     limits.by_client.setdefault(who, mine).add(session.id)
+    tokens = limits.session_tokens
+    for sid in [s for s in tokens if s not in request.app[SESSIONS].sessions]:
+        del tokens[sid]  # closed or expired sessions
+    tokens[session.id] = secrets.token_urlsafe(18)
     extra: dict[str, Any] = {"lipsync": lipsync}
     if service is not None and live_avatar is not None:
         session.lipsync = service.attach(session, live_avatar)
@@ -298,6 +303,9 @@ async def create_session(request: web.Request) -> web.Response:
                        request.headers.get("X-Forwarded-Proto", "") == "https") else "ws"
     return web.json_response({
         "session_id": session.id,
+        # opens this session's routes only (ws, speak, stop, delete) - what a server that
+        # creates sessions for browsers hands them instead of its own token
+        "session_token": tokens[session.id],
         "ws_url": f"{scheme}://{request.host}/session-2d/{session.id}/ws",
         "avatar_id": avatar_id, "provider": provider, "sample_rate": session.sample_rate,
         "lang": voice.lang, "viseme_fps": config.viseme_fps,

@@ -25,6 +25,8 @@ class Limits:
     upstream: UpstreamGate
     #: Uploads being received or built now.
     uploads_in_flight: int = 0
+    #: Each open session's own token (`session_token` of POST /session-2d), by id.
+    session_tokens: dict[str, str] = field(default_factory=dict)
     #: Session ids each client address created (open ones are counted per client).
     by_client: dict[str, set[str]] = field(default_factory=dict)
 

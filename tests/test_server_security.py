@@ -229,3 +229,30 @@ async def test_upstream_connections_are_capped_and_queued(aiohttp_client, avatar
             await receive_until(ws, rec, is_end(1), timeout=60)
             assert rec.json("utterance_end")[0]["reason"] == "completed"
         assert len(fake.ws_sessions) == 5 and fake.peak == 2
+
+
+async def test_a_session_token_opens_its_own_session_only(aiohttp_client, avatars):
+    client = await _client(aiohttp_client, avatars, token="server-token")
+    auth = {"Authorization": "Bearer server-token"}
+    a = await (await client.post("/session-2d", json={"avatar_id": "hero"}, headers=auth)).json()
+    b = await (await client.post("/session-2d", json={"avatar_id": "hero"}, headers=auth)).json()
+    token = a["session_token"]
+    assert token and token != b["session_token"] and "server-token" not in json.dumps(a)
+    mine = {"Authorization": f"Bearer {token}"}
+    ws = await client.ws_connect(f"/session-2d/{a['session_id']}/ws?token={token}")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    r = await client.post(f"/session-2d/{a['session_id']}/speak", json={"text": "Hi."},
+                          headers=mine)
+    assert r.status == 200
+    await receive_until(ws, rec, is_end(1))
+    assert (await client.post(f"/session-2d/{a['session_id']}/stop", headers=mine)).status == 200
+    refused = [client.post(f"/session-2d/{b['session_id']}/stop", headers=mine),
+               client.delete(f"/session-2d/{b['session_id']}", headers=mine),
+               client.post("/session-2d", json={"avatar_id": "hero"}, headers=mine),
+               client.get("/health", headers=mine), client.get("/avatars/hero", headers=mine)]
+    for request in refused:
+        assert (await request).status == 401
+    assert (await client.delete(f"/session-2d/{a['session_id']}", headers=mine)).status == 200
+    # a closed session's token opens nothing any more
+    r = await client.post(f"/session-2d/{a['session_id']}/stop", headers=mine)
+    assert r.status == 401
