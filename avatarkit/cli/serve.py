@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -127,6 +128,14 @@ def serve(
         "AVATARKIT_ACCESS_LOG") else logging.WARNING)
 
     async def run() -> None:
+        # SIGTERM (service managers, containers) and Ctrl+C both stop the server the way
+        # web.run_app does: the app's cleanup runs and the worker processes exit with it
+        # (killed by the default SIGTERM action, the blend worker and the resource tracker
+        # were left running).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         runner = web.AppRunner(application, access_log_class=RedactedAccessLogger)
         await runner.setup()
         try:
@@ -151,14 +160,34 @@ def serve(
             console.print(f"avatarkit serving on [bold]http://{shown}:{port}/[/]{auth} - "
                           f"voice: {provider}; avatars: {where}; "
                           "Ctrl+C to stop")
-            await asyncio.Event().wait()
+            await stop.wait()
+            console.print("stopping")
         finally:
             await runner.cleanup()
 
     try:
         asyncio.run(run())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    finally:
+        stop_children()
+    console.print("stopped")
+
+
+def stop_children(timeout_s: float = 10.0) -> None:
+    """End the server's worker processes (blend worker, build workers): ask, wait, then kill.
+    With them gone the multiprocessing resource tracker exits too."""
+    import multiprocessing
+
+    from server.blend import shutdown_shared
+
+    shutdown_shared(wait=False)
+    for p in multiprocessing.active_children():
+        p.join(timeout_s)
+        if p.is_alive():
+            p.terminate()
+            p.join(2.0)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def is_loopback(host: str) -> bool:
