@@ -105,6 +105,7 @@ def create_app(
                 shutil.rmtree(tmp, ignore_errors=True)
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_close_sessions)
     routes.add_routes(app)
     return app
 
@@ -127,3 +128,12 @@ def _session_token(app: web.Application, session_id: str) -> str | None:
     if manager is None or manager.get(session_id) is None:
         return None
     return app[LIMITS].session_tokens.get(session_id)
+
+
+async def _close_sessions(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for open handlers: end every session, which closes
+    its WebSockets (4000) - otherwise each open socket held the exit for up to the
+    runner's 60 s shutdown timeout."""
+    manager = app.get(SESSIONS)
+    if manager is not None:
+        await manager.stop()

@@ -3,6 +3,7 @@ it listens beyond loopback without a token, and SIGTERM stops it with its worker
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -122,7 +123,10 @@ async def test_sigterm_stops_the_server_and_its_worker_processes(tmp_path):
                         break
                     time.sleep(0.05)
                 assert len(children) >= 2, children
-                code, rest, left = _stop(proc, children)
+                code, rest, left = await asyncio.to_thread(_stop, proc, children)
+                while not ws.closed:  # the server ended the session: it did not just vanish
+                    await ws.receive(timeout=5)
+                assert ws.close_code == 4000
         out += rest
         assert code == 0, out
         assert "stopped" in out and "Traceback" not in out, out
