@@ -123,10 +123,18 @@ async def test_sigterm_stops_the_server_and_its_worker_processes(tmp_path):
                         break
                     time.sleep(0.05)
                 assert len(children) >= 2, children
+
+                async def close_code() -> int | None:
+                    while (await ws.receive()).type not in (
+                            aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR):
+                        pass
+                    return ws.close_code
+
+                closing = asyncio.create_task(close_code())
                 code, rest, left = await asyncio.to_thread(_stop, proc, children)
-                while not ws.closed:  # the server ended the session: it did not just vanish
-                    await ws.receive(timeout=5)
-                assert ws.close_code == 4000
+                # the server ended the session (4000), it did not just vanish
+                assert await asyncio.wait_for(closing, 5) == 4000
         out += rest
         assert code == 0, out
         assert "stopped" in out and "Traceback" not in out, out
