@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -131,9 +133,20 @@ def _session_token(app: web.Application, session_id: str) -> str | None:
 
 
 async def _close_sessions(app: web.Application) -> None:
-    """On shutdown, before aiohttp waits for open handlers: end every session, which closes
-    its WebSockets (4000) - otherwise each open socket held the exit for up to the
-    runner's 60 s shutdown timeout."""
+    """On shutdown, before aiohttp waits for open handlers: close every WebSocket with 1001
+    (server shutting down: clients may reconnect to a restarted server) and end the
+    sessions - otherwise each open socket held the exit for up to the runner's 60 s
+    shutdown timeout."""
     manager = app.get(SESSIONS)
-    if manager is not None:
-        await manager.stop()
+    if manager is None:
+        return
+
+    async def going_away(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), 2.0)
+
+    clients = [c for s in manager.sessions.values() for c in s.clients if not c.closed]
+    for c in clients:
+        c.closed = True  # nothing more is written to it
+    await asyncio.gather(*(going_away(c.ws) for c in clients))
+    await manager.stop()
