@@ -26,6 +26,9 @@ class ServerConfig:
     #: Host names the server answers to besides IP addresses and `localhost` (`*` = any):
     #: a `Host` header naming anything else is refused (403 bad_host, DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
+    #: Addresses of reverse proxies whose `X-Forwarded-For` names the client for the
+    #: per-client limits (its last entry: the address the proxy saw). Empty: the peer.
+    trusted_proxies: tuple[str, ...] = ()
     #: ElevenLabs API key (server side only). None: the embedded voice is the default.
     elevenlabs_api_key: str | None = field(default=None, repr=False)
     #: Default ElevenLabs voice when a session names none.

@@ -232,9 +232,15 @@ def _wire_error(exc: wire.WireError) -> ApiError:
 
 
 def client_key(request: web.Request) -> str:
-    """Who the per-client limits count against: the peer address (behind a reverse proxy
-    that is the proxy - SECURITY.md)."""
-    return request.remote or "unknown"
+    """Who the per-client limits count against: the peer address, or behind a trusted
+    reverse proxy the address it saw (the last `X-Forwarded-For` entry: earlier ones are
+    whatever the client wrote)."""
+    peer = request.remote or "unknown"
+    if peer in request.app[CONFIG].trusted_proxies:
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return peer
 
 
 def _rate_limited(wait_s: float, what: str) -> ApiError:

@@ -256,3 +256,24 @@ async def test_a_session_token_opens_its_own_session_only(aiohttp_client, avatar
     # a closed session's token opens nothing any more
     r = await client.post(f"/session-2d/{a['session_id']}/stop", headers=mine)
     assert r.status == 401
+
+
+async def test_behind_a_trusted_proxy_limits_count_the_forwarded_client(aiohttp_client, avatars):
+    """The test client connects from 127.0.0.1: as a trusted proxy its X-Forwarded-For names
+    the client; from an untrusted peer the header is ignored (anyone can write it)."""
+    proxied = await _client(aiohttp_client, avatars, trusted_proxies=("127.0.0.1",),
+                            max_sessions_per_client=1)
+
+    def via(client_ip: str) -> dict:
+        return {"X-Forwarded-For": f"6.6.6.6, {client_ip}"}  # the first entry is forged
+
+    for ip in ("203.0.113.1", "203.0.113.2"):
+        r = await proxied.post("/session-2d", json={"avatar_id": "hero"}, headers=via(ip))
+        assert r.status == 200
+    r = await proxied.post("/session-2d", json={"avatar_id": "hero"}, headers=via("203.0.113.1"))
+    assert r.status == 429 and (await r.json())["error"] == "too_many_sessions"
+    direct = await _client(aiohttp_client, avatars, max_sessions_per_client=1)
+    assert (await direct.post("/session-2d", json={"avatar_id": "hero"},
+                              headers=via("203.0.113.1"))).status == 200
+    r = await direct.post("/session-2d", json={"avatar_id": "hero"}, headers=via("203.0.113.2"))
+    assert r.status == 429  # one peer, whatever it claims

@@ -38,6 +38,11 @@ def serve(
         help="Host name the server answers to besides IP addresses and localhost (repeat; "
              "`*` = any). Other Host headers get 403 (DNS rebinding protection). Needed "
              "behind a reverse proxy that passes its own host name.")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", metavar="ADDR",
+        help="Address of a reverse proxy whose X-Forwarded-For names the client for the "
+             "per-client limits (repeat). Default: none (limits count the peer address).")
+    ] = None,
     voice_id: Annotated[str | None, typer.Option(
         help="Default ElevenLabs voice id (ElevenLabs is used when $ELEVENLABS_API_KEY is "
              "set; otherwise the embedded espeak-ng voice).", show_default=False)] = None,
@@ -45,6 +50,10 @@ def serve(
     fps: Annotated[float, typer.Option(help="Viseme frames per second on the wire.")] = 30.0,
     max_sessions: Annotated[int, typer.Option(help="Open sessions allowed.")] = 500,
     max_text: Annotated[int, typer.Option(help="Longest text of one speak, characters.")] = 5000,
+    max_clients_per_session: Annotated[int, typer.Option(
+        help="WebSocket clients watching one session.")] = 16,
+    max_queue: Annotated[int, typer.Option(
+        help="Utterances waiting behind the current one, per session.")] = 32,
     idle_ttl: Annotated[float, typer.Option(
         help="Close sessions idle (no client, no command) this long, seconds.")] = 600.0,
     max_upload_mb: Annotated[float, typer.Option(
@@ -112,7 +121,9 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), model=model,
         onnx_provider=onnx_provider, batch_max_frames=batch_frames,
         batch_max_wait_ms=batch_wait_ms, patch_codec=patch_codec,
-        allowed_hosts=tuple(allowed_host or ()), client_session_rate=session_rate,
+        allowed_hosts=tuple(allowed_host or ()), trusted_proxies=tuple(trusted_proxy or ()),
+        max_clients_per_session=max_clients_per_session, max_queued_utterances=max_queue,
+        client_session_rate=session_rate,
         client_session_burst=session_burst, max_sessions_per_client=max_sessions_per_client,
         client_upload_rate=upload_rate, session_speak_rate=speak_rate,
         session_speak_burst=speak_burst, max_upstream=max_upstream,
