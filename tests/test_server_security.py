@@ -277,3 +277,43 @@ async def test_behind_a_trusted_proxy_limits_count_the_forwarded_client(aiohttp_
                               headers=via("203.0.113.1"))).status == 200
     r = await direct.post("/session-2d", json={"avatar_id": "hero"}, headers=via("203.0.113.2"))
     assert r.status == 429  # one peer, whatever it claims
+
+
+async def test_a_wait_for_an_upstream_slot_ends(aiohttp_client, avatars):
+    """All upstream slots busy for longer than --upstream-wait: the utterance fails with
+    provider_upstream_busy and the session keeps working."""
+    async with FakeElevenLabs(fail="stall", fail_after_chunks=1) as fake:
+        client = await _elevenlabs_client(aiohttp_client, avatars, fake, max_upstream=1,
+                                          upstream_wait_s=0.3, send_ahead_ms=60_000)
+        recs = []
+        for _ in range(2):
+            sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
+                "session_id"]
+            ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+            recs.append((sid, ws, await receive_until(ws, Received(), typed("hello"))))
+        (first, _, _), (second, ws, rec) = recs
+        await client.post(f"/session-2d/{first}/speak", json={"text": "This one stalls."})
+        for _ in range(100):  # the first stream holds the only slot
+            if fake.ws_sessions:
+                break
+            await asyncio.sleep(0.02)
+        await client.post(f"/session-2d/{second}/speak", json={"text": "Waiting in vain."})
+        await receive_until(ws, rec, is_end(1))
+        err = rec.json("error")[0]
+        assert err["code"] == "provider_upstream_busy" and "retry" in err["message"]
+        assert len(fake.ws_sessions) == 1  # the second never opened a billed socket
+        assert (await client.post(f"/session-2d/{second}/stop")).status == 200
+
+
+def test_the_rate_limiter_table_stays_bounded() -> None:
+    from server.limits import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(60.0, 2, clock=lambda: now[0], max_keys=100)
+    for i in range(10_000):  # a flood of distinct addresses
+        assert limiter.take(f"10.0.{i // 256}.{i % 256}") == 0.0
+    assert len(limiter._buckets) <= 100
+    assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0
+    assert limiter.take("a") == pytest.approx(1.0)  # one token a second
+    now[0] += 1.0
+    assert limiter.take("a") == 0.0
