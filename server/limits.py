@@ -111,14 +111,28 @@ class UpstreamGate:
         if self._sem is None:
             self.active += 1
             return
+        sem = self._sem
+
+        def give_back(task: asyncio.Future[bool]) -> None:
+            # an acquire that completed after we stopped waiting (timeout or barge-in) must
+            # not keep its slot: wait_for on Python 3.11 could lose it in that race
+            if not task.cancelled() and task.exception() is None:
+                sem.release()
+
         self.waiting += 1
+        task = asyncio.ensure_future(sem.acquire())
         try:
-            await asyncio.wait_for(self._sem.acquire(), self.wait_s)
-        except TimeoutError:
-            raise ProviderError(PUBLIC_PROVIDER_ERRORS["upstream_busy"],
-                                "upstream_busy") from None
+            done, _ = await asyncio.wait({task}, timeout=self.wait_s)
+        except BaseException:
+            task.add_done_callback(give_back)
+            task.cancel()
+            raise
         finally:
             self.waiting -= 1
+        if not done:
+            task.add_done_callback(give_back)
+            task.cancel()
+            raise ProviderError(PUBLIC_PROVIDER_ERRORS["upstream_busy"], "upstream_busy")
         self.active += 1
 
     def release(self) -> None:

@@ -317,3 +317,21 @@ def test_the_rate_limiter_table_stays_bounded() -> None:
     assert limiter.take("a") == pytest.approx(1.0)  # one token a second
     now[0] += 1.0
     assert limiter.take("a") == 0.0
+
+
+async def test_an_abandoned_wait_never_keeps_an_upstream_slot() -> None:
+    """Barge-in cancels streams waiting for a slot; whatever the timing, every slot comes
+    back (a slot lost to a cancelled wait would block the server's voice for good)."""
+    from server.limits import UpstreamGate
+
+    gate = UpstreamGate(1, 5.0)
+    await gate.acquire()
+    waiters = [asyncio.create_task(gate.acquire()) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.release()  # the first waiter is being handed the slot ...
+    for w in waiters:  # ... as every waiter is cancelled
+        w.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(gate.acquire(), 1.0)  # the slot is free again
+    assert gate.waiting == 0
