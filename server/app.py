@@ -137,6 +137,8 @@ async def _close_sessions(app: web.Application) -> None:
     (server shutting down: clients may reconnect to a restarted server) and end the
     sessions - otherwise each open socket held the exit for up to the runner's 60 s
     shutdown timeout."""
+    for task in list(app[LIMITS].orphan_checks):
+        task.cancel()
     manager = app.get(SESSIONS)
     if manager is None:
         return

@@ -92,6 +92,9 @@ class ServerConfig:
     #: Accept speak commands for a session that no WebSocket client watches (a pipeline
     #: that connects later); False: `409 no_client`, nothing is synthesised for nobody.
     speak_without_client: bool = False
+    #: When the last client of a session leaves and none is back within this, what it is
+    #: saying and has queued is stopped, seconds (not with speak_without_client).
+    orphan_grace_s: float = 10.0
     #: Unsent bytes to a client above which its viseme frames are skipped.
     viseme_drop_bytes: int = 64 * 1024
     #: Unsent bytes to a client above which it is closed (4008 slow_client).
@@ -165,8 +168,8 @@ class ServerConfig:
                 or self.max_uploaded_avatars < 1 or self.lipsync_avatar_cache < 1):
             raise AvatarkitError("--max-pending-builds, --build-timeout, --max-uploads and "
                                  "--lipsync-cache must be >= 1")
-        if self.upstream_wait_s <= 0:
-            raise AvatarkitError("--upstream-wait must be > 0 seconds")
+        if self.upstream_wait_s <= 0 or self.orphan_grace_s < 0:
+            raise AvatarkitError("--upstream-wait must be > 0 and --orphan-grace >= 0 seconds")
         return self
 
     @property

@@ -5,9 +5,11 @@ The WebSocket handler accepts the same commands as the HTTP routes (docs/protoco
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import secrets
 import shutil
@@ -27,6 +29,8 @@ from server.http import ApiError
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
 from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
+
+log = logging.getLogger("avatarkit.server")
 
 _STATUS_OF = {"too_many_sessions": 429, "queue_full": 429, "not_found": 404,
               "rate_limited": 429}
@@ -421,7 +425,26 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                     "bad_message", "binary messages are not accepted; send JSON text"))
     finally:
         session.detach(client)
+        if not session.clients and not config.speak_without_client:
+            _stop_if_still_alone(request.app, session)
     return ws
+
+
+def _stop_if_still_alone(app: web.Application, session: Session) -> None:
+    """The last client left: if none is back within `orphan_grace_s` (a reconnect resumes),
+    stop what the session is saying and has queued - synthesis for nobody costs the same."""
+    grace = app[CONFIG].orphan_grace_s
+    tasks = app[LIMITS].orphan_checks
+
+    async def check() -> None:
+        await asyncio.sleep(grace)
+        if not session.clients and not session.closed and session.busy():
+            log.info("session %s: no client for %.0f s, its speech stopped", session.id, grace)
+            await session.interrupt("stop")
+
+    task = asyncio.create_task(check(), name=f"orphan-{session.id}")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def _command(app: web.Application, session: Session, data: str, max_chars: int) -> str:

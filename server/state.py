@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -25,6 +26,8 @@ class Limits:
     upstream: UpstreamGate
     #: Uploads being received or built now.
     uploads_in_flight: int = 0
+    #: Pending checks of sessions whose last client left (cancelled at shutdown).
+    orphan_checks: set[asyncio.Task[None]] = field(default_factory=set)
     #: Each open session's own token (`session_token` of POST /session-2d), by id.
     session_tokens: dict[str, str] = field(default_factory=dict)
     #: Session ids each client address created (open ones are counted per client).

@@ -335,3 +335,30 @@ async def test_an_abandoned_wait_never_keeps_an_upstream_slot() -> None:
     await asyncio.sleep(0.01)
     await asyncio.wait_for(gate.acquire(), 1.0)  # the slot is free again
     assert gate.waiting == 0
+
+
+LONG = " ".join(f"This is sentence number {n} of a long answer." for n in range(12))
+
+
+async def test_speech_stops_when_its_last_client_is_gone(aiohttp_client, avatars):
+    """A client queues a long answer and leaves: after the grace period nothing is spoken
+    for nobody; a client back within it resumes (tests/test_server_live.py)."""
+    client = await _client(aiohttp_client, avatars, orphan_grace_s=0.3)
+    sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
+        "session_id"]
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    await ws.send_str(json.dumps({"type": "speak", "text": LONG}))
+    await ws.send_str(json.dumps({"type": "speak", "text": "And a queued one."}))
+    await receive_until(ws, rec, typed("utterance_start"))
+    await ws.close()
+    await asyncio.sleep(1.0)
+    back = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(back, Received(), typed("hello"))
+    await back.send_str(json.dumps({"type": "ping", "id": 1}))
+    await receive_until(back, rec, typed("pong"))
+    assert "utterance_start" not in rec.kinds()  # nothing left to resume
+    metrics = await (await client.get("/metrics")).text()
+    assert 'avatarkit_utterances_total{outcome="interrupted"} 2' in metrics
+    await back.send_str(json.dumps({"type": "speak", "text": "Hello again."}))
+    await receive_until(back, rec, is_end(3))  # the session still speaks

@@ -90,7 +90,10 @@ def serve(
     speak_without_client: Annotated[bool, typer.Option(
         "--speak-without-client",
         help="Accept speak for sessions no WebSocket client watches (default: 409 "
-             "no_client).")] = False,
+             "no_client), and keep speaking when the last client leaves.")] = False,
+    orphan_grace: Annotated[float, typer.Option(
+        help="When a session's last client leaves and none is back within this, its "
+             "speech and queue are stopped, seconds.")] = 10.0,
     model: Annotated[Path | None, typer.Option(
         "--model", metavar="M.onnx",
         help="A Wav2Lip-compatible ONNX model (docs/onnx.md): sessions may then ask for "
@@ -128,7 +131,8 @@ def serve(
         client_upload_rate=upload_rate, session_speak_rate=speak_rate,
         session_speak_burst=speak_burst, max_upstream=max_upstream,
         upstream_wait_s=upstream_wait, allowed_voices=tuple(allow_voice or ()),
-        speak_without_client=speak_without_client, max_pending_builds=max_pending_builds,
+        speak_without_client=speak_without_client, orphan_grace_s=orphan_grace,
+        max_pending_builds=max_pending_builds,
         build_timeout_s=build_timeout, max_uploaded_avatars=max_uploads,
         lipsync_avatar_cache=lipsync_cache,
     )
