@@ -73,7 +73,10 @@ def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
     from server.app import create_app
     from server.config import ServerConfig
 
-    config = ServerConfig(avatars_dir=Path(avatars), max_sessions=2000, **extra)
+    # one load generator plays hundreds of clients from one address, and the latency part
+    # speaks and stops as fast as it can: no per-client or per-session rate limits
+    config = ServerConfig(avatars_dir=Path(avatars), max_sessions=2000, client_session_rate=0,
+                          max_sessions_per_client=2000, session_speak_rate=0, **extra)
     if os.environ.get("BENCH_SWITCH"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     profile = os.environ.get("BENCH_PROFILE")  # write cProfile stats of the server here

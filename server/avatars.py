@@ -4,8 +4,10 @@ public description, and builds of uploaded photos in a worker process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import re
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +35,11 @@ LIPSYNC_FILES = {
     "interior_url": "mouth_interior.png",
     "track_url": "track.json",
 }
+
+
+#: Written into an avatar folder built from an upload: only these are ever evicted, and
+#: its mtime is when the photo was last uploaded.
+UPLOAD_MARK = ".uploaded"
 
 
 def valid_id(avatar_id: str) -> bool:
@@ -85,6 +92,34 @@ class AvatarStore:
         path = self.root / avatar_id / name
         return path if path.is_file() else None
 
+    def mark_uploaded(self, avatar_id: str, refresh_only: bool = False) -> None:
+        """Record that `avatar_id` came from an upload (now): it may be evicted later.
+        `refresh_only`: only for an avatar already marked (the same photo again)."""
+        folder = self.folder(avatar_id)
+        if folder is not None and (not refresh_only or (folder / UPLOAD_MARK).exists()):
+            (folder / UPLOAD_MARK).touch()
+
+    def evict_uploads(self, keep: int, in_use: set[str]) -> list[str]:
+        """Delete the least recently uploaded avatars beyond `keep`, never one in `in_use`
+        nor a folder that was not uploaded; the ids deleted."""
+        uploads = []
+        for mark in self.root.glob(f"*/{UPLOAD_MARK}"):
+            with contextlib.suppress(OSError):
+                uploads.append((mark.stat().st_mtime, mark.parent.name))
+        uploads.sort()
+        removed = []
+        excess = len(uploads) - keep
+        for _, avatar_id in uploads:
+            if excess <= 0:
+                break
+            if avatar_id in in_use or self.folder(avatar_id) is None:
+                continue
+            shutil.rmtree(self.root / avatar_id, ignore_errors=True)
+            self._manifests.pop(avatar_id, None)
+            removed.append(avatar_id)
+            excess -= 1
+        return removed
+
     def describe(self, avatar_id: str) -> dict[str, Any] | None:
         """The `/avatarize-2d` response body for an avatar (URLs relative to the server)."""
         manifest = self.manifest(avatar_id)
@@ -116,14 +151,20 @@ def avatar_id_for(sha256_hex: str) -> str:
     return "a" + sha256_hex[:16]
 
 
+class BuildTimeout(Exception):
+    """A build ran past its time limit; its worker was stopped."""
+
+
 class Builder:
     """Runs `build_avatar` in a spawned worker process (mediapipe graphs are per process)."""
 
-    def __init__(self, workers: int, options: BuildOptions) -> None:
+    def __init__(self, workers: int, options: BuildOptions, timeout_s: float = 300.0) -> None:
         self.options = options
+        self.timeout_s = timeout_s
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        #: One lock per avatar id being built; removed when its last waiter is done.
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -134,18 +175,42 @@ class Builder:
 
     async def build(self, photo: Path, out: Path, avatar_id: str) -> BuildResult:
         """Build `out/<avatar_id>` from `photo`; concurrent uploads of one photo build once."""
-        lock = self._locks.setdefault(avatar_id, asyncio.Lock())
-        async with lock:
-            loop = asyncio.get_running_loop()
-            options = replace(self.options, force=False)
-            result = await loop.run_in_executor(
-                self._executor(), build_one, photo, out, options, avatar_id
-            )
+        lock, users = self._locks.setdefault(avatar_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                loop = asyncio.get_running_loop()
+                options = replace(self.options, force=False)
+                pool = self._executor()
+                future = loop.run_in_executor(pool, build_one, photo, out, options, avatar_id)
+                try:
+                    result = await asyncio.wait_for(future, self.timeout_s)
+                except TimeoutError:
+                    self._kill(pool)
+                    raise BuildTimeout(
+                        f"the build took longer than {self.timeout_s:g} s and was stopped - "
+                        "try a smaller photo") from None
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[avatar_id]
         if result.status == "failed":
             raise AvatarkitError(result.error or "the build failed")
         return result
 
-    def close(self) -> None:
+    def _kill(self, pool: ProcessPoolExecutor) -> None:
+        """Stop a pool whose build overran: its workers are killed (a build cannot be
+        interrupted otherwise); the next build starts a fresh pool."""
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        if self._pool is pool:
+            self._pool = None
+        for p in processes:
+            with contextlib.suppress(Exception):
+                p.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self, wait: bool = False) -> None:
+        """Shut the worker pool down (`wait`: until its processes have exited)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None

@@ -92,6 +92,12 @@ class BlendPool:
                          chunk.phonemes, state, options)
 
 
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker process (`wait`: until it has exited)."""
+        self.ready = False
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
 _shared: BlendPool | None = None
 _shared_lock = threading.Lock()
 
@@ -103,3 +109,12 @@ def shared_pool() -> BlendPool:
         if _shared is None or _shared.broken:
             _shared = BlendPool()
         return _shared
+
+
+def shutdown_shared(wait: bool = True) -> None:
+    """Stop the process-wide blend worker (server exit; the next shared_pool() starts anew)."""
+    global _shared
+    with _shared_lock:
+        pool, _shared = _shared, None
+    if pool is not None:
+        pool.close(wait)

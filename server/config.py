@@ -20,7 +20,15 @@ class ServerConfig:
     #: Bearer token required on every route and the WebSocket; None/"" = no auth.
     token: str | None = field(default=None, repr=False)
     #: Origins allowed to call the API from browsers (`*` = any); empty = same-origin only.
+    #: State-changing requests and WebSocket upgrades from any other browser origin are
+    #: refused (403 bad_origin), token or not.
     cors_origins: tuple[str, ...] = ()
+    #: Host names the server answers to besides IP addresses and `localhost` (`*` = any):
+    #: a `Host` header naming anything else is refused (403 bad_host, DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Addresses of reverse proxies whose `X-Forwarded-For` names the client for the
+    #: per-client limits (its last entry: the address the proxy saw). Empty: the peer.
+    trusted_proxies: tuple[str, ...] = ()
     #: ElevenLabs API key (server side only). None: the embedded voice is the default.
     elevenlabs_api_key: str | None = field(default=None, repr=False)
     #: Default ElevenLabs voice when a session names none.
@@ -59,8 +67,34 @@ class ServerConfig:
     max_queued_utterances: int = 32
     #: A session with no client and no command for this long is closed, seconds.
     session_idle_ttl_s: float = 600.0
-    #: Largest photo upload, bytes.
+    #: Largest upload request (the whole multipart body), bytes.
     max_upload_bytes: int = 20 * 1024 * 1024
+
+    #: New sessions per client address per minute (token bucket; 0 = no limit) ...
+    client_session_rate: float = 30.0
+    #: ... of which this many at once.
+    client_session_burst: int = 10
+    #: Open sessions per client address.
+    max_sessions_per_client: int = 32
+    #: Uploads (`/avatarize-2d`) per client address per minute (0 = no limit), burst 3.
+    client_upload_rate: float = 6.0
+    #: Speak commands per session per minute (HTTP and WebSocket together; 0 = no limit) ...
+    session_speak_rate: float = 60.0
+    #: ... of which this many at once.
+    session_speak_burst: int = 10
+    #: Concurrent streams to a networked TTS provider (ElevenLabs) for the whole server;
+    #: more wait their turn (0 = no cap). The embedded voice is not capped.
+    max_upstream: int = 4
+    #: Longest wait for an upstream slot before the utterance fails (`upstream_busy`), s.
+    upstream_wait_s: float = 30.0
+    #: Voice ids sessions may ask for (`voice_id`); empty = any well-formed id.
+    allowed_voices: tuple[str, ...] = ()
+    #: Accept speak commands for a session that no WebSocket client watches (a pipeline
+    #: that connects later); False: `409 no_client`, nothing is synthesised for nobody.
+    speak_without_client: bool = False
+    #: When the last client of a session leaves and none is back within this, what it is
+    #: saying and has queued is stopped, seconds (not with speak_without_client).
+    orphan_grace_s: float = 10.0
     #: Unsent bytes to a client above which its viseme frames are skipped.
     viseme_drop_bytes: int = 64 * 1024
     #: Unsent bytes to a client above which it is closed (4008 slow_client).
@@ -70,6 +104,16 @@ class ServerConfig:
     socket_send_buffer_bytes: int = 256 * 1024
     #: Worker processes for `/avatarize-2d` builds.
     build_workers: int = 1
+    #: Uploads being received, queued or built at once; more answer 429 busy.
+    max_pending_builds: int = 2
+    #: A build that runs longer is stopped (its worker killed) and answers 504, seconds.
+    build_timeout_s: float = 300.0
+    #: Avatars built from uploads kept on disk; beyond it the least recently uploaded
+    #: one no session uses is deleted (folders of --avatars that were not uploaded never are).
+    max_uploaded_avatars: int = 100
+    #: With --model: decoded idle loops of this many avatars stay in memory (~250-320 MB each
+    #: for a 1024 px upload); older ones are dropped and decoded again when next needed.
+    lipsync_avatar_cache: int = 4
     #: Longest side of uploaded photos after downscaling (BuildOptions.max_side).
     build_max_side: int = 1024
     #: Threads for viseme computation (off the event loop).
@@ -117,6 +161,15 @@ class ServerConfig:
             raise AvatarkitError("--batch-frames must be >= 1 and --batch-wait-ms >= 0")
         if self.patch_codec not in ("png", "webp") or self.lipsync_threads < 1:
             raise AvatarkitError("patch_codec must be png or webp, lipsync_threads >= 1")
+        if (self.client_session_burst < 1 or self.session_speak_burst < 1
+                or self.max_sessions_per_client < 1):
+            raise AvatarkitError("rate-limit bursts and --max-sessions-per-client must be >= 1")
+        if (self.max_pending_builds < 1 or self.build_timeout_s <= 0
+                or self.max_uploaded_avatars < 1 or self.lipsync_avatar_cache < 1):
+            raise AvatarkitError("--max-pending-builds, --build-timeout, --max-uploads and "
+                                 "--lipsync-cache must be >= 1")
+        if self.upstream_wait_s <= 0 or self.orphan_grace_s < 0:
+            raise AvatarkitError("--upstream-wait must be > 0 and --orphan-grace >= 0 seconds")
         return self
 
     @property

@@ -1,9 +1,12 @@
-"""HTTP plumbing: JSON errors, bearer-token auth, CORS, and an access log without secrets."""
+"""HTTP plumbing: JSON errors, bearer-token auth, CORS, Host and Origin checks, and an access
+log without secrets."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -15,7 +18,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 413: "payload_too_large", 429: "too_many_requests",
+    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+    429: "too_many_requests",
 }
 
 
@@ -55,8 +59,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error(500, "internal", "internal server error (logged on the server)")
 
 
-def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Require `Authorization: Bearer <token>` or `?token=` on every request but preflight."""
+#: Routes of one session: its own token (POST /session-2d -> session_token) opens them.
+_SESSION_ROUTE = re.compile(r"^/session-2d/([^/]+)(?:/(?:ws|speak|stop))?$")
+
+
+def auth_middleware(
+    token: str | None, session_token: Callable[[str], str | None] = lambda _sid: None,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require `Authorization: Bearer <token>` or `?token=` on every request but preflight;
+    a session's routes also take that session's token (`session_token(id)`)."""
     expected = (token or "").encode()
 
     @web.middleware
@@ -68,6 +79,10 @@ def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResp
                 given = header[7:].strip()
             elif "token" in request.query:
                 given = request.query["token"]
+            route = _SESSION_ROUTE.match(request.path)
+            own = session_token(route.group(1)) if route else None
+            if own and hmac.compare_digest(given.encode(), own.encode()):
+                return await handler(request)
             if not hmac.compare_digest(given.encode(), expected):
                 return json_error(
                     401, "unauthorized",
@@ -107,6 +122,83 @@ def cors_middleware(origins: tuple[str, ...]) -> Callable[..., Awaitable[web.Str
                 response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
                 response.headers["Access-Control-Max-Age"] = "600"
         return response
+
+    return middleware
+
+
+#: Methods that change state: a browser on another site must not be able to send them.
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """True for a `Host` header this server answers: an IP literal, `localhost`, or a name
+    in `allowed` (`*` = any). DNS rebinding needs a hostname the attacker controls, so IP
+    literals are always safe; any other name must be listed."""
+    if "*" in allowed:
+        return True
+    name = _hostname(host)
+    if not name:
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return name in {a.lower().rstrip(".") for a in allowed}
+
+
+def _hostname(host: str) -> str:
+    """`Host` header -> lower-case name without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else ""
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def origin_allowed(origin: str, host: str, cors: tuple[str, ...]) -> bool:
+    """Same origin (its host:port is this request's Host) or listed with `--cors`."""
+    if "*" in cors or origin in cors:
+        return True
+    _, sep, rest = origin.partition("://")
+    return bool(sep) and rest.lower().rstrip("/") == host.strip().lower()
+
+
+def is_websocket(request: web.Request) -> bool:
+    return (request.method == "GET"
+            and request.headers.get("Upgrade", "").lower() == "websocket")
+
+
+def origin_host_middleware(
+    allowed_hosts: tuple[str, ...], cors: tuple[str, ...]
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Refuse a `Host` this server was not started for (DNS rebinding), and state-changing
+    requests and WebSocket upgrades whose browser `Origin` is neither this server nor a
+    `--cors` origin: a website must not drive a server on the visitor's machine.
+
+    Clients that are not browsers send no `Origin` and are not affected by the second check.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host", "")
+        if not host_allowed(host, allowed_hosts):
+            return json_error(
+                403, "bad_host",
+                f"this server does not answer to the host name {_hostname(host)!r} "
+                "(DNS rebinding protection) - open it by IP address or localhost, or start "
+                f"it with --allowed-host {_hostname(host) or 'NAME'}")
+        origin = request.headers.get("Origin")
+        if (origin is not None and (request.method in _UNSAFE_METHODS or is_websocket(request))
+                and not origin_allowed(origin, host, cors)):
+            return json_error(
+                403, "bad_origin",
+                f"requests from the web page origin {origin} are not allowed - this server "
+                "accepts its own pages and the origins listed with --cors")
+        return await handler(request)
 
     return middleware
 

@@ -151,8 +151,21 @@ class LipsyncService:
                 raise AvatarkitError(f"no avatar {avatar_id!r} on this server")
             loop = asyncio.get_running_loop()
             fut = loop.run_in_executor(self.executor, self._load, avatar_id, folder)
-            self._avatars[avatar_id] = fut  # type: ignore[assignment]
+        # least recently used last out: decoded loops are large (~250-320 MB at 1024 px);
+        # sessions keep their own reference, so dropping one here only costs a re-decode
+        self._avatars.pop(avatar_id, None)
+        self._avatars[avatar_id] = fut  # type: ignore[assignment]
+        while len(self._avatars) > self.config.lipsync_avatar_cache:
+            del self._avatars[next(iter(self._avatars))]
         return await asyncio.shield(fut)
+
+    def cached_avatars(self) -> list[str]:
+        """Ids whose live data is in memory, least recently used first."""
+        return list(self._avatars)
+
+    def forget(self, avatar_id: str) -> None:
+        """Drop an avatar's live data (its folder was deleted)."""
+        self._avatars.pop(avatar_id, None)
 
     def _load(self, avatar_id: str, folder: Path) -> LiveAvatar:
         roi = load_avatar(folder)

@@ -5,10 +5,13 @@ The WebSocket handler accepts the same commands as the HTTP routes (docs/protoco
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -21,14 +24,20 @@ from aiohttp import WSMsgType, web
 from avatarkit import __version__
 from avatarkit.errors import AvatarkitError
 from server import wire
-from server.avatars import avatar_id_for
+from server.avatars import BuildTimeout, avatar_id_for
 from server.http import ApiError
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
-from server.state import AVATARS, BUILDER, CONFIG, LIPSYNC, METRICS, SESSIONS
+from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
 
-_STATUS_OF = {"too_many_sessions": 429, "queue_full": 429, "not_found": 404}
+log = logging.getLogger("avatarkit.server")
+
+_STATUS_OF = {"too_many_sessions": 429, "queue_full": 429, "not_found": 404,
+              "rate_limited": 429}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Voice ids: ElevenLabs ids are 20 alphanumerics; espeak-ng variants are short names. The
+#: id becomes part of the provider's URL path, so nothing else may pass.
+_VOICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def add_routes(app: web.Application) -> None:
@@ -107,56 +116,77 @@ async def avatar_file(request: web.Request) -> web.StreamResponse:
 
 async def avatarize(request: web.Request) -> web.Response:
     """Upload a photo (multipart `hero_image`), build it in a worker process."""
-    config = request.app[CONFIG]
+    config, limits = request.app[CONFIG], request.app[LIMITS]
     limit = config.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+    if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     if not request.content_type.startswith("multipart/"):
         raise ApiError(400, "no_photo",
                        "send the photo as multipart/form-data with a file field 'hero_image'")
-    reader = await request.multipart()
+    if limits.uploads_in_flight >= config.max_pending_builds:
+        raise ApiError(429, "busy", f"the server is already receiving or building "
+                                    f"{limits.uploads_in_flight} photos (the limit is "
+                                    f"{config.max_pending_builds}) - retry in a minute")
+    if wait := limits.uploads.take(client_key(request)):
+        raise _rate_limited(wait, "uploads from this client")
+    limits.uploads_in_flight += 1
     tmp = Path(tempfile.mkdtemp(prefix="avatarkit-upload-"))
     try:
-        photo, digest = None, hashlib.sha256()
-        while (part := await reader.next()) is not None:
-            if getattr(part, "name", None) != "hero_image" or photo is not None:
-                await part.release()  # type: ignore[union-attr]
-                continue
+        return await _receive_and_build(request, tmp, limit)
+    finally:
+        limits.uploads_in_flight -= 1
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _receive_and_build(request: web.Request, tmp: Path, limit: int) -> web.Response:
+    reader = await request.multipart()
+    photo, digest, size = None, hashlib.sha256(), 0
+    while (part := await reader.next()) is not None:
+        # every byte of every part counts against the limit, not only the photo's
+        keep = getattr(part, "name", None) == "hero_image" and photo is None
+        if keep:
             name = _SAFE_NAME.sub("_", Path(part.filename or "photo.jpg").name)  # type: ignore[union-attr]
-            name = name.lstrip(".") or "photo.jpg"
-            photo = tmp / name
-            size = 0
-            with photo.open("wb") as fh:
-                while chunk := await part.read_chunk(256 * 1024):  # type: ignore[union-attr]
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(limit)
+            photo = tmp / (name.lstrip(".") or "photo.jpg")
+        with photo.open("wb") if keep else contextlib.nullcontext() as fh:  # type: ignore[union-attr]
+            while chunk := await part.read_chunk(256 * 1024):  # type: ignore[union-attr]
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                if fh is not None:
                     digest.update(chunk)
                     fh.write(chunk)
-        if photo is None:
-            raise ApiError(400, "no_photo", "no file field 'hero_image' in the upload")
-        if photo.stat().st_size == 0:
-            raise ApiError(422, "bad_photo", f"could not read {photo.name}: the file is empty")
-        avatar_id = avatar_id_for(digest.hexdigest())
-        store, m = request.app[AVATARS], request.app[METRICS]
-        if store.manifest(avatar_id) is None:
-            try:
-                result = await request.app[BUILDER].build(photo, store.root, avatar_id)
-            except AvatarkitError as exc:
-                m.builds["failed"] += 1
-                raise ApiError(422, "bad_photo", str(exc)) from None
-            except BrokenProcessPool:
-                m.builds["failed"] += 1
-                request.app[BUILDER].close()
-                raise ApiError(500, "build_failed",
-                               "the build worker died (out of memory?) - try a smaller photo"
-                               ) from None
-            m.builds[result.status] += 1
-        else:
-            m.builds["skipped"] += 1
-        return web.json_response(_describe(request, avatar_id))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if photo is None:
+        raise ApiError(400, "no_photo", "no file field 'hero_image' in the upload")
+    if photo.stat().st_size == 0:
+        raise ApiError(422, "bad_photo", f"could not read {photo.name}: the file is empty")
+    avatar_id = avatar_id_for(digest.hexdigest())
+    store, m, config = request.app[AVATARS], request.app[METRICS], request.app[CONFIG]
+    if store.manifest(avatar_id) is None:
+        try:
+            result = await request.app[BUILDER].build(photo, store.root, avatar_id)
+        except AvatarkitError as exc:
+            m.builds["failed"] += 1
+            raise ApiError(422, "bad_photo", str(exc)) from None
+        except BuildTimeout as exc:
+            m.builds["failed"] += 1
+            raise ApiError(504, "build_timeout", str(exc)) from None
+        except BrokenProcessPool:
+            m.builds["failed"] += 1
+            request.app[BUILDER].close()
+            raise ApiError(500, "build_failed",
+                           "the build worker died (out of memory?) - try a smaller photo"
+                           ) from None
+        m.builds[result.status] += 1
+        store.mark_uploaded(avatar_id)
+        in_use = {s.avatar_id for s in request.app[SESSIONS].sessions.values()}
+        for gone in store.evict_uploads(config.max_uploaded_avatars, in_use | {avatar_id}):
+            service = request.app.get(LIPSYNC)
+            if service is not None:
+                service.forget(gone)
+    else:
+        m.builds["skipped"] += 1
+        store.mark_uploaded(avatar_id, refresh_only=True)
+    return web.json_response(_describe(request, avatar_id))
 
 
 def _too_large(limit: int) -> ApiError:
@@ -169,10 +199,18 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        # text/plain and form bodies are what a cross-site page can send without a CORS
+        # preflight; JSON routes take JSON only.
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body as JSON with 'Content-Type: application/json' (got "
+                       f"{request.content_type!r}; with curl: --json '{{...}}')")
     try:
         body = await request.json(loads=json.loads)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_message", "the request body must be a JSON object")
     return body
@@ -197,9 +235,35 @@ def _wire_error(exc: wire.WireError) -> ApiError:
     return ApiError(_STATUS_OF.get(exc.code, 400), exc.code, exc.message)
 
 
+def client_key(request: web.Request) -> str:
+    """Who the per-client limits count against: the peer address, or behind a trusted
+    reverse proxy the address it saw (the last `X-Forwarded-For` entry: earlier ones are
+    whatever the client wrote)."""
+    peer = request.remote or "unknown"
+    if peer in request.app[CONFIG].trusted_proxies:
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return peer
+
+
+def _rate_limited(wait_s: float, what: str) -> ApiError:
+    return ApiError(429, "rate_limited",
+                    f"too many {what}; retry in {max(1, round(wait_s + 0.5))} s")
+
+
 async def create_session(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     body = await _json_body(request)
+    limits, who = request.app[LIMITS], client_key(request)
+    mine = limits.by_client.pop(who, set()) & request.app[SESSIONS].sessions.keys()
+    if mine:  # only clients with open sessions stay in the table
+        limits.by_client[who] = mine
+    if len(mine) >= config.max_sessions_per_client:
+        raise ApiError(429, "too_many_sessions",
+                       f"this client already has {len(mine)} open sessions (the limit is "
+                       f"{config.max_sessions_per_client}) - close one (DELETE "
+                       "/session-2d/ID) or reuse it")
     avatar_id = body.get("avatar_id")
     if not isinstance(avatar_id, str) or not avatar_id:
         raise ApiError(400, "bad_message", "'avatar_id' (string) is required")
@@ -213,12 +277,14 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(400, "provider_unavailable",
                        "provider 'elevenlabs' is not available: the server has no "
                        "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
-    voice = VoiceRequest(provider, _optional_str(body, "voice_id"),
-                         _optional_str(body, "lang") or config.default_lang)
+    voice = VoiceRequest(provider, _voice_id(body, config.allowed_voices),
+                         _language(_optional_str(body, "lang") or config.default_lang))
     lipsync = _optional_str(body, "lipsync") or "visemes"
     live_avatar, service = None, request.app.get(LIPSYNC)
     if lipsync not in ("visemes", "onnx"):
         raise ApiError(400, "bad_message", f"unknown lipsync {lipsync!r}; use 'visemes' or 'onnx'")
+    if wait := limits.sessions.take(who):  # only valid requests count (and before the
+        raise _rate_limited(wait, "new sessions from this client")  # model decodes a loop)
     if lipsync == "onnx":
         if service is None:
             raise ApiError(400, "lipsync_unavailable",
@@ -234,6 +300,11 @@ async def create_session(request: web.Request) -> web.Response:
         raise _wire_error(exc) from None
     except AvatarkitError as exc:
         raise ApiError(400, "provider_unavailable", str(exc)) from None
+    limits.by_client.setdefault(who, mine).add(session.id)
+    tokens = limits.session_tokens
+    for sid in [s for s in tokens if s not in request.app[SESSIONS].sessions]:
+        del tokens[sid]  # closed or expired sessions
+    tokens[session.id] = secrets.token_urlsafe(18)
     extra: dict[str, Any] = {"lipsync": lipsync}
     if service is not None and live_avatar is not None:
         session.lipsync = service.attach(session, live_avatar)
@@ -242,6 +313,9 @@ async def create_session(request: web.Request) -> web.Response:
                        request.headers.get("X-Forwarded-Proto", "") == "https") else "ws"
     return web.json_response({
         "session_id": session.id,
+        # opens this session's routes only (ws, speak, stop, delete) - what a server that
+        # creates sessions for browsers hands them instead of its own token
+        "session_token": tokens[session.id],
         "ws_url": f"{scheme}://{request.host}/session-2d/{session.id}/ws",
         "avatar_id": avatar_id, "provider": provider, "sample_rate": session.sample_rate,
         "lang": voice.lang, "viseme_fps": config.viseme_fps,
@@ -249,18 +323,59 @@ async def create_session(request: web.Request) -> web.Response:
     })
 
 
+def _voice_id(body: dict[str, Any], allowed: tuple[str, ...]) -> str | None:
+    """The session's `voice_id`: well-formed, and in `--allow-voice` when that is set."""
+    voice_id = _optional_str(body, "voice_id")
+    if voice_id is None:
+        return None
+    if not _VOICE_ID.fullmatch(voice_id):
+        raise ApiError(400, "bad_voice", "'voice_id' must be 1-64 characters of A-Z, a-z, "
+                                         "0-9, '_' and '-'")
+    if allowed and voice_id not in allowed:
+        raise ApiError(400, "bad_voice", f"voice {voice_id!r} is not offered by this server; "
+                                         f"use one of {', '.join(allowed)}")
+    return voice_id
+
+
+def _language(lang: str) -> str:
+    """A language espeak-ng knows (it also turns ElevenLabs alignment into phonemes):
+    checked here, before a session exists, not per utterance on a billed connection."""
+    from avatarkit.tts.espeak_lib import check_language
+
+    try:
+        return check_language(lang)
+    except AvatarkitError as exc:
+        raise ApiError(400, "provider_unavailable", str(exc)) from None
+
+
 async def delete_session(request: web.Request) -> web.Response:
     sid = request.match_info["session_id"]
     if not await request.app[SESSIONS].delete(sid):
         raise ApiError(404, "not_found", f"no session {sid!r} (it may have expired)")
+    request.app[LIMITS].speak.forget(sid)
     return web.json_response({"ok": True})
+
+
+def check_speak_rate(app: web.Application, session: Session) -> None:
+    """Speak commands per session (HTTP and WebSocket together): raises WireError."""
+    if wait := app[LIMITS].speak.take(session.id):
+        raise wire.WireError("rate_limited",
+                             f"too many speak commands on this session; retry in "
+                             f"{max(1, round(wait + 0.5))} s")
 
 
 async def speak(request: web.Request) -> web.Response:
     session = _session(request)
     body = await _json_body(request)
+    config = request.app[CONFIG]
+    if not session.clients and not config.speak_without_client:
+        raise ApiError(409, "no_client",
+                       "no client is connected to this session: connect its WebSocket "
+                       "(ws_url) first, then speak (nothing is synthesised for nobody; "
+                       "`avatarkit serve --speak-without-client` allows it)")
     try:
-        cmd = wire.parse_speak(body, max_chars=request.app[CONFIG].max_text_chars)
+        cmd = wire.parse_speak(body, max_chars=config.max_text_chars)
+        check_speak_rate(request.app, session)
         uid = await session.speak(cmd.text, cmd.barge_in)
     except wire.WireError as exc:
         raise _wire_error(exc) from None
@@ -302,7 +417,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                reply = await _command(session, msg.data, config.max_text_chars)
+                reply = await _command(request.app, session, msg.data, config.max_text_chars)
                 if not client.closed:
                     await ws.send_str(reply)
             elif msg.type == WSMsgType.BINARY:
@@ -310,14 +425,38 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                     "bad_message", "binary messages are not accepted; send JSON text"))
     finally:
         session.detach(client)
+        if not session.clients and not config.speak_without_client:
+            _stop_if_still_alone(request.app, session)
     return ws
 
 
-async def _command(session: Session, data: str, max_chars: int) -> str:
+def _stop_if_still_alone(app: web.Application, session: Session) -> None:
+    """The last client left: if none is back within `orphan_grace_s` (a reconnect resumes),
+    stop what the session is saying and has queued - synthesis for nobody costs the same."""
+    grace = app[CONFIG].orphan_grace_s
+    tasks = app[LIMITS].orphan_checks
+
+    async def check() -> None:
+        await asyncio.sleep(grace)
+        if not session.clients and not session.closed and session.busy():
+            log.info("session %s: no client for %.0f s, its speech stopped", session.id, grace)
+            await session.interrupt("stop")
+
+    task = asyncio.create_task(check(), name=f"orphan-{session.id}")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _command(app: web.Application, session: Session, data: str, max_chars: int) -> str:
     """One WebSocket command -> the reply text (ack, pong or error)."""
     try:
         cmd = wire.parse_client_message(data, max_chars=max_chars)
         if isinstance(cmd, wire.Speak):
+            try:
+                check_speak_rate(app, session)
+            except wire.WireError as exc:
+                exc.request_id = cmd.request_id
+                raise
             uid = await session.speak(cmd.text, cmd.barge_in)
             return wire.ack("speak", request_id=cmd.request_id, utterance_id=uid)
         if isinstance(cmd, wire.Stop):

@@ -183,3 +183,47 @@ def test_webp(tmp_path, hero_rgb):
     hero().save(buf, "WEBP", quality=95)
     (tmp_path / "hero.webp").write_bytes(buf.getvalue())
     assert mean_abs_diff(load_photo(tmp_path / "hero.webp").rgb, hero_rgb) < 4.0
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, fmt, shown", [
+    ("hero.bmp", "BMP", "BMP"), ("hero.gif", "GIF", "GIF"), ("hero.tif", "TIFF", "TIFF"),
+    ("hero.ico", "ICO", "ICO"), ("hero.ppm", "PPM", "PPM/PGM/PBM"), ("hero.tga", "TGA", None),
+    ("hero.pcx", "PCX", None), ("hero.sgi", "SGI", "SGI"),
+    ("renamed.jpg", "BMP", "BMP"),  # the bytes decide, not the name
+])
+def test_only_jpeg_png_webp_are_decoded(tmp_path, name, fmt, shown):
+    """Pillow decodes all of these; avatarkit refuses them before any decoder sees them."""
+    data = _encoded(hero().convert("RGB"), fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow itself would read it
+    (tmp_path / name).write_bytes(data)
+    message = (f"could not read {name}: {shown} images are not accepted - convert it to JPEG, "
+               "PNG or WebP") if shown else (
+        f"could not read {name}: not an image file avatarkit can read (use JPEG, PNG or WebP)")
+    with pytest.raises(AvatarkitError, match=f"^{re.escape(message)}$"):
+        load_photo(tmp_path / name)
+
+
+def test_eps_never_reaches_ghostscript(tmp_path):
+    """An EPS file (Pillow hands these to Ghostscript) is refused by its signature."""
+    eps = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
+           b"0 0 moveto 64 64 lineto stroke\nshowpage\n%%EOF\n")
+    (tmp_path / "face.jpg").write_bytes(eps)
+    with pytest.raises(AvatarkitError, match=r"^could not read face\.jpg: PostScript/EPS "
+                                             r"images are not accepted"):
+        load_photo(tmp_path / "face.jpg")
+
+
+def test_multi_picture_jpeg_from_phones_is_accepted(tmp_path, hero_rgb):
+    """Phones write MPO (a JPEG with a second picture); it is a JPEG and decodes."""
+    first = hero()
+    data = _encoded(first, "MPO", save_all=True, append_images=[first.resize((160, 200))],
+                    quality=95)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    (tmp_path / "phone.jpg").write_bytes(data)
+    assert mean_abs_diff(load_photo(tmp_path / "phone.jpg").rgb, hero_rgb) < 4.0

@@ -3,7 +3,9 @@ size limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from pathlib import Path
 
 import aiohttp
@@ -63,6 +65,9 @@ async def test_upload_builds_an_avatar_once(aiohttp_client, avatars_dir):
 @pytest.mark.parametrize("data,name,needle", [
     (HERO.read_bytes()[:3000], "cut.jpg", "damaged or incomplete"),
     (b"hello, not a photo at all" * 10, "notes.jpg", "not an image file"),
+    # Pillow decodes BMP and TIFF; uploads reach only the JPEG, PNG and WebP decoders
+    (b"BM" + bytes(60), "hero.bmp", "BMP images are not accepted - convert it to JPEG, PNG"),
+    (b"II*\0" + bytes(60), "hero.jpg", "TIFF images are not accepted"),
 ])
 async def test_bad_photos_answer_json_with_the_reason(aiohttp_client, avatars_dir, data, name,
                                                       needle):
@@ -84,3 +89,123 @@ async def test_upload_limits(aiohttp_client, avatars_dir):
     r = await client.post("/avatarize-2d", data=json.dumps({"a": 1}),
                           headers={"Content-Type": "application/json"})
     assert r.status == 400 and (await r.json())["error"] == "no_photo"
+
+
+def _multipart(*parts: tuple[str, bytes], boundary: str = "b0undary") -> bytes:
+    out = b""
+    for name, data in parts:
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                f'filename="{name}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n').encode()
+        out += data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=b0undary"}
+
+
+async def test_the_upload_limit_counts_every_part(aiohttp_client, avatars_dir):
+    """60 KB in a field that is not the photo, then a small photo: over a 50 KB limit."""
+    client = await aiohttp_client(create_app(ServerConfig(avatars_dir=avatars_dir,
+                                                          max_upload_bytes=50_000)))
+
+    async def chunked(body: bytes):  # no Content-Length: only counting can stop it
+        for i in range(0, len(body), 8192):
+            yield body[i:i + 8192]
+
+    body = _multipart(("padding", b"p" * 60_000), ("hero_image", HERO.read_bytes()[:2000]))
+    r = await client.post("/avatarize-2d", data=chunked(body), headers=MULTIPART)
+    assert r.status == 413 and (await r.json())["error"] == "payload_too_large"
+    r = await client.post("/avatarize-2d", data=body, headers=MULTIPART)  # with a length
+    assert r.status == 413
+
+
+async def test_concurrent_uploads_are_bounded(aiohttp_client, avatars_dir):
+    from server.state import LIMITS
+
+    client = await aiohttp_client(create_app(ServerConfig(avatars_dir=avatars_dir,
+                                                          max_pending_builds=1)))
+    release = asyncio.Event()
+
+    async def slow():
+        yield _multipart(("notes", b"n" * 1000))[:-20]
+        await release.wait()
+        yield _multipart(("notes", b"n" * 1000))[-20:]
+
+    first = asyncio.create_task(client.post("/avatarize-2d", data=slow(), headers=MULTIPART))
+    for _ in range(200):  # until the server is reading the first upload
+        if client.app[LIMITS].uploads_in_flight:
+            break
+        await asyncio.sleep(0.01)
+    r = await client.post("/avatarize-2d", data=_multipart(("notes", b"x")), headers=MULTIPART)
+    body = await r.json()
+    assert r.status == 429 and body["error"] == "busy" and "retry" in body["message"]
+    release.set()
+    assert (await first).status == 400  # no hero_image field: done, and the slot is free
+    r = await client.post("/avatarize-2d", data=_multipart(("notes", b"x")), headers=MULTIPART)
+    assert r.status == 400
+
+
+async def test_a_build_past_its_time_limit_is_stopped(aiohttp_client, avatars_dir):
+    import multiprocessing
+
+    from server.state import BUILDER
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    client = await aiohttp_client(create_app(ServerConfig(
+        avatars_dir=avatars_dir, build_timeout_s=0.05, blend_worker=False)))
+    r = await client.post("/avatarize-2d", data=_form(HERO.read_bytes() + b"\0"))
+    body = await r.json()
+    assert r.status == 504 and body["error"] == "build_timeout", body
+    assert "longer than 0.05 s" in body["message"]
+    for _ in range(100):  # the worker it started is killed, not left building
+        if not {p.pid for p in multiprocessing.active_children()} - before:
+            break
+        await asyncio.sleep(0.05)
+    assert not {p.pid for p in multiprocessing.active_children()} - before
+    assert client.app[BUILDER]._locks == {}  # nothing kept per avatar id
+    assert (await client.get("/health")).status == 200
+
+
+async def test_uploaded_avatars_beyond_the_limit_are_evicted(aiohttp_client, tmp_path):
+    """The least recently uploaded avatar goes first, never one a session uses, never a
+    folder of --avatars that was not uploaded."""
+    from types import SimpleNamespace
+
+    from server.state import BUILDER
+    from tests.server_support import make_avatar
+
+    make_avatar(tmp_path, "hero")
+    client = await aiohttp_client(create_app(ServerConfig(avatars_dir=tmp_path,
+                                                          max_uploaded_avatars=2,
+                                                          client_upload_rate=0)))
+
+    async def fake_build(photo, out, avatar_id):  # the real build is tested above
+        make_avatar(out, avatar_id)
+        return SimpleNamespace(status="built")
+
+    client.app[BUILDER].build = fake_build
+    ids = []
+    for n in range(3):
+        r = await client.post("/avatarize-2d", data=_form(b"photo %d" % n))
+        ids.append((await r.json())["avatar_id"])
+        if n == 0:  # a session watches the first one
+            r = await client.post("/session-2d", json={"avatar_id": ids[0]})
+            assert r.status == 200
+        os.utime(tmp_path / ids[n] / ".uploaded", (1000 + n, 1000 + n))
+    status = {i: (await client.get(f"/avatars/{i}")).status for i in ids}
+    assert status == {ids[0]: 200, ids[1]: 404, ids[2]: 200}
+    assert not (tmp_path / ids[1]).exists()
+    assert (await client.get("/avatars/hero")).status == 200
+    r = await client.post("/avatarize-2d", data=_form(b"photo 3"))
+    assert r.status == 200
+    assert (await client.get(f"/avatars/{ids[0]}")).status == 200  # still in use
+    assert (await client.get(f"/avatars/{ids[2]}")).status == 404
+
+
+async def test_uploads_per_client_are_rate_limited(aiohttp_client, avatars_dir):
+    client = await aiohttp_client(create_app(ServerConfig(avatars_dir=avatars_dir,
+                                                          client_upload_rate=1.0)))
+    replies = [await client.post("/avatarize-2d", data=_multipart(("notes", b"x")),
+                                 headers=MULTIPART) for _ in range(4)]
+    assert [r.status for r in replies] == [400, 400, 400, 429]  # a burst of 3, then 1/min
+    assert (await replies[3].json())["error"] == "rate_limited"

@@ -17,6 +17,7 @@ from server.config import ServerConfig
 from tests.server_support import Received, RecordingVoice, make_avatar, receive_until, typed
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -88,9 +89,15 @@ async def test_cors(aiohttp_client, avatars):
 
 async def test_errors_are_json_with_codes(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars, max_text_chars=50, max_sessions=2,
-                           max_queued_utterances=1)
+                           max_queued_utterances=1, speak_without_client=True)
     cases = [
-        (client.post("/session-2d", data=b"{nope"), 400, "bad_json"),
+        (client.post("/session-2d", data=b"{nope", headers=JSON), 400, "bad_json"),
+        (client.post("/session-2d", data=b"[" * 100_000 + b"]" * 100_000, headers=JSON), 400,
+         "bad_json"),  # nested past Python's recursion limit: was a 500 with a traceback
+        (client.post("/session-2d", data=b'{"avatar_id": "hero"}'), 415,
+         "unsupported_media_type"),
+        (client.post("/session-2d", json={"avatar_id": "hero", "voice_id": "../../v1/user"}),
+         400, "bad_voice"),
         (client.post("/session-2d", json=[1]), 400, "bad_message"),
         (client.post("/session-2d", json={}), 400, "bad_message"),
         (client.post("/session-2d", json={"avatar_id": "nobody"}), 404, "not_found"),

@@ -244,3 +244,20 @@ def test_cli_serve_with_a_bad_model(setup, tmp_path):
     assert res.exit_code == 1 and "no such file" in res.output
     res = cli.invoke(app, ["serve", "--model", str(setup["model"]), "--batch-frames", "0"])
     assert res.exit_code == 1 and "--batch-frames" in res.output
+
+
+async def test_decoded_idle_loops_are_kept_for_a_few_avatars_only(aiohttp_client, setup,
+                                                                   tmp_path):
+    """Each avatar's decoded loop is large; the cache keeps the most recently used ones."""
+    import shutil
+
+    for name in ("hero2", "hero3"):
+        if not (setup["avatars"] / name).exists():
+            shutil.copytree(setup["avatars"] / "hero", setup["avatars"] / name)
+    client = await _client(aiohttp_client, setup, lipsync_avatar_cache=2)
+    service = client.app[LIPSYNC]
+    for name in ("hero", "hero2", "hero", "hero3"):
+        r = await client.post("/session-2d", json={"avatar_id": name, "lipsync": "onnx"})
+        assert r.status == 200, await r.text()
+        await client.delete(f"/session-2d/{(await r.json())['session_id']}")
+    assert service.cached_avatars() == ["hero", "hero3"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,16 @@ def serve(
         "--cors", metavar="ORIGIN",
         help="Browser origin allowed to call the API (repeat; `*` = any). Default: none "
              "(same-origin only).")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", metavar="NAME",
+        help="Host name the server answers to besides IP addresses and localhost (repeat; "
+             "`*` = any). Other Host headers get 403 (DNS rebinding protection). Needed "
+             "behind a reverse proxy that passes its own host name.")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", metavar="ADDR",
+        help="Address of a reverse proxy whose X-Forwarded-For names the client for the "
+             "per-client limits (repeat). Default: none (limits count the peer address).")
+    ] = None,
     voice_id: Annotated[str | None, typer.Option(
         help="Default ElevenLabs voice id (ElevenLabs is used when $ELEVENLABS_API_KEY is "
              "set; otherwise the embedded espeak-ng voice).", show_default=False)] = None,
@@ -39,9 +50,50 @@ def serve(
     fps: Annotated[float, typer.Option(help="Viseme frames per second on the wire.")] = 30.0,
     max_sessions: Annotated[int, typer.Option(help="Open sessions allowed.")] = 500,
     max_text: Annotated[int, typer.Option(help="Longest text of one speak, characters.")] = 5000,
+    max_clients_per_session: Annotated[int, typer.Option(
+        help="WebSocket clients watching one session.")] = 16,
+    max_queue: Annotated[int, typer.Option(
+        help="Utterances waiting behind the current one, per session.")] = 32,
     idle_ttl: Annotated[float, typer.Option(
         help="Close sessions idle (no client, no command) this long, seconds.")] = 600.0,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest photo upload, MiB.")] = 20.0,
+    max_upload_mb: Annotated[float, typer.Option(
+        help="Largest upload request (the whole body), MiB.")] = 20.0,
+    max_pending_builds: Annotated[int, typer.Option(
+        help="Uploads received or built at once; more answer 429.")] = 2,
+    build_timeout: Annotated[float, typer.Option(
+        help="Stop a build running longer than this, seconds.")] = 300.0,
+    max_uploads: Annotated[int, typer.Option(
+        help="Avatars built from uploads kept on disk; the least recently uploaded one no "
+             "session uses is deleted beyond it.")] = 100,
+    lipsync_cache: Annotated[int, typer.Option(
+        help="With --model: avatars whose decoded idle loop stays in memory.")] = 4,
+    session_rate: Annotated[float, typer.Option(
+        help="New sessions per client address per minute (0 = no limit).")] = 30.0,
+    session_burst: Annotated[int, typer.Option(
+        help="... of which this many at once.")] = 10,
+    max_sessions_per_client: Annotated[int, typer.Option(
+        help="Open sessions per client address.")] = 32,
+    upload_rate: Annotated[float, typer.Option(
+        help="Uploads per client address per minute (0 = no limit).")] = 6.0,
+    speak_rate: Annotated[float, typer.Option(
+        help="Speak commands per session per minute (0 = no limit).")] = 60.0,
+    speak_burst: Annotated[int, typer.Option(
+        help="... of which this many at once.")] = 10,
+    max_upstream: Annotated[int, typer.Option(
+        help="Concurrent ElevenLabs streams for the whole server; more wait their turn "
+             "(0 = no cap).")] = 4,
+    upstream_wait: Annotated[float, typer.Option(
+        help="Longest wait for an ElevenLabs stream slot, seconds.")] = 30.0,
+    allow_voice: Annotated[list[str] | None, typer.Option(
+        "--allow-voice", metavar="VOICE_ID",
+        help="Voice id sessions may ask for (repeat). Default: any well-formed id.")] = None,
+    speak_without_client: Annotated[bool, typer.Option(
+        "--speak-without-client",
+        help="Accept speak for sessions no WebSocket client watches (default: 409 "
+             "no_client), and keep speaking when the last client leaves.")] = False,
+    orphan_grace: Annotated[float, typer.Option(
+        help="When a session's last client leaves and none is back within this, its "
+             "speech and queue are stopped, seconds.")] = 10.0,
     model: Annotated[Path | None, typer.Option(
         "--model", metavar="M.onnx",
         help="A Wav2Lip-compatible ONNX model (docs/onnx.md): sessions may then ask for "
@@ -72,6 +124,17 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), model=model,
         onnx_provider=onnx_provider, batch_max_frames=batch_frames,
         batch_max_wait_ms=batch_wait_ms, patch_codec=patch_codec,
+        allowed_hosts=tuple(allowed_host or ()), trusted_proxies=tuple(trusted_proxy or ()),
+        max_clients_per_session=max_clients_per_session, max_queued_utterances=max_queue,
+        client_session_rate=session_rate,
+        client_session_burst=session_burst, max_sessions_per_client=max_sessions_per_client,
+        client_upload_rate=upload_rate, session_speak_rate=speak_rate,
+        session_speak_burst=speak_burst, max_upstream=max_upstream,
+        upstream_wait_s=upstream_wait, allowed_voices=tuple(allow_voice or ()),
+        speak_without_client=speak_without_client, orphan_grace_s=orphan_grace,
+        max_pending_builds=max_pending_builds,
+        build_timeout_s=build_timeout, max_uploaded_avatars=max_uploads,
+        lipsync_avatar_cache=lipsync_cache,
     )
     application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
@@ -80,6 +143,14 @@ def serve(
         "AVATARKIT_ACCESS_LOG") else logging.WARNING)
 
     async def run() -> None:
+        # SIGTERM (service managers, containers) and Ctrl+C both stop the server the way
+        # web.run_app does: the app's cleanup runs and the worker processes exit with it
+        # (killed by the default SIGTERM action, the blend worker and the resource tracker
+        # were left running).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         runner = web.AppRunner(application, access_log_class=RedactedAccessLogger)
         await runner.setup()
         try:
@@ -91,6 +162,11 @@ def serve(
                     f"cannot listen on {host}:{port}: {exc.strerror or exc} - is another "
                     "server running there? pick another --port") from None
             auth = " (token required)" if config.token else ""
+            if not config.token and not is_loopback(host):
+                console.print(
+                    f"[bold red]warning: listening on {escape(host)} without a token - anyone "
+                    "who can reach this machine can build avatars and spend the voice "
+                    "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
             lipsync = application.get(LIPSYNC)
             if lipsync is not None:
                 console.print(f"lipsync onnx: {lipsync.describe()}, batches of up to "
@@ -99,11 +175,43 @@ def serve(
             console.print(f"avatarkit serving on [bold]http://{shown}:{port}/[/]{auth} - "
                           f"voice: {provider}; avatars: {where}; "
                           "Ctrl+C to stop")
-            await asyncio.Event().wait()
+            await stop.wait()
+            console.print("stopping")
         finally:
             await runner.cleanup()
 
     try:
         asyncio.run(run())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    finally:
+        stop_children()
+    console.print("stopped")
+
+
+def stop_children(timeout_s: float = 10.0) -> None:
+    """End the server's worker processes (blend worker, build workers): ask, wait, then kill.
+    With them gone the multiprocessing resource tracker exits too."""
+    import multiprocessing
+
+    from server.blend import shutdown_shared
+
+    shutdown_shared(wait=False)
+    for p in multiprocessing.active_children():
+        p.join(timeout_s)
+        if p.is_alive():
+            p.terminate()
+            p.join(2.0)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only listens on this machine (127.x, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

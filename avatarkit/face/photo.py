@@ -32,6 +32,20 @@ BACKGROUND_RGB = (255, 255, 255)
 
 _SRGB = ImageCms.createProfile("sRGB")
 
+#: The only decoders a photo ever reaches (Pillow names). Every other Pillow plugin (TIFF,
+#: BMP, GIF, ICO, PCX, TGA, SGI, PPM, PSD, EPS - which hands the file to Ghostscript) is
+#: attack surface for uploads that the README never promised; MPO (multi-picture JPEG from
+#: phones) is read by the JPEG decoder.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+# Signatures of common image formats that are refused, to name them in the error.
+_REFUSED_SIGNATURES = (
+    (b"BM", "BMP"), (b"GIF8", "GIF"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"),
+    (b"%!PS", "PostScript/EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"),
+    (b"8BPS", "Photoshop PSD"), (b"\0\0\1\0", "ICO"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"\x01\xda", "SGI"), (b"qoif", "QOI"),
+)
+
 
 @dataclass(frozen=True)
 class Photo:
@@ -84,7 +98,7 @@ def decode_photo(data: bytes, path: Path, max_side: int = DEFAULT_MAX_SIDE) -> P
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice its limit; a bomb is a bomb.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         orientation = _orientation(im)
         source_size = _upright_size(im.size, orientation)
         _draft_for(im, max_side)
@@ -101,6 +115,11 @@ def decode_photo(data: bytes, path: Path, max_side: int = DEFAULT_MAX_SIDE) -> P
             "limit (a possible decompression bomb) - resize the photo first"
         ) from None
     except UnidentifiedImageError:
+        kind = refused_format(data)
+        if kind is not None:
+            raise AvatarkitError(
+                f"{where}: {kind} images are not accepted - convert it to JPEG, PNG or WebP"
+            ) from None
         raise AvatarkitError(
             f"{where}: not an image file avatarkit can read (use JPEG, PNG or WebP)"
         ) from None
@@ -121,6 +140,19 @@ def decode_photo(data: bytes, path: Path, max_side: int = DEFAULT_MAX_SIDE) -> P
         sha256=hashlib.sha256(data).hexdigest(),
         notes=notes,
     )
+
+
+def refused_format(data: bytes) -> str | None:
+    """The name of a well-known image format that avatarkit refuses, from its first bytes
+    (never by handing the file to a decoder), or None."""
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"heim"):
+        return "HEIC/AVIF"
+    for magic, name in _REFUSED_SIGNATURES:
+        if data.startswith(magic):
+            return name
+    if re.match(rb"P[1-7]\s", data[:3]):
+        return "PPM/PGM/PBM"
+    return None
 
 
 def _orientation(im: Image.Image) -> int | None:

@@ -57,11 +57,18 @@
   function setStatus(msg) { $("status").textContent = msg; }
 
   // ---------------------------------------------------------------- HTTP helpers
-  function authHeaders(extra = {}) {
-    return TOKEN ? { ...extra, Authorization: `Bearer ${TOKEN}` } : extra;
+  // Credentials go to this server only: ?assets= and meshdef.interior_layers.file may name
+  // any URL, and a token sent there would be the page's token given away.
+  function sameServer(url) {
+    const u = new URL(url, location.href);
+    return u.host === location.host
+      && (u.protocol === location.protocol || u.protocol === (location.protocol === "https:" ? "wss:" : "ws:"));
   }
-  async function fetchOk(url, init = {}) {
-    const res = await fetch(url, { ...init, headers: authHeaders(init.headers || {}) });
+  function authHeaders(url, extra = {}, token = TOKEN) {
+    return token && sameServer(url) ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+  }
+  async function fetchOk(url, init = {}, token = TOKEN) {
+    const res = await fetch(url, { ...init, headers: authHeaders(url, init.headers || {}, token) });
     if (!res.ok) {
       let detail = "";
       try { const body = await res.json(); detail = body.message || body.error || JSON.stringify(body); }
@@ -70,7 +77,7 @@
     }
     return res;
   }
-  const fetchJson = async (url, init) => (await fetchOk(url, init)).json();
+  const fetchJson = async (url, init, token) => (await fetchOk(url, init, token)).json();
   async function fetchBitmap(url) {
     // premultiplyAlpha "none": the shaders and the 2D cross-fade want straight alpha.
     const blob = await (await fetchOk(url)).blob();
@@ -798,17 +805,18 @@
   let wsWanted = false;
   let nextRequestId = 1;
 
-  function withToken(url) {
-    if (!TOKEN) return url;
+  function withToken(url, token) {
     const u = new URL(url, location.href);
-    u.searchParams.set("token", TOKEN);
+    if (token && sameServer(u.href)) u.searchParams.set("token", token);
     return u.toString();
   }
   function wsUrlFor(s) {
     const u = new URL(s.wsUrl, location.href);
     if (u.protocol === "http:") u.protocol = "ws:";
     if (u.protocol === "https:") u.protocol = "wss:";
-    return withToken(u.toString());
+    // the session's own token (POST /session-2d), not the server's: a socket URL ends up
+    // in more logs than a header does
+    return withToken(u.toString(), s.token);
   }
 
   // Latency of the last Speak click: click -> first audio frame / first viseme frame of the
@@ -947,7 +955,7 @@
     const res = await fetchJson("session-2d", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
-    session = { id: res.session_id, wsUrl: res.ws_url, avatarId };
+    session = { id: res.session_id, wsUrl: res.ws_url, avatarId, token: res.session_token || TOKEN };
     stats.session = res.session_id;
     connect();
   }
@@ -971,7 +979,7 @@
       const res = await fetchJson(`session-2d/${encodeURIComponent(session.id)}/speak`, {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ text, barge_in: msg.barge_in }),
-      });
+      }, session.token);
       lat.uid = res.utterance_id;
       stats.latencyUtterance = res.utterance_id;
     }
@@ -981,7 +989,7 @@
     if (!session) return;
     if (send({ type: "stop", id: nextRequestId++ })) return;
     audio.cutAll(shown); // no socket: cut locally, then tell the server
-    await fetchOk(`session-2d/${encodeURIComponent(session.id)}/stop`, { method: "POST" })
+    await fetchOk(`session-2d/${encodeURIComponent(session.id)}/stop`, { method: "POST" }, session.token)
       .catch((e) => log(e.message));
   }
 
