@@ -40,6 +40,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/idle.py
+	$(BIN)/python benchmarks/turns.py
+	$(BIN)/python benchmarks/open_mouth.py
 	$(BIN)/python benchmarks/visemes_accuracy.py
 	$(BIN)/python benchmarks/preview.py
 	$(BIN)/python benchmarks/serve.py

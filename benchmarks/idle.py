@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from avatarkit.face.landmarks import detect_faces  # noqa: E402
-from avatarkit.idle import make_idle_loop, read_frames, read_track  # noqa: E402
+from avatarkit.idle import IdleOptions, make_idle_loop, read_frames, read_track  # noqa: E402
 from avatarkit.idle import quality as q  # noqa: E402
 from avatarkit.idle.encode import H264Writer  # noqa: E402
 from avatarkit.mouth.roi import mouth_roi  # noqa: E402
@@ -30,28 +30,45 @@ from avatarkit.native_stderr import quiet_native_stderr  # noqa: E402
 HERO = ROOT / "examples" / "hero.jpg"
 
 
-def quality(workdir: Path) -> None:
-    rgb = np.asarray(Image.open(HERO).convert("RGB"))
+def quality(workdir: Path, photo: Path = HERO, seconds: float = 4.0) -> None:
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
     face = detect_faces(rgb)[0]
-    loop = make_idle_loop(rgb, face, mouth_roi(face, (rgb.shape[1], rgb.shape[0])))
+    loop = make_idle_loop(rgb, face, mouth_roi(face, (rgb.shape[1], rgb.shape[0])),
+                          IdleOptions(seconds=seconds))
     loop.write(workdir / "q")
-    frames = np.stack(list(read_frames(workdir / "q" / "idle.mp4")))
+    h, w = rgb.shape[:2]
+    frames = np.stack([f[:h, :w] for f in read_frames(workdir / "q" / "idle.mp4")])
     neighbours, seam = q.frame_differences(frames)
     points = q.redetect(frames)
-    blink = q.blink_stats(q.eye_openness(points), loop.curves.blink)
+    curves = loop.curves
+    blink = q.blink_stats(q.eye_openness(points), curves.blink)
     angles = q.head_angles(points, face.points)
+    steps = np.abs(np.diff(np.append(angles, angles[0])))
+    away = q.away_from_blinks(curves.blink)
+    speed = q.roll_speed(angles, loop.options.fps, away)
     errors = q.track_errors(read_track(workdir / "q" / "track.json"), face.points, points)
-    bg_mean, bg_p99 = q.background_motion(frames, loop.warper.alpha > 5, band_px=8)
+    bg_mean, bg_p99 = q.background_motion(frames, loop.warper.alpha > 5, band_px=8) \
+        if loop.warper.alpha is not None else (float("nan"), float("nan"))
+    gaze = np.corrcoef(q.iris_offsets(points)[away, 0], curves.gaze[away, 0])[0, 1]
+    brows = q.brow_heights(points)
+    rise = brows[curves.brow > 0.9].mean() - brows[curves.brow == 0].mean()
     size = (workdir / "q" / "idle.mp4").stat().st_size
-    print(f"example idle loop ({loop.mode}, {loop.frames} frames, {size / 1024:.0f} KiB)")
+    print(f"{photo.name} idle loop ({loop.mode}, {loop.frames} frames, {size / 1024:.0f} KiB)")
     print(f"  seam MAD {seam:.3f}  <= neighbour median {np.median(neighbours):.3f}"
           f"  (max neighbour {neighbours.max():.3f})")
-    print(f"  blink EAR min {blink.min_ear:.3f} / open {blink.open_ear:.3f}"
+    print(f"  blinks at frames {np.flatnonzero(curves.blink >= 1).tolist()}:"
+          f" EAR min {blink.min_ear:.3f} / open {blink.open_ear:.3f}"
           f" = {blink.min_ear / blink.open_ear:.2f}  (lowest away from blinks"
           f" {blink.min_elsewhere:.3f})")
     print(f"  head roll amplitude {(angles.max() - angles.min()) / 2:.2f} deg,"
-          f" largest frame step {np.abs(np.diff(angles)).max():.2f} deg,"
-          f" residual to plan {np.std(angles - loop.curves.roll_deg):.2f} deg")
+          f" largest frame step {steps[q.clear_of_blinks(curves.blink)].max():.2f} deg outside"
+          f" blinks ({steps.max():.2f} in all), residual to plan"
+          f" {np.std(angles - curves.roll_deg):.2f} deg")
+    print(f"  roll speed (low-passed detector) peak {speed.max():.2f} deg/s ="
+          f" {speed.max() / speed.mean():.2f}x mean, at the seam {speed[-1]:.2f} deg/s,"
+          f" frames under 10 % of mean {np.mean(speed < 0.1 * speed.mean()):.0%}")
+    print(f"  gaze: detected iris x vs plan r {gaze:.2f};"
+          f" brow rise {rise:.2f} px detected")
     print(f"  track error median {np.median(errors):.2f} px, max {errors.max():.2f} px")
     print(f"  background beyond 8 px of the person: mean change {bg_mean:.3f},"
           f" p99 {bg_p99:.0f} levels")
@@ -82,7 +99,10 @@ def speed(rgb: np.ndarray, label: str, workdir: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, quiet_native_stderr():
         workdir = Path(tmp)
-        quality(workdir)
+        for photo in (HERO, *sorted((ROOT / "tests" / "data").glob("*.jpg"))):
+            if photo.stem != "partial_face":
+                quality(workdir, photo)
+        quality(workdir, HERO, seconds=10.0)
         hero = Image.open(HERO).convert("RGB")
         print("\nper frame, ms (plan once per loop; write = warp and encode overlapped, s)")
         print(f"{'photo':<22}{'plan':>9}{'warp':>10}{'encode':>10}{'write 4 s':>12}")

@@ -212,7 +212,35 @@ def test_face_cut_off(tmp_path):
 def test_head_turned(tmp_path):
     assert_refused(head_turned(tmp_path / "turned.jpg"), tmp_path / "out",
                    r"turned\.jpg: the head is turned too far to the side \(yaw ratio 0\.\d\d, "
-                   r"max 0\.45\) - use a photo that looks roughly into the camera")
+                   r"max 0\.55\) - use a photo that looks roughly into the camera")
+
+
+def test_head_turned_within_the_model_builds_with_a_warning(tmp_path):
+    """A ~27 degree turn (yaw ratio ~0.52) builds, warns, and its mouth shapes are real: the
+    detector sees AI open widest and MBP closed on the sprites composited onto the photo."""
+    from avatarkit.face import regions
+    from avatarkit.face.landmarks import detect_faces, landmarks
+    from avatarkit.mouth.assets import make_mouth_assets
+    from avatarkit.mouth.sprites import composite
+
+    photo = head_turned(tmp_path / "turned.jpg", squeeze=0.55)
+    result = build_avatar(photo, tmp_path / "out", FAST)
+    assert result.status == "built", result.error
+    assert any("head is turned to the side" in w for w in result.warnings), result.warnings
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    face = detect_faces(rgb)[0]
+    assert 0.45 < face.yaw_ratio <= 0.55
+    assets = make_mouth_assets(rgb, face)
+    roi = assets.roi
+    opening = {}
+    for name in ("Rest", "AI", "E", "O", "MBP"):
+        out = rgb.copy()
+        out[roi.y:roi.y + roi.h, roi.x:roi.x + roi.w] = composite(roi.crop(rgb),
+                                                                   assets.sprites[name])
+        points = landmarks(out)
+        opening[name] = regions.inner_lip_opening(points) / regions.mouth_width(points)
+    assert max(opening, key=opening.get) == "AI", opening
+    assert opening["MBP"] <= 0.10, opening
 
 
 # ---- several faces --------------------------------------------------------------------------

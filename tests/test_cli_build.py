@@ -101,7 +101,7 @@ def test_report_for_a_failed_single_photo(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--fps", "60"], "Invalid value for '--fps'"),
-    (["--seconds", "9"], "Invalid value for '--seconds'"),
+    (["--seconds", "11"], "Invalid value for '--seconds'"),
     (["--max-side", "10"], "Invalid value for '--max-side'"),
 ])
 def test_option_ranges(tmp_path, args, fragment):

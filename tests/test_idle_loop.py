@@ -72,20 +72,56 @@ def test_blink_closes_the_eyes_and_they_reopen(hero: Built, points: np.ndarray) 
     stats = q.blink_stats(q.eye_openness(points), blink)
     assert stats.min_ear < 0.5 * stats.open_ear, stats
     assert stats.min_elsewhere > 0.8 * stats.open_ear, stats
-    # 100-300 ms, and clear of the seam.
-    during = np.flatnonzero(blink > 0)
-    assert 0.1 <= len(during) / OPTIONS.fps <= 0.3
-    assert during.min() > 0.25 * OPTIONS.fps and during.max() < OPTIONS.frames - 0.25 * OPTIONS.fps
+    # One or two blinks of 100-300 ms each, clear of the seam.
+    on = np.flatnonzero(blink > 0)
+    runs = np.split(on, np.flatnonzero(np.diff(on) > 1) + 1)
+    assert 1 <= len(runs) <= 2
+    for run in runs:
+        assert 0.1 <= len(run) / OPTIONS.fps <= 0.3
+    assert on.min() > 0.25 * OPTIONS.fps and on.max() < OPTIONS.frames - 0.25 * OPTIONS.fps
 
 
 def test_head_motion_amplitude_and_smoothness(hero: Built, points: np.ndarray) -> None:
     angles = q.head_angles(points, hero.face.points)
     amplitude = (angles.max() - angles.min()) / 2
     assert 0.5 <= amplitude <= 2.5, angles
-    assert np.abs(np.diff(angles)).max() < 0.6, "no frame-to-frame jumps"
+    # No frame-to-frame jumps (the last step runs across the seam into frame 0).
+    steps = np.abs(np.diff(np.append(angles, angles[0])))
+    clear = q.clear_of_blinks(hero.loop.curves.blink)
+    assert steps[clear].max() <= 0.35, steps
+    assert np.abs(np.diff(angles)).max() < 0.6, "not even during blinks"
     # The measured rotation follows the planned smooth curve (up to a constant detector bias).
     residual = angles - hero.loop.curves.roll_deg
     assert np.std(residual) < 0.3
+
+
+def test_head_flows_at_an_even_speed(hero: Built, points: np.ndarray) -> None:
+    """No rest-then-rush: the detected roll (jitter low-passed) never stops and never races,
+    and it moves across the seam as it does elsewhere instead of standing still there."""
+    away = q.away_from_blinks(hero.loop.curves.blink)
+    speed = q.roll_speed(q.head_angles(points, hero.face.points), OPTIONS.fps, away)
+    assert speed.max() <= 2.5 * speed.mean(), (speed.max(), speed.mean())
+    assert np.mean(speed < 0.1 * speed.mean()) < 0.1, "the head must not stand still"
+    # The plan behind it (the detector's jitter at the seam is larger than the motion there):
+    # the seam step is a slow one, not a stop.
+    planned = np.abs(np.diff(np.append(hero.loop.curves.roll_deg, hero.loop.curves.roll_deg[0])))
+    assert planned.max() <= 2.5 * planned.mean()
+    assert 0.15 * planned.mean() <= planned[-1] <= np.median(planned)
+
+
+def test_eyes_shift_gaze_and_brows_rise(hero: Built, points: np.ndarray) -> None:
+    """The detector sees the irises move as planned and the brows lift, away from blinks."""
+    curves = hero.loop.curves
+    clear = q.away_from_blinks(curves.blink)
+    looked = q.iris_offsets(points)[:, 0]
+    assert np.ptp(curves.gaze[:, 0]) > 0.2 and curves.gaze[0].tolist() == [0.0, 0.0]
+    assert np.corrcoef(looked[clear], curves.gaze[clear, 0])[0, 1] > 0.7
+    heights = q.brow_heights(points)
+    assert np.corrcoef(heights[clear], curves.brow[clear])[0, 1] > 0.5
+    assert heights[curves.brow > 0.9].mean() - heights[curves.brow == 0].mean() > 0.5
+    # Eye and brow movements, like blinks, keep away from the seam.
+    assert not curves.brow[:5].any() and not curves.brow[-5:].any()
+    assert not np.abs(curves.gaze[:5]).any() and not np.abs(curves.gaze[-5:]).any()
 
 
 def test_track_follows_the_mouth(hero: Built, points: np.ndarray) -> None:

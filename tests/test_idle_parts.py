@@ -12,7 +12,13 @@ from PIL import Image
 from avatarkit.errors import AvatarkitError
 from avatarkit.face.landmarks import Face
 from avatarkit.idle import IdleOptions, read_frames, read_track
-from avatarkit.idle.curves import SEAM_MARGIN_S, blink_curve, eased_phase, motion_curves
+from avatarkit.idle.curves import (
+    SEAM_MARGIN_S,
+    auto_blinks,
+    blink_curve,
+    harmonics,
+    motion_curves,
+)
 from avatarkit.idle.encode import H264Writer, video_info
 from avatarkit.idle.track import Track, fit_affine
 from avatarkit.idle.warp import HeadRig, Warper, forward_points, sample_field
@@ -84,8 +90,43 @@ def test_motion_curves_loop_and_respect_motion_scale() -> None:
     assert np.array_equal(still.blink, c.blink)  # motion 0 still blinks
     lively = motion_curves(IdleOptions(seed=3, motion=2))
     assert np.allclose(lively.roll_deg, 2 * c.roll_deg)
-    t = eased_phase(100)
-    assert t[1] - t[0] < 0.1 * (1 / 100) and np.all(np.diff(t) > 0)
+
+
+
+@pytest.mark.parametrize("seconds", [3.0, 4.0, 5.0, 7.5, 10.0])
+def test_head_flows_through_the_seam_at_an_even_speed(seconds: float) -> None:
+    """Periodic, never still, peak speed within 2.5x the mean, and the seam step no larger
+    than a typical one (but not zero: no standstill) for every loop length and seeds."""
+    for seed in range(8):
+        c = motion_curves(IdleOptions(seconds=seconds, seed=seed))
+        steps = np.abs(np.diff(np.append(c.roll_deg, c.roll_deg[0])))
+        assert steps.max() <= 2.5 * steps.mean(), (seed, steps.max() / steps.mean())
+        assert 0.15 * steps.mean() <= steps[-1] <= np.median(steps), seed
+        assert steps.max() * 25 / IdleOptions(seconds=seconds).fps < 5.0  # deg/s, calm
+
+
+def test_long_loops_do_not_repeat_inside() -> None:
+    for seconds in (3, 4, 6, 8, 10):
+        ks = harmonics(seconds)
+        assert len(set(ks)) == len(ks) and np.gcd.reduce(ks) == 1, ks
+
+
+def test_automatic_blinks_as_people_blink() -> None:
+    """One or two blinks per 4 s (both occur across seeds), about 3-4 in 10 s, irregular
+    intervals, never near the seam and at least a second apart around the loop."""
+    counts = {auto_blinks(4.0, np.random.default_rng(s)) for s in range(40)}
+    assert counts == {1, 2}
+    for seed in range(20):
+        for seconds in (4.0, 10.0):
+            opts = IdleOptions(seconds=seconds, seed=seed)
+            c = motion_curves(opts)
+            starts = np.flatnonzero(np.diff(np.append(0, (c.blink > 0).astype(int))) == 1)
+            assert (1 if seconds == 4.0 else 3) <= len(starts) <= (2 if seconds == 4.0 else 4)
+            gaps = np.diff(np.append(starts, starts[0] + opts.frames))
+            assert gaps.min() >= opts.fps
+            on = np.flatnonzero(c.blink > 0)
+            assert on.min() >= SEAM_MARGIN_S * opts.fps - 1
+            assert on.max() <= opts.frames - SEAM_MARGIN_S * opts.fps
 
 
 @pytest.mark.parametrize("fps,count", [(24, 1), (25, 2), (30, 3)])
@@ -110,7 +151,7 @@ def test_seed_reproduces_and_changes_the_motion() -> None:
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    ({"seconds": 2.5}, "--seconds"), ({"seconds": 5.5}, "--seconds"), ({"fps": 60}, "--fps"),
+    ({"seconds": 2.5}, "--seconds"), ({"seconds": 10.5}, "--seconds"), ({"fps": 60}, "--fps"),
     ({"motion": 2.5}, "--motion"), ({"blinks": -1}, "--blinks"),
     ({"seconds": 3.0, "blinks": 4}, "--blinks"),
 ])

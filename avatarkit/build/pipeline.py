@@ -116,7 +116,8 @@ def build_avatar(
         faces = detect_faces(photo.rgb, max_faces=max(MAX_FACES, (options.face or 0) + 1))
     index = choose_face(faces, options.face, path.name, run.warn)
     face = faces[index]
-    check_face(face, photo, options.max_side)
+    for message in check_face(face, photo, options.max_side):
+        run.warn(message)
 
     with run.capture_warnings(), staging(target) as folder:
         ctx = StageContext(photo, face, options, folder, run.warn)
@@ -157,15 +158,16 @@ def choose_face(faces: list[Face], wanted: int | None, name: str,
     return 0
 
 
-def check_face(face: Face, photo: Photo, max_side: int) -> None:
-    """check_usable, plus a hint when our own downscale is what made the face too small."""
+def check_face(face: Face, photo: Photo, max_side: int) -> list[str]:
+    """check_usable (its warnings returned), plus a hint when our own downscale is what made
+    the face too small."""
     if photo.scale < 1.0 and face.width < MIN_FACE_WIDTH_PX:
         raise AvatarkitError(
             f"{photo.path.name}: the face is only {face.width:.0f} px wide after downscaling "
             f"to --max-side {max_side}; at least {MIN_FACE_WIDTH_PX} px is needed - raise "
             "--max-side or crop closer to the face"
         )
-    check_usable(face, photo.size, photo.path.name)
+    return check_usable(face, photo.size, photo.path.name)
 
 
 class _Run:

@@ -65,10 +65,13 @@ MaxSide = Annotated[int, typer.Option(
     "--max-side", min=MIN_MAX_SIDE, metavar="PX",
     help="Downscale photos whose longer side is larger than this before building.")]
 Seconds = Annotated[float, typer.Option(
-    "--seconds", min=3.0, max=5.0, help="Idle loop length in seconds (3-5).")]
+    "--seconds", min=3.0, max=10.0,
+    help="Idle loop length in seconds (3-10; longer repeats less but downloads more).")]
 Fps = Annotated[int, typer.Option("--fps", min=24, max=30, help="Idle loop frame rate (24-30).")]
-Blinks = Annotated[int, typer.Option(
-    "--blinks", min=0, metavar="N", help="Eye blinks per idle loop.")]
+Blinks = Annotated[int | None, typer.Option(
+    "--blinks", min=0, metavar="N", show_default=False,
+    help="Eye blinks per idle loop. "
+         "\\[default: as people blink, one or two per 4 s]")]
 Motion = Annotated[float, typer.Option(
     "--motion", min=0.0, max=2.0,
     help="Idle head motion scale: 0 = still (blinks only), 1 = natural, 2 = lively.")]

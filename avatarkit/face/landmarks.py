@@ -20,7 +20,12 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MIN_FACE_WIDTH_PX = 64
-MAX_YAW_RATIO = 0.45  # |left - right| / (left + right) cheek distances to the nose
+# Head turn, as |left - right| / (left + right) of the cheek distances to the nose (about
+# tan(yaw): 0.46 at ~25 degrees). Up to WARN the mouth model works as on a frontal face; up
+# to MAX (~29 degrees) it still passes the detector checks of every shape on turned test
+# portraits (benchmarks/turns.py), with a warning; beyond, it is refused.
+WARN_YAW_RATIO = 0.45
+MAX_YAW_RATIO = 0.55
 MAX_ROLL_DEG = 30.0
 
 _lock = threading.Lock()
@@ -103,8 +108,9 @@ def landmarks(rgb: np.ndarray) -> np.ndarray | None:
     return faces[0].points if faces else None
 
 
-def check_usable(face: Face, image_size: tuple[int, int], name: str = "photo") -> None:
-    """Refuse faces the mouth model cannot work with, saying what would fix it."""
+def check_usable(face: Face, image_size: tuple[int, int], name: str = "photo") -> list[str]:
+    """Refuse faces the mouth model cannot work with, saying what would fix it; return
+    warnings about faces it works with less well."""
     w, h = image_size
     x0, y0, x1, y1 = face.bbox
     if face.width < MIN_FACE_WIDTH_PX:
@@ -130,3 +136,8 @@ def check_usable(face: Face, image_size: tuple[int, int], name: str = "photo") -
             f"{name}: the head is tilted {face.roll_deg:.0f} degrees; at most {MAX_ROLL_DEG:.0f} "
             "is supported - straighten the photo first"
         )
+    if face.yaw_ratio > WARN_YAW_RATIO:
+        return [f"{name}: the head is turned to the side (yaw ratio {face.yaw_ratio:.2f}, about "
+                f"{np.degrees(np.arctan(face.yaw_ratio)):.0f} degrees); the mouth shapes are "
+                "less exact than on a photo that looks into the camera"]
+    return []

@@ -31,6 +31,9 @@ EYE_IMAGE_LEFT = {"corners": (33, 133), "upper": (160, 158), "lower": (144, 153)
 EYE_IMAGE_RIGHT = {"corners": (263, 362), "upper": (387, 385), "lower": (373, 380),
                    "upper_lid": (466, 388, 387, 386, 385, 384, 398),
                    "lower_lid": (249, 390, 373, 374, 380, 381, 382)}
+# Eyebrows above the image-left / image-right eye (upper then lower edge, outer to inner).
+BROW_IMAGE_LEFT = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55)
+BROW_IMAGE_RIGHT = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)
 IRIS_IMAGE_LEFT = tuple(range(468, 473))
 IRIS_IMAGE_RIGHT = tuple(range(473, 478))
 

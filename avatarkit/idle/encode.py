@@ -43,8 +43,9 @@ def seam_params(frames: int, fps: int) -> str:
 
     The keyframe's coding noise and the noise a P-frame chain has drifted into by the loop's
     end are unrelated, so a plain encode pops at the seam even when the source loops
-    exactly. Encoding the keyframe and the last few frames (which, with the eased motion,
-    show nearly the same picture) at a low quantiser makes both ends converge on the source.
+    exactly. Encoding the keyframe and the last few frames at a low quantiser makes both
+    ends converge on the source, so the seam differs by the motion of one frame (the curves
+    put it where the head moves slowly) and not by codec noise.
     Adaptive quantisation is off so flat skin and walls get the same care as edges."""
     tail = max(2, round(SEAM_SECONDS * fps))
     last = frames - 1

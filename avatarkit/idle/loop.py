@@ -21,6 +21,7 @@ from avatarkit.face.landmarks import Face
 from avatarkit.idle.blink import EyeLids, blink_image, eye_lids
 from avatarkit.idle.curves import MotionCurves, motion_curves
 from avatarkit.idle.encode import H264Writer, pad_even
+from avatarkit.idle.features import FaceParts, face_parts
 from avatarkit.idle.options import IdleOptions
 from avatarkit.idle.segment import person_layers
 from avatarkit.idle.track import TRACK_JSON, Track, fit_affine, roi_samples
@@ -45,6 +46,8 @@ class IdleLoop:
     track: Track
     mode: str  # "parallax" (person over a still background) or "head-only" (fallback)
     notes: list[str] = field(default_factory=list)  # fallbacks taken, one line each
+    parts: FaceParts | None = None  # gaze and brow patches (None: the eyes stay put)
+    _source: tuple[tuple, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def frames(self) -> int:
@@ -55,10 +58,25 @@ class IdleLoop:
         c = self.curves
         return self.rig.field(float(c.roll_deg[i]), float(c.nod[i]), float(c.breath[i]))
 
+    def source(self, i: int) -> np.ndarray:
+        """The photo with frame i's gaze, brow and lids, before the head moves.
+
+        Consecutive frames of one fixation share the same array, so the warper's cached
+        premultiplied layer is reused instead of rebuilt every frame."""
+        c = self.curves
+        key = (float(c.gaze[i, 0]), float(c.gaze[i, 1]), float(c.brow[i]), float(c.blink[i]))
+        if self._source is not None and self._source[0] == key:
+            return self._source[1]
+        image = self.photo
+        if self.parts is not None:
+            image = self.parts.image(image, (key[0], key[1]), key[2])
+        image = blink_image(image, self.lids, key[3])
+        self._source = (key, image)
+        return image
+
     def frame(self, i: int) -> np.ndarray:
         """Frame i as RGB uint8 at the photo's size."""
-        source = blink_image(self.photo, self.lids, float(self.curves.blink[i]))
-        return self.warper.render(source, self.field(i))
+        return self.warper.render(self.source(i), self.field(i))
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         for i in range(self.frames):
@@ -138,4 +156,5 @@ def make_idle_loop(rgb: np.ndarray, face: Face, roi: Roi,
               for i in range(options.frames)]
     track = _plan_track(fields, size, roi, options.fps)
     lids = eye_lids(face, size)
-    return IdleLoop(rgb, options, curves, rig, warper, lids, track, mode, notes)
+    parts = face_parts(face, lids, size)
+    return IdleLoop(rgb, options, curves, rig, warper, lids, track, mode, notes, parts)

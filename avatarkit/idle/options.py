@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from avatarkit.errors import AvatarkitError
 
-SECONDS_RANGE = (3.0, 5.0)
+SECONDS_RANGE = (3.0, 10.0)
 FPS_RANGE = (24, 30)
 MOTION_RANGE = (0.0, 2.0)
-MAX_BLINKS = 4
+MAX_BLINKS = 8
 MIN_BLINK_SPACING_S = 1.0  # blinks closer than this look like a twitch
 
 
@@ -18,11 +18,13 @@ class IdleOptions:
     """How the idle loop moves and how it is encoded (checked when constructed)."""
 
     seconds: float = 4.0
-    """Loop length in seconds, 3 to 5: long enough not to feel repetitive, short to download."""
+    """Loop length in seconds, 3 to 10: 4 is long enough not to feel repetitive and quick to
+    download; clients that can afford it take a longer, less repetitive loop."""
     fps: int = 25
     """Frames per second of idle.mp4, 24 to 30; the track has one transform per frame."""
-    blinks: int = 1
-    """Eye blinks per loop, 0 to 4 and at most one per second; one looks natural in 4 s."""
+    blinks: int | None = None
+    """Eye blinks per loop, 0 to 8 and at most one per second; None = as people blink at
+    rest (about one every 2.8 s at irregular times: one or two in a 4 s loop)."""
     motion: float = 1.0
     """Scale of head, breathing and parallax motion, 0 to 2 (0 = a still photo that only
     blinks, 1 = about +-1.4 degrees of head roll, 2 = lively)."""
@@ -41,8 +43,9 @@ class IdleOptions:
         _check_range("--seconds", self.seconds, *SECONDS_RANGE)
         _check_range("--fps", self.fps, *FPS_RANGE)
         _check_range("--motion", self.motion, *MOTION_RANGE)
-        _check_range("--blinks", self.blinks, 0, min(MAX_BLINKS,
-                                                     int(self.seconds // MIN_BLINK_SPACING_S)))
+        if self.blinks is not None:
+            _check_range("--blinks", self.blinks, 0,
+                         min(MAX_BLINKS, int(self.seconds // MIN_BLINK_SPACING_S)))
         _check_range("crf", self.crf, 0, 51)
 
     @property

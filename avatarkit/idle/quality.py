@@ -59,6 +59,61 @@ def head_angles(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.array(angles)
 
 
+def smooth_roll(angles: np.ndarray, fps: float, valid: np.ndarray | None = None,
+                cutoff_hz: float = 1.0) -> np.ndarray:
+    """The detected roll of a loop without the detector's frame-to-frame jitter: frames not
+    `valid` (blinks pull the eye points) are bridged by periodic interpolation, then the
+    periodic signal is low-passed (head sway lives well below `cutoff_hz`)."""
+    n = len(angles)
+    x = np.arange(n)
+    if valid is not None and not valid.all():
+        good = np.flatnonzero(valid)
+        angles = np.interp(x, good, angles[good], period=n)
+    spectrum = np.fft.rfft(angles - angles.mean())
+    spectrum[np.fft.rfftfreq(n, 1.0 / fps) > cutoff_hz] = 0
+    return np.fft.irfft(spectrum, n) + angles.mean()
+
+
+def roll_speed(angles: np.ndarray, fps: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """|roll speed| in degrees per second at each frame step of a loop (the last step runs
+    across the seam into frame 0), from the low-passed detected roll."""
+    smooth = smooth_roll(angles, fps, valid)
+    return np.abs(np.diff(np.append(smooth, smooth[0]))) * fps
+
+
+def away_from_blinks(blink: np.ndarray, guard: int = 2) -> np.ndarray:
+    """Per frame: True where no blink is within `guard` frames (a closing lid pulls the
+    detector's eye points and so its roll)."""
+    return ~(np.convolve((blink > 0).astype(float), np.ones(2 * guard + 1), mode="same") > 0)
+
+
+def clear_of_blinks(blink: np.ndarray, guard: int = 2) -> np.ndarray:
+    """Per frame step i -> i+1 (around the loop): True where both frames are away from
+    blinks."""
+    away = away_from_blinks(blink, guard)
+    return away & np.roll(away, -1)
+
+
+def iris_offsets(points: np.ndarray) -> np.ndarray:
+    """(frames, 2) mean position of both irises inside their eyes, relative to the middle of
+    the eye corners, in eye widths (x right, y down): where the eyes look."""
+    out = []
+    for eye, iris in ((regions.EYE_IMAGE_LEFT, regions.IRIS_IMAGE_LEFT[0]),
+                      (regions.EYE_IMAGE_RIGHT, regions.IRIS_IMAGE_RIGHT[0])):
+        a, b = eye["corners"]
+        mid = 0.5 * (points[:, a] + points[:, b])
+        width = np.linalg.norm(points[:, a] - points[:, b], axis=-1)[:, None]
+        out.append((points[:, iris] - mid) / width)
+    return 0.5 * (out[0] + out[1])
+
+
+def brow_heights(points: np.ndarray) -> np.ndarray:
+    """Mean height of both brows above their upper lids, in pixels, per frame."""
+    left = points[:, 159, 1] - points[:, list(regions.BROW_IMAGE_LEFT[:5]), 1].mean(-1)
+    right = points[:, 386, 1] - points[:, list(regions.BROW_IMAGE_RIGHT[:5]), 1].mean(-1)
+    return 0.5 * (left + right)
+
+
 def mouth_points(points: np.ndarray) -> np.ndarray:
     """(…, 3, 2): left corner, right corner, lip centre."""
     top, bottom = points[..., regions.OUTER_LIP_TOP, :], points[..., regions.OUTER_LIP_BOTTOM, :]

@@ -20,7 +20,7 @@ from avatarkit.mouth.mask import feathered_mask
 from avatarkit.mouth.mesh import MouthGrid, build_grid
 from avatarkit.mouth.roi import Roi, mouth_roi
 from avatarkit.mouth.shapes import SHAPES, all_offsets
-from avatarkit.mouth.sprites import render_mouth, to_sprite
+from avatarkit.mouth.sprites import chin_alpha, render_mouth, to_sprite
 from avatarkit.visemes.classes import VISEME_CLASSES
 
 ATLAS_PNG, ATLAS_JSON = "atlas.png", "atlas.json"
@@ -53,7 +53,7 @@ class MouthAssets:
     mask: np.ndarray  # (h, w) uint8 alpha, zero on the ROI border
     interior: np.ndarray  # (h, w, 4) uint8 RGBA mouth-interior texture (mesh variant)
     layers: np.ndarray  # (len(LAYERS) * h, w, 4) uint8 RGBA interior layers, stacked cells
-    sprites: dict[str, np.ndarray]  # class -> (h, w, 4) uint8 RGBA, alpha = mask
+    sprites: dict[str, np.ndarray]  # class -> (h, w, 4) uint8 RGBA, alpha = mask x chin cut
     meshdef: dict  # the meshdef.json document
     landmarks_used: dict[str, list[int]] = field(default_factory=dict)
 
@@ -78,7 +78,8 @@ def make_mouth_assets(rgb: np.ndarray, face: Face) -> MouthAssets:
     mask = feathered_mask(roi.w, roi.h)
     offsets = all_offsets(grid)
     sprites = {
-        name: to_sprite(render_mouth(patch, grid, offsets[name], SHAPES[name], look), mask)
+        name: to_sprite(render_mouth(patch, grid, offsets[name], SHAPES[name], look), mask,
+                        chin_alpha(grid, offsets[name], (roi.w, roi.h)))
         for name in VISEME_CLASSES
     }
     interior = _interior_texture(patch, grid, offsets, look)

@@ -1,8 +1,12 @@
 """What shows where the lips part: cavity, teeth and tongue, synthesised from the photo.
 
 The upper teeth belong to the upper jaw, so they stay where the photo has them (its own teeth
-when it shows them, synthesised ones otherwise); the lower teeth ride on the lower lip; the
-cavity is a dark shade of the person's own lip colour, darkest deep inside.
+when it shows them, synthesised ones otherwise: individual teeth narrowing towards the
+corners, a gum line above them that shows when the upper lip rises, shaded by the photo's
+side light); the lower teeth ride on the lower lip and show on the open vowel (AI) and E, CH;
+the cavity is a dark shade of the person's own lip colour, darkest deep inside and towards
+the back; the tongue lies low on AI and O, its tip shows under the upper teeth on L and
+between the teeth on TH.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from avatarkit.mouth.shapes import MouthShape, opening_profile
 TONGUE_RGB = np.array([176.0, 82.0, 88.0])
 TEETH_RGB = np.array([1.0, 0.95, 0.86])  # warm off-white (enamel over yellowish dentine)
 SKIN_TINT = 0.18  # share of the skin's own colour cast the synthesised teeth take on
-LOWER_TEETH_SHADE = np.array([0.80, 0.74, 0.68])  # in the lower lip's shadow, warmer
+LOWER_TEETH_SHADE = np.array([0.90, 0.85, 0.80])  # in the lower lip's shadow, warmer
 #: Tooth edges from the mouth centre to a corner, in half mouth widths: incisors wide,
 #: teeth narrowing towards the corners as the dental arch turns away from the camera.
 TOOTH_EDGES = np.array([0.0, 0.23, 0.42, 0.58, 0.72, 0.84, 0.94, 1.04, 1.2])
 SHADOW_GAMMA = np.array([0.9, 1.0, 1.2])  # shade**gamma per channel: warm, not grey, shadows
 LUMA = np.array([0.299, 0.587, 0.114])
 CAVITY_SHADE = np.array([0.42, 0.27, 0.27])  # of the lip colour: dark, red-brown
+GUM = 0.03  # gum band above synthesised upper teeth, in mouth widths
+GUM_SHADE = np.array([1.05, 0.78, 0.80])  # of the lip colour: pinker, a little lighter
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class MouthLook:
     lip_rgb: np.ndarray  # (3,) float
     teeth_rgb: np.ndarray  # (3,) float, for synthesised teeth
     photo_teeth: bool  # the photo shows the upper teeth between the lips
+    light: float = 0.0  # side light across the mouth: + = brighter on the image right, -1..1
 
 
 def polygon_alpha(polygon: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -86,7 +93,15 @@ def measure_look(patch: np.ndarray, grid: MouthGrid) -> MouthLook:
         teeth_rgb = np.median(img[bright_gap], axis=0)
     else:
         teeth_rgb = synth_teeth_rgb(skin_rgb)
-    return MouthLook(lip_rgb=lip_rgb, teeth_rgb=teeth_rgb, photo_teeth=photo_teeth)
+    # The photo's light: the skin beside the mouth, image-left against image-right.
+    xs = np.arange(w)[None, :]
+    left_px = skin_px & (xs < p[mesh.ROW_UPPER_INNER, c0, 0])
+    right_px = skin_px & (xs > p[mesh.ROW_UPPER_INNER, c1, 0])
+    light = 0.0
+    if left_px.sum() > 8 and right_px.sum() > 8:
+        lo, hi = float(np.median(luminance[left_px])), float(np.median(luminance[right_px]))
+        light = float(np.clip((hi - lo) / max(hi + lo, 1.0) * 2.0, -1.0, 1.0))
+    return MouthLook(lip_rgb=lip_rgb, teeth_rgb=teeth_rgb, photo_teeth=photo_teeth, light=light)
 
 
 def synth_teeth_rgb(skin_rgb: np.ndarray) -> np.ndarray:
@@ -170,12 +185,17 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
     cx_s, half_s = 0.5 * (x0_s + x1_s), 0.5 * (x1_s - x0_s)
     prof_s = opening_profile((xs[0] - cx_s) / max(half_s, 1.0), 2.5)[None, :]
 
-    # Cavity: the lip colour in deep shadow, darker towards the middle of the opening.
+    # The photo's side light across the mouth (the far side of the arch in its shadow).
+    side = 1.0 + 0.5 * look.light * np.clip((xs[0] - cx_t) / max(half_t, 1.0), -1, 1)[None, :]
+    # Cavity: the lip colour in deep shadow, darker towards the middle of the opening and
+    # towards the back (the throat, the middle of the mouth), lighter at the corners where
+    # the cheeks' inside catches light.
     depth = np.clip(np.minimum(ys - up_t, lo_t - ys) / (0.08 * mw), 0, 1)
+    back = opening_profile((xs[0] - cx_t) / max(half_t, 1.0), 2.0)[None, :]
     lip = look.lip_rgb.astype(np.float32)
     out = np.empty((h, w, 3), np.float32)
     out[:] = lip * CAVITY_SHADE
-    out *= (1.0 - 0.45 * depth)[..., None]
+    out *= ((1.0 - 0.45 * depth) * (1.15 - 0.35 * back * depth) * side)[..., None]
     if layers is not None:  # the lighter rim above the lower lip, which moves with the jaw
         rim = 1.0 - np.clip((lo_t - ys) / (0.08 * mw), 0, 1)
         layers["cavity_rim"] = (np.broadcast_to(lip * CAVITY_SHADE, out.shape).astype(np.float32),
@@ -189,28 +209,42 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
                             np.broadcast_to(a[..., 0], out.shape[:2]).astype(np.float32))
 
     tongue = (TONGUE_RGB * 0.55 + lip * 0.45).astype(np.float32)
+    # Upper teeth: attached to the skull, so they stay at the photo's position.
+    teeth_len = 0.12 * mw if not shape.teeth_fill else 0.5 * mw
+    if shape.tongue == "tip_up":  # the raised tip shows under shorter-looking upper teeth
+        teeth_len = 0.07 * mw
+    teeth_bottom = up_s + teeth_len * np.sqrt(prof_s)
     if shape.tongue == "low":
+        # The tongue lies on the floor of the mouth: its rounded back catches the light from
+        # the opening, its sides and the groove down its middle fall into shadow.
         bottom = lo_t - 0.01 * mw
-        reach = 0.09 * mw * prof
-        paint(np.broadcast_to(tongue * 0.7, out.shape), np.clip((ys - (bottom - reach)) / 1.5, 0, 1)
-              * (reach > 0.5), "tongue_low")
+        reach = 0.12 * mw * prof
+        top = bottom - reach
+        across = np.clip(1.0 - np.abs(xs - cx_t) / max(0.8 * half_t, 1.0), 0, 1)
+        ridge = np.clip(1.0 - np.abs(ys - (top + 0.35 * reach)) / np.maximum(0.5 * reach, 1.0),
+                        0, 1)
+        groove = 1.0 - 0.18 * np.exp(-((xs - cx_t) / max(0.05 * mw, 1.0)) ** 2)
+        lit = (0.55 + 0.35 * ridge * np.sqrt(across)) * groove * side
+        paint(tongue * lit[..., None], np.clip((ys - top) / 1.5, 0, 1) * (reach > 0.5),
+              "tongue_low")
     elif shape.tongue == "tip_up":
-        tip_y = up_t + 0.10 * mw
-        r = np.hypot((xs - cx_t) / (0.20 * mw), np.maximum(tip_y - ys, 0) / (0.06 * mw))
-        paint(np.broadcast_to(tongue * 0.9, out.shape), np.clip((1.0 - r) * 4, 0, 1), "tongue_tip")
+        # Tip raised behind the upper teeth: it shows below their edge, rounded, lit on top.
+        tip_y = np.minimum(teeth_bottom, lo_t - 0.04 * mw) + 0.02 * mw
+        r = np.hypot((xs - cx_t) / (0.22 * mw), np.maximum(tip_y - ys, 0) / (0.05 * mw))
+        lit = (0.95 - 0.3 * np.clip((ys - tip_y) / (0.08 * mw), 0, 1)) * side
+        paint(tongue * lit[..., None], np.clip((1.0 - r) * 4, 0, 1), "tongue_tip")
 
     teeth_rgb = look.teeth_rgb.astype(np.float32)
     if shape.teeth_lower:
         row = tooth_row(xs[0], cx_t, half_t, scale=0.85)
-        top = lo_t - 0.05 * mw * prof + row.tip_lift[None, :]
+        top = lo_t - 0.07 * mw * prof + row.tip_lift[None, :]
         # In the lower lip's shadow, lit from above: brighter at the biting edge.
         lit = 1.0 - 0.25 * np.clip((ys - top) / max(0.05 * mw, 1.0), 0, 1)
-        a = np.clip(ys - top, 0, 1) * (prof > 0.15)
-        paint(shaded(teeth_rgb * LOWER_TEETH_SHADE, row.shade[None, :] * lit), a, "lower_teeth")
+        # Only the front of the lower arch shows; towards the corners it falls behind the lip.
+        a = np.clip(ys - top, 0, 1) * np.clip((prof - 0.7) / 0.15, 0, 1)
+        paint(shaded(teeth_rgb * LOWER_TEETH_SHADE, row.shade[None, :] * lit * side), a,
+              "lower_teeth")
 
-    # Upper teeth: attached to the skull, so they stay at the photo's position.
-    teeth_len = 0.12 * mw if not shape.teeth_fill else 0.5 * mw
-    teeth_bottom = up_s + teeth_len * np.sqrt(prof_s)
     if look.photo_teeth:
         photo_gap = np.maximum(lo_s - up_s, 0)
         teeth_bottom = np.maximum(teeth_bottom if shape.teeth_fill else up_s, up_s + photo_gap)
@@ -228,10 +262,22 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
         edge = np.clip((ys - (bottom - 0.22 * height)) / (0.22 * height), 0, 1)
         shade = (0.62 + 0.38 * np.sqrt(under_lip)) * (1.0 - 0.10 * edge) * row.shade[None, :]
         a = np.clip(bottom - ys, 0, 1) * (prof_s > 0.1)
-        paint(shaded(teeth_rgb, shade), a, "upper_teeth")
+        # The gum: a band above the teeth (where the photo's lip met them) that dips a little
+        # between them (each crown is arched); it shows only when the upper lip rises.
+        gum_bottom = up_s + 0.25 * GUM * mw * row.tip_lift[None, :] / 0.9
+        gum = np.clip(gum_bottom - ys, 0, 1) * np.clip(ys - (up_s - GUM * mw), 0, 1) \
+            * (prof_s > 0.1)
+        a = np.maximum(a, gum)
+        gum_rgb = (0.65 * lip * GUM_SHADE + 0.35 * teeth_rgb * GUM_SHADE).astype(np.float32)
+        colour = np.where((gum > 0.5)[..., None] & (ys < gum_bottom)[..., None],
+                          gum_rgb * (0.62 + 0.38 * np.sqrt(under_lip))[..., None],
+                          shaded(teeth_rgb, shade * side))
+        paint(colour, a, "upper_teeth")
 
     if shape.tongue == "between":
-        edge = up_s + 0.10 * mw
+        # The tip between the teeth, over the upper teeth's edge, lit from the front.
+        edge = np.minimum(teeth_bottom, lo_t - 0.03 * mw)
         r = np.hypot((xs - cx_t) / (0.22 * mw), (ys - edge) / (0.055 * mw))
-        paint(np.broadcast_to(tongue, out.shape), np.clip((1.0 - r) * 4, 0, 1), "tongue_between")
+        lit = (1.05 - 0.25 * np.clip((ys - edge) / (0.05 * mw), 0, 1)) * side
+        paint(tongue * lit[..., None], np.clip((1.0 - r) * 4, 0, 1), "tongue_between")
     return np.clip(out, 0, 255), alpha

@@ -36,7 +36,7 @@ class MouthShape:
 
 SHAPES: dict[str, MouthShape] = {
     "Rest": MouthShape(),
-    "AI": MouthShape(raise_upper=0.04, open=0.36, width=-0.04, tongue="low"),
+    "AI": MouthShape(raise_upper=0.04, open=0.36, width=-0.04, tongue="low", teeth_lower=True),
     "E": MouthShape(raise_upper=0.03, open=0.11, width=0.06, roundness=4.0, teeth_lower=True),
     "U": MouthShape(open=0.03, keep=0.5, width=-0.30, roundness=2.0, pout=0.05),
     "O": MouthShape(raise_upper=0.02, open=0.17, keep=0.9, width=-0.30, roundness=2.0,

@@ -7,7 +7,7 @@ import numpy as np
 from avatarkit.mouth import mesh
 from avatarkit.mouth.interior import MouthLook, render_interior, row_curve
 from avatarkit.mouth.mesh import MouthGrid
-from avatarkit.mouth.shapes import MouthShape
+from avatarkit.mouth.shapes import JAW_RIGID, MouthShape
 from avatarkit.mouth.warp import warp_image
 
 
@@ -41,9 +41,38 @@ def _lip_seam(image: np.ndarray, target: np.ndarray, grid: MouthGrid,
     return image * (1 - strength[..., None]) + dark * strength[..., None]
 
 
-def to_sprite(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """RGBA sprite cell: the rendered ROI with the feathered mask as alpha."""
-    return np.dstack([rgb, mask])
+#: How far below the dropped chin's edge the sprite fades out, in mouth widths (at least
+#: 2 px): the edge under a chin is a natural shadow line that hides the transition.
+CHIN_FADE = 0.12
+
+
+def chin_alpha(grid: MouthGrid, offsets: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) float 0..1: 1 down to the lower edge of the (dropped) chin, 0 below it.
+
+    A sprite is cut from the still photo; over a moving head the neck and collar under the
+    chin come from the live frame, not the sprite (whose neck is stretched by the jaw drop
+    and, in the feather band, would blend with the frame's own into a light band). The chin
+    piece moves rigidly with the jaw (`shapes.JAW_RIGID` of the way down to the ROI border),
+    so its edge is that far below the jaw row, wherever the jaw row went."""
+    w, h = size
+    pts = grid.points
+    jaw = pts[mesh.ROW_JAW, :, 1]
+    edge_src = jaw + JAW_RIGID * (pts[-1, :, 1] - jaw)
+    edge = edge_src + offsets[mesh.ROW_JAW, :, 1]
+    xs = pts[mesh.ROW_JAW, :, 0] + offsets[mesh.ROW_JAW, :, 0]
+    edge_px = np.interp(np.arange(w), xs, edge)
+    fade = max(2.0, CHIN_FADE * grid.mouth_width)
+    t = np.clip((np.arange(h, dtype=np.float64)[:, None] - edge_px[None, :]) / fade, 0.0, 1.0)
+    return 1.0 - t * t * (3 - 2 * t)
+
+
+def to_sprite(rgb: np.ndarray, mask: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """RGBA sprite cell: the rendered ROI with the feathered mask (times `alpha`, 0..1, when
+    given: see `chin_alpha`) as alpha."""
+    if alpha is None:
+        return np.dstack([rgb, mask])
+    a = np.round(mask.astype(np.float64) * alpha).astype(np.uint8)
+    return np.dstack([rgb, a])
 
 
 def composite(photo_patch: np.ndarray, sprite: np.ndarray) -> np.ndarray:
@@ -53,4 +82,4 @@ def composite(photo_patch: np.ndarray, sprite: np.ndarray) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-__all__ = ["render_mouth", "to_sprite", "composite"]
+__all__ = ["chin_alpha", "render_mouth", "to_sprite", "composite"]

@@ -55,8 +55,10 @@ class SpriteVariant:
 
     def __init__(self, avatar: Avatar) -> None:
         self.avatar = avatar
-        self.cells = np.stack([avatar.cells[c][..., :3] for c in VISEME_CLASSES]).astype(np.float32)
-        self.mask = avatar.mask.astype(np.float32) / 255.0
+        cells = np.stack([avatar.cells[c] for c in VISEME_CLASSES]).astype(np.float32)
+        # Premultiplied: each cell's alpha is the mask, cut below the chin it shows.
+        self.alphas = cells[..., 3] / 255.0
+        self.cells = cells[..., :3] * self.alphas[..., None]
 
     def draw(self, frame: np.ndarray, frame_index: int, weights: np.ndarray) -> np.ndarray:
         speaking = 1.0 - float(weights[REST])
@@ -64,9 +66,12 @@ class SpriteVariant:
             return frame.copy()
         used = np.flatnonzero(weights > 1e-4)
         used = used[used != REST]
-        patch = np.tensordot(weights[used].astype(np.float32) / speaking, self.cells[used], 1)
-        return place_patch(frame, patch, self.mask * speaking,
-                           self.avatar.roi_affine(frame_index))
+        w = weights[used].astype(np.float32)
+        # The premultiplied sum over the frame (what the player's additive canvas pass does).
+        alpha = np.tensordot(w, self.alphas[used], 1)
+        colour = np.tensordot(w, self.cells[used], 1)
+        patch = colour / np.maximum(alpha, 1e-6)[..., None]
+        return place_patch(frame, patch, alpha, self.avatar.roi_affine(frame_index))
 
 
 class MeshVariant:

@@ -178,8 +178,8 @@
   // ---------------------------------------------------------------- 2a. sprite renderer
   /** Cross-fades atlas cells by weight, as avatarkit/render/variants.py SpriteVariant: the
    * live idle mouth stands in for the Rest cell, so the non-Rest cells are summed with their
-   * weights (additive 'lighter' blend of premultiplied cells that share the mask as alpha:
-   * the sum has alpha mask x speaking weight) and drawn over the frame at the tracked ROI. */
+   * weights (additive 'lighter' blend of premultiplied cells whose alpha is the mask cut below
+   * each cell's chin: the sum has alpha sum w_i a_i) and drawn over the frame at the ROI. */
   class SpriteRenderer {
     constructor(assets) {
       this.a = assets;
