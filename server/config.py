@@ -32,6 +32,15 @@ class ServerConfig:
     #: Base URLs of the ElevenLabs API (tests point them at a fake); None = the real service.
     elevenlabs_ws_base_url: str | None = None
     elevenlabs_http_base_url: str | None = None
+    #: OpenAI API key (server side only) for `provider: "openai"` sessions (the Realtime
+    #: API); None: that provider is unavailable.
+    openai_api_key: str | None = field(default=None, repr=False)
+    #: Realtime model, and the WebSocket base URL (tests point it at a fake).
+    openai_model: str = "gpt-realtime"
+    openai_ws_base_url: str = "wss://api.openai.com/v1/realtime"
+    #: Voice of the Realtime model, and optional instructions sent in `session.update`.
+    openai_voice: str | None = None
+    openai_instructions: str | None = None
     #: Default espeak-ng language / G2P language for sessions.
     default_lang: str = "en-us"
 
@@ -51,6 +60,8 @@ class ServerConfig:
 
     #: Longest `text` of one speak command, characters.
     max_text_chars: int = 5000
+    #: Longest audio turn a client may push, seconds (`audio_start` .. `audio_end`).
+    max_audio_turn_s: float = 600.0
     #: Open sessions per server.
     max_sessions: int = 500
     #: WebSocket clients per session.
@@ -125,10 +136,12 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
-        """Defaults + `AVATARKIT_TOKEN` / `ELEVENLABS_API_KEY` from the environment."""
+        """Defaults + `AVATARKIT_TOKEN` / `ELEVENLABS_API_KEY` / `OPENAI_API_KEY` from the
+        environment."""
         values: dict[str, object] = {
             "token": os.environ.get("AVATARKIT_TOKEN") or None,
             "elevenlabs_api_key": os.environ.get("ELEVENLABS_API_KEY") or None,
+            "openai_api_key": os.environ.get("OPENAI_API_KEY") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
