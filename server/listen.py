@@ -174,6 +174,7 @@ class AudioTurn:
         self.received_ms = 0.0
         self.ended = False
         self.closed = False
+        self._error: BaseException | None = None
         self._pieces: list[tuple[bytes, str]] = []
         self._wake = asyncio.Event()
         if text:
@@ -210,6 +211,11 @@ class AudioTurn:
         self.ended = True
         self._wake.set()
 
+    def fail(self, error: BaseException) -> None:
+        """The source broke (a provider error): the producer raises it after what came."""
+        self._error = error
+        self.end()
+
     def close(self) -> None:
         self.closed = True
         self._pieces.clear()
@@ -231,6 +237,8 @@ class AudioTurn:
                     start = chunk.end_ms
                     yield chunk
                 if self.ended and not self._pieces:
+                    if self._error is not None:
+                        raise self._error
                     return
         finally:
             self.close()

@@ -183,7 +183,9 @@ class Session:
             raise wire.WireError(
                 "no_voice", f"this session's provider ({self.provider_name}) has no text "
                 "voice - push its audio instead (docs/protocol.md \"Pushing audio\")")
-        return await self.enqueue(text, None, barge_in)
+        # a speech-to-speech provider answers the text: its utterance is audio to listen to
+        source_for = getattr(self.provider, "utterance_source", None)
+        return await self.enqueue(text, source_for(text) if source_for else None, barge_in)
 
     async def enqueue(self, text: str, source: Any, barge_in: bool = False) -> int:
         """Queue an utterance whose speech is `provider.stream(text)`, or, with `source`,
@@ -437,7 +439,8 @@ class Session:
             self.flush()
 
     def _redact(self, message: str) -> str:
-        for secret in (self.config.elevenlabs_api_key, self.config.token):
+        for secret in (self.config.elevenlabs_api_key, self.config.openai_api_key,
+                       self.config.token):
             if secret:
                 message = message.replace(secret, "***")
         return message
