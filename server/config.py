@@ -85,6 +85,10 @@ class ServerConfig:
     build_max_side: int = 1024
     #: Threads for viseme computation (off the event loop).
     viseme_threads: int = 2
+    #: Worker processes that run the acoustic front end of audio-driven speech (pushed
+    #: audio, OpenAI Realtime), each utterance in one of them: its work and its model loads
+    #: stay off the event loop's GIL. 0: in the `viseme_threads` pool instead.
+    listen_workers: int = 1
     #: Blend the embedded voice's visemes in a worker process (server/blend.py), which keeps
     #: the event loop free for pacing; False: on the loop, in slices.
     blend_worker: bool = True
@@ -124,6 +128,8 @@ class ServerConfig:
         if self.onnx_provider not in ("auto", "tensorrt", "cuda", "cpu"):
             raise AvatarkitError(f"--onnx-provider must be auto, tensorrt, cuda or cpu, got "
                                  f"{self.onnx_provider!r}")
+        if self.listen_workers < 0:
+            raise AvatarkitError(f"listen_workers must be >= 0, got {self.listen_workers}")
         if self.batch_max_frames < 1 or self.batch_max_wait_ms < 0:
             raise AvatarkitError("--batch-frames must be >= 1 and --batch-wait-ms >= 0")
         if self.patch_codec not in ("png", "webp") or self.lipsync_threads < 1:

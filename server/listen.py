@@ -18,8 +18,10 @@ work + up to one pacing tick; `benchmarks/audio_live.py` measures it.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import multiprocessing
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -63,57 +65,196 @@ def is_audio_only(chunk: SpeechChunk) -> bool:
     return chunk.alignment is None and not chunk.phonemes
 
 
+class Engine(Protocol):
+    """Where listeners run: `ThreadEngine` (the server's executor) or `WorkerEngine`
+    (worker processes). Streams are addressed by a key the engine hands out."""
+
+    async def open(self, sample_rate: int, fps: float, lang: str) -> int: ...
+
+    async def push(self, key: int, pcm: bytes, text: str) -> list[Frame]: ...
+
+    async def finish(self, key: int) -> list[Frame]: ...
+
+    def close(self, key: int) -> None: ...
+
+
+class ThreadEngine:
+    """Listeners in the server's thread pool: simple, but the front end holds the GIL while
+    it works (~3-6 ms a push, ~180 ms to build a stream), which the event loop feels."""
+
+    def __init__(self, factory: ListenerFactory, executor: Executor) -> None:
+        self._factory = factory
+        self._executor = executor
+        self._streams: dict[int, VisemeListener] = {}
+        self._keys = itertools.count(1)
+
+    async def open(self, sample_rate: int, fps: float, lang: str) -> int:
+        loop = asyncio.get_running_loop()
+        stream = await loop.run_in_executor(self._executor, self._factory, sample_rate, fps,
+                                            lang)
+        key = next(self._keys)
+        self._streams[key] = stream
+        return key
+
+    async def push(self, key: int, pcm: bytes, text: str) -> list[Frame]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _push, self._streams[key], pcm, text)
+
+    async def finish(self, key: int) -> list[Frame]:
+        loop = asyncio.get_running_loop()
+        stream = self._streams.pop(key)
+        return list(await loop.run_in_executor(self._executor, stream.finish))
+
+    def close(self, key: int) -> None:
+        self._streams.pop(key, None)
+
+
+def _push(stream: VisemeListener, pcm: bytes, text: str) -> list[Frame]:
+    if text:
+        stream.add_text(text)
+    return list(stream.push(pcm)) if pcm else []
+
+
+# worker-process side of WorkerEngine: the streams of this process, by key
+_w_factory: ListenerFactory | None = None
+_w_streams: dict[int, VisemeListener] = {}
+
+
+def _w_init(factory: ListenerFactory) -> None:
+    global _w_factory
+    _w_factory = factory
+
+
+def _w_warm() -> bool:
+    return True
+
+
+def _w_open(key: int, sample_rate: int, fps: float, lang: str) -> None:
+    assert _w_factory is not None
+    _w_streams[key] = _w_factory(sample_rate, fps, lang)
+
+
+def _w_push(key: int, pcm: bytes, text: str) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
+    return [(f.pts_ms, tuple(f.weights.items())) for f in _push(_w_streams[key], pcm, text)]
+
+
+def _w_finish(key: int) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
+    stream = _w_streams.pop(key)
+    return [(f.pts_ms, tuple(f.weights.items())) for f in stream.finish()]
+
+
+def _w_close(key: int) -> None:
+    _w_streams.pop(key, None)
+
+
+class WorkerEngine:
+    """Listeners in `n` worker processes (each utterance's stream stays in one; a new one
+    goes to the worker with the fewest open): the front end's work and its model loads
+    never hold the event loop's GIL. Workers start on first use (`warm`)."""
+
+    def __init__(self, factory: ListenerFactory, n: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_w_init,
+                                           initargs=(factory,)) for _ in range(n)]
+        self._open_count = [0] * n
+        self._where: dict[int, int] = {}
+        self._keys = itertools.count(1)
+        self._warming: asyncio.Future[Any] | None = None
+
+    def warm(self) -> None:
+        """Start the workers (imports) in the background."""
+        if self._warming is None:
+            self._warming = asyncio.gather(*[asyncio.wrap_future(p.submit(_w_warm))
+                                             for p in self._pools], return_exceptions=True)
+
+    async def open(self, sample_rate: int, fps: float, lang: str) -> int:
+        i = min(range(len(self._pools)), key=self._open_count.__getitem__)
+        key = next(self._keys)
+        self._open_count[i] += 1
+        self._where[key] = i
+        try:
+            await asyncio.wrap_future(self._pools[i].submit(_w_open, key, sample_rate, fps,
+                                                            lang))
+        except BaseException:
+            self._forget(key)
+            raise
+        return key
+
+    async def push(self, key: int, pcm: bytes, text: str) -> list[Frame]:
+        fut = self._pools[self._where[key]].submit(_w_push, key, pcm, text)
+        return [Frame(p, dict(w)) for p, w in await asyncio.wrap_future(fut)]
+
+    async def finish(self, key: int) -> list[Frame]:
+        fut = self._pools[self._where[key]].submit(_w_finish, key)
+        try:
+            return [Frame(p, dict(w)) for p, w in await asyncio.wrap_future(fut)]
+        finally:
+            self._forget(key)
+
+    def close(self, key: int) -> None:
+        i = self._where.get(key)
+        if i is not None:
+            self._pools[i].submit(_w_close, key)
+            self._forget(key)
+
+    def _forget(self, key: int) -> None:
+        i = self._where.pop(key, None)
+        if i is not None:
+            self._open_count[i] -= 1
+
+    def shutdown(self) -> None:
+        for p in self._pools:
+            p.shutdown(wait=False, cancel_futures=True)
+
+
 class Listener:
-    """One utterance's listener: pushes audio through the recogniser in an executor and
+    """One utterance's listener: pushes audio through the front end (in its engine) and
     returns (audio piece, frames) that are ready to go out together.
 
     Audio is held back until viseme frames cover it: a frame at pts p covers audio up to
-    p + one frame. `finish` releases the rest. Work runs one push at a time, in order."""
+    p + one frame. `finish` releases the rest; `close` drops the stream of an utterance that
+    was cut short. Work runs one push at a time, in order."""
 
-    def __init__(self, factory: ListenerFactory, sample_rate: int, fps: float, lang: str,
-                 executor: Executor) -> None:
+    def __init__(self, engine: Engine, sample_rate: int, fps: float, lang: str) -> None:
         self.sample_rate = sample_rate
         self.step_ms = 1000.0 / fps
-        self._factory = factory
+        self._engine = engine
         self._fps = fps
         self._lang = lang
-        self._executor = executor
-        self._stream: VisemeListener | None = None
+        self._key: int | None = None
+        self._done = False
         self._held = bytearray()  # PCM received but not yet released
         self._released_ms = 0.0  # audio released so far (utterance clock)
         self._covered_ms = 0.0  # audio the frames produced so far cover
 
-    async def _stream_(self) -> VisemeListener:
-        if self._stream is None:
-            loop = asyncio.get_running_loop()
-            # the first one loads the phone model: never on the event loop
-            self._stream = await loop.run_in_executor(
-                self._executor, self._factory, self.sample_rate, self._fps, self._lang)
-        return self._stream
+    async def _open(self) -> int:
+        if self._key is None:
+            self._key = await self._engine.open(self.sample_rate, self._fps, self._lang)
+        return self._key
 
     async def step(self, chunk: SpeechChunk) -> tuple[SpeechChunk | None, list[Frame]]:
         """Feed one chunk; the audio now covered by frames (None: nothing yet) and the frames."""
         if chunk.sample_rate != self.sample_rate and chunk.pcm:
             raise AvatarkitError(f"the audio changed sample rate mid-utterance "
                                  f"({self.sample_rate} -> {chunk.sample_rate} Hz)")
-        stream = await self._stream_()
-        if chunk.text:
-            stream.add_text(chunk.text)
-        if not chunk.pcm:
-            return None, []
+        key = await self._open()
         self._held += chunk.pcm
-        loop = asyncio.get_running_loop()
-        frames = await loop.run_in_executor(self._executor, stream.push, chunk.pcm)
+        frames = await self._engine.push(key, chunk.pcm, chunk.text)
         if frames:
             self._covered_ms = max(self._covered_ms, frames[-1].pts_ms + self.step_ms)
-        return self._release(self._covered_ms), list(frames)
+        return self._release(self._covered_ms), frames
 
     async def finish(self) -> tuple[SpeechChunk | None, list[Frame]]:
         """The last frames and all audio still held."""
-        stream = await self._stream_()
-        loop = asyncio.get_running_loop()
-        frames = await loop.run_in_executor(self._executor, stream.finish)
-        return self._release(float("inf")), list(frames)
+        key = await self._open()
+        self._done = True
+        frames = await self._engine.finish(key)
+        return self._release(float("inf")), frames
+
+    def close(self) -> None:
+        if self._key is not None and not self._done:
+            self._done = True
+            self._engine.close(self._key)
 
     @property
     def held_ms(self) -> float:

@@ -38,7 +38,7 @@ from avatarkit.visemes.stream import (
 from server import wire
 from server.blend import BlendedFrame, BlendPool
 from server.config import ServerConfig
-from server.listen import Listener, ListenerFactory, is_audio_only
+from server.listen import Engine, Listener, is_audio_only
 from server.metrics import Metrics
 
 log = logging.getLogger("avatarkit.server")
@@ -170,8 +170,8 @@ class Session:
         self.blend_pool: BlendPool | None = None
         #: Variant C: the session's mouth-patch producer (server/lipsync.py), or None.
         self.lipsync: Any = None
-        #: Makes the acoustic front end of audio-only utterances (server/listen.py).
-        self.listener_factory: ListenerFactory | None = None
+        #: Where the acoustic front end of audio-only utterances runs (server/listen.py).
+        self.listen_engine: Engine | None = None
 
     # ------------------------------------------------------------------ commands
     def busy(self) -> bool:
@@ -313,10 +313,10 @@ class Session:
             async for chunk in stream:
                 if is_audio_only(chunk):  # audio (and transcript) only: listen for visemes
                     if listener is None:
-                        if self.listener_factory is None:
+                        if self.listen_engine is None:
                             raise AvatarkitError("this server cannot listen to audio")
-                        listener = Listener(self.listener_factory, chunk.sample_rate,
-                                            self.config.viseme_fps, self.lang, self._executor)
+                        listener = Listener(self.listen_engine, chunk.sample_rate,
+                                            self.config.viseme_fps, self.lang)
                     heard, heard_frames = await listener.step(chunk)
                     if heard is not None or heard_frames:
                         self._begin(u, may_start, listener.sample_rate)
@@ -398,6 +398,8 @@ class Session:
             self.metrics.provider_errors["internal"] += 1
             self._push_failure(u, "internal", f"internal error: {type(exc).__name__}")
         finally:
+            if listener is not None:
+                listener.close()  # the front end's stream of an utterance cut short
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 try:

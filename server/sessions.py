@@ -11,7 +11,13 @@ from concurrent.futures import Executor
 
 from server.blend import BlendPool, shared_pool
 from server.config import ServerConfig
-from server.listen import ListenerFactory, default_listener_factory
+from server.listen import (
+    Engine,
+    ListenerFactory,
+    ThreadEngine,
+    WorkerEngine,
+    default_listener_factory,
+)
 from server.metrics import Metrics
 from server.providers import DEFAULT_PUSHED_RATE, ProviderFactory, PushedAudio, VoiceRequest
 from server.session import Session
@@ -31,7 +37,10 @@ class SessionManager:
     def __init__(self, config: ServerConfig, metrics: Metrics, factory: ProviderFactory,
                  executor: Executor, listener_factory: ListenerFactory | None = None) -> None:
         self.config = config
-        self.listener_factory = listener_factory or default_listener_factory
+        listen = listener_factory or default_listener_factory
+        self.listen_engine: Engine = (
+            WorkerEngine(listen, config.listen_workers) if config.listen_workers > 0
+            else ThreadEngine(listen, executor))
         self.metrics = metrics
         self.factory = factory
         self.executor = executor
@@ -65,6 +74,8 @@ class SessionManager:
         for s in list(self.sessions.values()):
             await s.close("closed")
         self.sessions.clear()
+        if isinstance(self.listen_engine, WorkerEngine):
+            self.listen_engine.shutdown()
 
     def create(self, avatar_id: str, provider_name: str, voice: VoiceRequest) -> Session:
         """A new session; raises WireError (limits) or AvatarkitError (provider request)."""
@@ -81,7 +92,10 @@ class SessionManager:
         session = Session(session_id, avatar_id, provider, provider_name, voice.lang,
                           self.config, self.metrics, self.executor, self._pending.add)
         session.blend_pool = self._blend
-        session.listener_factory = self.listener_factory
+        session.listen_engine = self.listen_engine
+        if voice.provider in ("audio", "openai") and isinstance(self.listen_engine,
+                                                                WorkerEngine):
+            self.listen_engine.warm()  # its first turn should not wait for the workers
         attach = getattr(provider, "attach", None)
         if attach is not None:  # a provider that also speaks unasked (OpenAI Realtime)
             attach(session)

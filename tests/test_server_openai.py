@@ -27,7 +27,7 @@ def avatars(tmp_path):
 
 
 async def _setup(aiohttp_client, avatars, fake, listeners=None, key=KEY):
-    config = ServerConfig(avatars_dir=avatars, openai_api_key=key,
+    config = ServerConfig(avatars_dir=avatars, openai_api_key=key, listen_workers=0,
                           openai_ws_base_url=fake.base_url, openai_voice="marin")
     client = await aiohttp_client(create_app(config, listener_factory=listeners or LoudListeners()))
     r = await client.post("/session-2d", json={"avatar_id": "hero", "provider": "openai"})
