@@ -22,7 +22,7 @@ import itertools
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -115,9 +115,12 @@ def _push(stream: VisemeListener, pcm: bytes, text: str) -> list[Frame]:
     return list(stream.push(pcm)) if pcm else []
 
 
-# worker-process side of WorkerEngine: the streams of this process, by key
+# worker-process side of WorkerEngine: the streams of this process, by key, and one spare
+# stream per (rate, fps, lang) built while the worker is idle - building one takes ~0.2 s,
+# which a new utterance would otherwise wait for (and keep as delay to its end)
 _w_factory: ListenerFactory | None = None
 _w_streams: dict[int, VisemeListener] = {}
+_w_spares: dict[tuple[int, float, str], VisemeListener] = {}
 
 
 def _w_init(factory: ListenerFactory) -> None:
@@ -125,13 +128,19 @@ def _w_init(factory: ListenerFactory) -> None:
     _w_factory = factory
 
 
-def _w_warm() -> bool:
-    return True
+def _w_prepare(sample_rate: int, fps: float, lang: str) -> None:
+    assert _w_factory is not None
+    spec = (sample_rate, fps, lang)
+    if spec not in _w_spares:
+        _w_spares[spec] = _w_factory(sample_rate, fps, lang)
 
 
 def _w_open(key: int, sample_rate: int, fps: float, lang: str) -> None:
-    assert _w_factory is not None
-    _w_streams[key] = _w_factory(sample_rate, fps, lang)
+    spare = _w_spares.pop((sample_rate, fps, lang), None)
+    if spare is None:
+        assert _w_factory is not None
+        spare = _w_factory(sample_rate, fps, lang)
+    _w_streams[key] = spare
 
 
 def _w_push(key: int, pcm: bytes, text: str) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
@@ -158,20 +167,30 @@ class WorkerEngine:
                                            initargs=(factory,)) for _ in range(n)]
         self._open_count = [0] * n
         self._where: dict[int, int] = {}
+        self._spec: dict[int, tuple[int, float, str]] = {}
         self._keys = itertools.count(1)
-        self._warming: asyncio.Future[Any] | None = None
+        self._shut = False
 
-    def warm(self) -> None:
-        """Start the workers (imports) in the background."""
-        if self._warming is None:
-            self._warming = asyncio.gather(*[asyncio.wrap_future(p.submit(_w_warm))
-                                             for p in self._pools], return_exceptions=True)
+    def warm(self, sample_rate: int, fps: float, lang: str) -> None:
+        """Start the workers and have a stream of this kind ready in each (background)."""
+        for i in range(len(self._pools)):
+            self._later(i, _w_prepare, sample_rate, fps, lang)
+
+    def _later(self, i: int, fn: Callable[..., None], *args: object) -> None:
+        """Background work in worker `i` whose result nobody waits for."""
+        if self._shut:
+            return
+        try:
+            self._pools[i].submit(fn, *args)
+        except RuntimeError:  # the pool broke or shut down meanwhile: nothing to do
+            pass
 
     async def open(self, sample_rate: int, fps: float, lang: str) -> int:
         i = min(range(len(self._pools)), key=self._open_count.__getitem__)
         key = next(self._keys)
         self._open_count[i] += 1
         self._where[key] = i
+        self._spec[key] = (sample_rate, fps, lang)
         try:
             await asyncio.wrap_future(self._pools[i].submit(_w_open, key, sample_rate, fps,
                                                             lang))
@@ -194,15 +213,19 @@ class WorkerEngine:
     def close(self, key: int) -> None:
         i = self._where.get(key)
         if i is not None:
-            self._pools[i].submit(_w_close, key)
+            self._later(i, _w_close, key)
             self._forget(key)
 
     def _forget(self, key: int) -> None:
         i = self._where.pop(key, None)
+        spec = self._spec.pop(key, None)
         if i is not None:
             self._open_count[i] -= 1
+            if spec is not None:  # the next utterance of this kind finds a stream ready
+                self._later(i, _w_prepare, *spec)
 
     def shutdown(self) -> None:
+        self._shut = True
         for p in self._pools:
             p.shutdown(wait=False, cancel_futures=True)
 
@@ -383,8 +406,3 @@ class AudioTurn:
                     return
         finally:
             self.close()
-
-
-def stream_of(source: Any) -> AsyncIterator[SpeechChunk]:
-    """An utterance's chunk source as an async iterator (AudioTurn or any async iterable)."""
-    return source.__aiter__()

@@ -95,7 +95,8 @@ class SessionManager:
         session.listen_engine = self.listen_engine
         if voice.provider in ("audio", "openai") and isinstance(self.listen_engine,
                                                                 WorkerEngine):
-            self.listen_engine.warm()  # its first turn should not wait for the workers
+            # its first turn should not wait for the workers to start and build a stream
+            self.listen_engine.warm(provider.sample_rate, self.config.viseme_fps, voice.lang)
         attach = getattr(provider, "attach", None)
         if attach is not None:  # a provider that also speaks unasked (OpenAI Realtime)
             attach(session)
