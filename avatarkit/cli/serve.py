@@ -55,6 +55,12 @@ def serve(
         help="... or when the oldest frame has waited this long, ms.")] = 8.0,
     patch_codec: Annotated[str, typer.Option(
         help="Mouth patch encoding: png (lossless) or webp (smaller, lossy).")] = "png",
+    listen_workers: Annotated[int, typer.Option(
+        help="Worker processes listening to audio-driven speech (pushed audio, OpenAI "
+             "Realtime); 0 = threads of the server process.")] = 1,
+    openai_model: Annotated[str, typer.Option(
+        help="OpenAI Realtime model of provider 'openai' (needs $OPENAI_API_KEY).")
+    ] = "gpt-realtime",
 ) -> None:
     """Run the live server: avatars, sessions, streamed audio + visemes, the browser player."""
     from aiohttp import web
@@ -72,6 +78,7 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), model=model,
         onnx_provider=onnx_provider, batch_max_frames=batch_frames,
         batch_max_wait_ms=batch_wait_ms, patch_codec=patch_codec,
+        listen_workers=listen_workers, openai_model=openai_model,
     )
     application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
