@@ -19,6 +19,7 @@ from avatarkit.render import (
     load_avatar,
     read_audio,
     render_preview,
+    speech_from_audio,
     speech_from_files,
     speech_from_text,
     variant_sheet,
@@ -28,7 +29,8 @@ AvatarDir = Annotated[Path, typer.Argument(
     metavar="AVATAR_DIR", help="An avatar folder made by `avatarkit build` (e.g. out/hero).",
     show_default=False)]
 Text = Annotated[str | None, typer.Option(
-    "--text", "-t", help="What the avatar says, spoken with the embedded voice.")]
+    "--text", "-t", help="What the avatar says, spoken with the embedded voice; with --audio, "
+                         "the transcript of that audio (sharper lip sync than audio alone).")]
 Lang = Annotated[str, typer.Option(
     "--lang", "-l", help="espeak-ng language of --text: en-us, en-gb, de, fr, ...")]
 Variant = Annotated[str, typer.Option(
@@ -43,8 +45,9 @@ Provider = Annotated[str, typer.Option(
                        "tensorrt, cuda or cpu.")]
 AudioIn = Annotated[Path | None, typer.Option(
     "--audio", "-a", metavar="WAV",
-    help="Speech to render instead of --text (WAV, or anything ffmpeg reads); needs "
-         "--timeline (except with --variant onnx, which listens to the audio itself).")]
+    help="Speech to render (WAV, or anything ffmpeg reads). Without --timeline avatarkit "
+         "listens to it (add --text with its transcript for sharper lip sync); --variant "
+         "onnx feeds it to the model.")]
 TimelineIn = Annotated[Path | None, typer.Option(
     "--timeline", metavar="FILE",
     help="Viseme timeline for --audio, from `avatarkit visemes` (--format json, live or "
@@ -63,8 +66,10 @@ Tail = Annotated[float, typer.Option("--tail", help="Idle seconds after the spee
 HELP = (
     "Render the avatar speaking to an MP4 (H.264 + AAC at the idle loop's frame rate, with a "
     "short idle lead-in and tail), as a client would show it.\n\n"
-    "Say something with the embedded voice (--text), or render your own audio with a "
-    "timeline from `avatarkit visemes` (--audio + --timeline). --sheet writes every viseme "
+    "Say something with the embedded voice (--text), or render your own recording "
+    "(--audio): avatarkit listens to it, more accurately with its transcript (--audio + "
+    "--text), or takes a timeline from `avatarkit visemes` (--audio + --timeline). "
+    "--sheet writes every viseme "
     "on the face, in both variants, to judge the mouth shapes at a glance.\n\n"
     "Example: avatarkit preview out/hero --text \"Hello there\" --variant mesh -o hello.mp4"
 )
@@ -96,13 +101,13 @@ def preview(
                              "model; none ships with avatarkit)")
     if model is not None and not onnx:
         raise AvatarkitError("--model is only used with --variant onnx")
-    if text is not None and audio is not None:
-        raise AvatarkitError("pass either --text or --audio with --timeline, not both")
-    if onnx and audio is not None and timeline is None:
-        pass  # the model listens to the audio itself: no timeline needed
-    elif (audio is None) != (timeline is None):
-        raise AvatarkitError("--audio and --timeline go together: the timeline says how the "
-                             "mouth moves to that audio (make one with `avatarkit visemes`)")
+    if timeline is not None and audio is None:
+        raise AvatarkitError("--timeline needs --audio: the timeline says how the mouth moves "
+                             "to that audio")
+    if onnx and audio is not None and text is not None:
+        raise AvatarkitError("--variant onnx listens to --audio itself; drop --text")
+    if text is not None and timeline is not None:
+        raise AvatarkitError("pass --text (what the audio says) or --timeline, not both")
     if text is not None and not text.strip():
         raise AvatarkitError("nothing to say: --text is empty")
     if text is None and audio is None and sheet is None:
@@ -122,7 +127,7 @@ def preview(
         print(f"sheet: {sheet} ({image.width}x{image.height})")
     if text is None and audio is None:
         return
-    speech = _speech(text, lang, audio, timeline)
+    speech = _speech(text, lang, audio, timeline, listen=not onnx)
     mouth = _onnx_variant(avatar, speech, model, provider, options) if onnx else None
     target = out or Path(f"{avatar.name}_preview.mp4")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -153,10 +158,14 @@ def _onnx_variant(avatar, speech: Speech, model: Path, provider: str, options: P
     return onnx_variant(avatar, speech, runner, options)
 
 
-def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | None) -> Speech:
+def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | None,
+            *, listen: bool) -> Speech:
     """The speech to render; timeline/audio length warnings are printed in yellow."""
     with printed_warnings():
-        if text is not None:
+        if audio is not None and timeline is None and listen:
+            with console.status(f"listening to {escape(audio.name)}"):
+                speech = speech_from_audio(audio, text, lang)
+        elif text is not None and audio is None:
             with console.status("speaking"):
                 speech = speech_from_text(text, lang)
         elif timeline is None:  # --variant onnx with audio only: the mouth rests in the weights

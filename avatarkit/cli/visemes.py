@@ -36,6 +36,12 @@ AlignmentFile = Annotated[Path | None, typer.Option(
 Voice = Annotated[str | None, typer.Option(
     "--voice", help="espeak-ng voice variant, e.g. Annie, m3, f2 (embedded voice only).")]
 Rate = Annotated[int, typer.Option("--rate", help="Speaking rate in words per minute.")]
+AudioIn = Annotated[Path | None, typer.Option(
+    "--audio", metavar="SPEECH",
+    help="Listen to a recording instead of synthesising: WAV or anything ffmpeg reads, any "
+         "rate, mono or stereo. Alone it works from the audio; with --text (the transcript) "
+         "or --alignment (whose characters are the transcript) it aligns the words to the "
+         "audio, which is more accurate.")]
 
 
 @app.command()
@@ -50,14 +56,22 @@ def visemes(
     alignment: AlignmentFile = None,
     voice: Voice = None,
     rate: Rate = 175,
+    audio: AudioIn = None,
 ) -> None:
-    """Make a coarticulated viseme timeline from text with the embedded voice, or from a
-    TTS service's character alignment."""
+    """Make a coarticulated viseme timeline: from text with the embedded voice, from a TTS
+    service's character alignment, or from recorded speech (--audio, with or without its
+    transcript)."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise AvatarkitError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     options = CoarticulationOptions(fps=fps).checked()
-    if alignment is not None:
+    if audio is not None:
+        if audio_out is not None or voice is not None:
+            raise AvatarkitError(
+                "--audio-out and --voice are for synthesis; with --audio the speech is yours"
+            )
+        timeline = _from_audio(audio, text, alignment, lang, fps)
+    elif alignment is not None:
         if audio_out is not None:
             raise AvatarkitError(
                 "--audio-out needs synthesis; with --alignment the audio comes from your TTS"
@@ -88,6 +102,22 @@ def visemes(
             f"visemes: {escape(str(out))} ({fmt}, {len(timeline.frames)} frames at {fps:g} fps, "
             f"{len(timeline.phonemes)} phonemes, {timeline.duration_ms / 1000:.2f} s)"
         )
+
+
+def _from_audio(
+    path: Path, text: str | None, alignment: Path | None, lang: str, fps: float
+) -> Timeline:
+    from avatarkit.listen import timeline_from_audio_file
+
+    if text is not None and alignment is not None:
+        raise AvatarkitError("pass the transcript once: --text or --alignment, not both")
+    if alignment is not None:
+        chunks = load_alignment_file(alignment)
+        text = "".join(c.alignment.text for c in chunks if c.alignment is not None)
+        if not text.strip():
+            raise AvatarkitError(f"{alignment.name} holds no characters to align")
+    with console.status(f"listening to {escape(path.name)} ..."):
+        return timeline_from_audio_file(path, text=text, lang=lang, fps=fps)
 
 
 def _from_alignment(

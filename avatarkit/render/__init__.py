@@ -23,7 +23,13 @@ from avatarkit.render.preview import (
     render_preview,
 )
 from avatarkit.render.sheet import variant_sheet
-from avatarkit.render.speech import Speech, fit_to_audio, speech_from_files, speech_from_text
+from avatarkit.render.speech import (
+    Speech,
+    fit_to_audio,
+    speech_from_audio,
+    speech_from_files,
+    speech_from_text,
+)
 from avatarkit.render.timeline_file import parse_timeline, read_timeline
 from avatarkit.render.variants import (
     VARIANTS,
@@ -40,5 +46,6 @@ __all__ = [
     "PreviewOptions", "PreviewResult", "Speech", "SpriteVariant", "VideoOptions", "VideoWriter",
     "WeightTrack", "fit_to_audio", "frame_box", "load_avatar", "make_variant", "open_weight",
     "parse_timeline", "place_patch", "plan_frames", "read_audio", "read_timeline",
-    "render_frames", "render_preview", "speech_from_files", "speech_from_text", "variant_sheet",
+    "render_frames", "render_preview", "speech_from_audio", "speech_from_files",
+    "speech_from_text", "variant_sheet",
 ]

@@ -1,7 +1,8 @@
 """What the mouth says: audio plus viseme weights on the audio's clock.
 
-From text (the embedded espeak-ng voice, whose own phoneme timing drives the timeline) or
-from someone else's audio with a timeline made by `avatarkit visemes`. When the timeline
+From text (the embedded espeak-ng voice, whose own phoneme timing drives the timeline), from
+someone else's audio with a timeline made by `avatarkit visemes`, or from someone else's
+audio alone (the listener hears the phones; a transcript makes it more accurate). When the timeline
 and the audio differ in length, the audio wins: the timeline is trimmed, or the mouth rests
 after it ends, and an AvatarkitWarning says which.
 """
@@ -41,6 +42,17 @@ def speech_from_text(text: str, lang: str = "en-us", *, voice: str | None = None
     timeline, synthesis = speak(text, lang, variant=voice, rate_wpm=rate_wpm)
     return Speech(Audio.from_pcm(synthesis.pcm, synthesis.sample_rate),
                   WeightTrack.from_timeline(timeline))
+
+
+def speech_from_audio(audio_path: str | Path, text: str | None = None, lang: str = "en-us"
+                      ) -> Speech:
+    """Someone else's recording; the timeline comes from listening to it (`avatarkit.listen`)."""
+    from avatarkit.listen import timeline_from_audio
+
+    audio = read_audio(audio_path)
+    timeline = timeline_from_audio(audio.samples, audio.sample_rate, text=text, lang=lang,
+                                   fps=100.0)
+    return Speech(audio, WeightTrack.from_timeline(timeline).fitted(audio.duration_ms))
 
 
 def fit_to_audio(weights: WeightTrack, audio: Audio, timeline_name: str = "the timeline",

@@ -149,3 +149,72 @@ def alignment_from_synthesis(text: str, synthesis: Synthesis) -> list[AlignmentC
         cursor, t = pos + length, end
     spread(text[cursor:], t, synthesis.duration_ms)
     return [AlignmentChunk(CharAlignment(tuple(chars), tuple(starts), tuple(durs)))]
+
+
+#: Vowels at least this long are where a closure must never appear (`false_closures`), ms.
+LONG_VOWEL_MS = 100.0
+_LABIODENTAL = frozenset({"f", "v"})
+
+
+@dataclass(frozen=True)
+class LipScore:
+    """Closure, false-closure and lip-teeth measures of one timeline against phone labels."""
+
+    closures: int
+    closures_hit: int
+    long_vowels: int
+    false_closures: int
+    labiodentals: int
+    labiodentals_hit: int
+
+    @property
+    def closure_hit_rate(self) -> float:
+        return self.closures_hit / self.closures if self.closures else 1.0
+
+    @property
+    def false_closure_rate(self) -> float:
+        """Share of long vowels whose middle half shows MBP >= 0.8 on some frame."""
+        return self.false_closures / self.long_vowels if self.long_vowels else 0.0
+
+    @property
+    def labiodental_hit_rate(self) -> float:
+        """Share of f/v reaching FV >= 0.5 within +-30 ms of their midpoint."""
+        return self.labiodentals_hit / self.labiodentals if self.labiodentals else 1.0
+
+    def __add__(self, other: LipScore) -> LipScore:
+        return LipScore(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+
+
+def _any_frame(frames: Sequence[Frame], t0: float, t1: float, cls: str, weight: float) -> bool:
+    return any(f.weights.get(cls, 0.0) >= weight for f in frames if t0 <= f.pts_ms <= t1)
+
+
+def lip_score(
+    frames: Sequence[Frame],
+    truth: Sequence[TimedPhoneme],
+    *,
+    window_ms: float = 30.0,
+    closure_weight: float = 0.8,
+    labiodental_weight: float = 0.5,
+) -> LipScore:
+    """What a viewer sees wrong first: missed closures, closures inside long vowels, and
+    missed lip-teeth contacts. `truth` are phone labels of the audio (IPA)."""
+    from avatarkit.visemes.phonemes import lookup
+
+    counts = dict.fromkeys(LipScore.__dataclass_fields__, 0)
+    for p in truth:
+        symbol, mid = normalize_ipa(p.symbol), (p.start_ms + p.end_ms) / 2
+        if symbol in CLOSURE_SYMBOLS:
+            counts["closures"] += 1
+            counts["closures_hit"] += _any_frame(
+                frames, mid - window_ms, mid + window_ms, "MBP", closure_weight)
+        elif symbol in _LABIODENTAL:
+            counts["labiodentals"] += 1
+            counts["labiodentals_hit"] += _any_frame(
+                frames, mid - window_ms, mid + window_ms, "FV", labiodental_weight)
+        elif lookup(p.symbol).info.manner == "vowel" and p.end_ms - p.start_ms >= LONG_VOWEL_MS:
+            quarter = (p.end_ms - p.start_ms) / 4
+            counts["long_vowels"] += 1
+            counts["false_closures"] += _any_frame(
+                frames, p.start_ms + quarter, p.end_ms - quarter, "MBP", closure_weight)
+    return LipScore(**counts)

@@ -1,0 +1,208 @@
+"""Audio + transcript -> timed phones: forced alignment with pocketsphinx's en-us model.
+
+Words come from the transcript; their phones from pocketsphinx's CMUdict, or, for words it
+does not know (names, other languages), from espeak-ng's G2P mapped onto the model's ARPAbet
+phone set (`IPA_TO_ARPABET`). Alignment without optional silences absorbs pauses into the
+neighbouring phones, so pauses are put back where the signal is silent (`pauses.py`). When
+pocketsphinx cannot align the text (it does not match the audio, or the audio is noise),
+`align` returns None and the caller falls back to listening without the text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from avatarkit.listen.pcm import RATE
+from avatarkit.listen.phones import FRAME_MS, _pcm16, model_dir, to_ipa
+from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
+
+log = logging.getLogger(__name__)
+
+#: IPA units (as `normalize_ipa` leaves them) -> the nearest phones of the en-us model.
+#: Covers English and the other languages espeak-ng speaks; the nearest English phone is
+#: chosen by place and manner first (what the lips show), then by sound.
+IPA_TO_ARPABET: dict[str, tuple[str, ...]] = {
+    # vowels
+    "a": ("AA",), "ä": ("AA",), "ɐ": ("AH",), "ɑ": ("AA",), "ɒ": ("AO",), "æ": ("AE",),
+    "ʌ": ("AH",), "ə": ("AH",), "ɘ": ("AH",), "ɚ": ("ER",), "ɝ": ("ER",), "ɜ": ("ER",),
+    "e": ("EY",), "ɛ": ("EH",), "i": ("IY",), "ɪ": ("IH",), "ɨ": ("IH",), "ᵻ": ("IH",),
+    "o": ("OW",), "ɔ": ("AO",), "u": ("UW",), "ʊ": ("UH",), "ʉ": ("UW",), "ɯ": ("UW",),
+    "y": ("UW",), "ʏ": ("UH",), "ø": ("ER",), "œ": ("ER",), "ɶ": ("AO",), "ɵ": ("ER",),
+    "ɤ": ("AH",), "aɪ": ("AY",), "aʊ": ("AW",), "eɪ": ("EY",), "oʊ": ("OW",), "əʊ": ("OW",),
+    "ɔɪ": ("OY",), "ɔø": ("OY",), "ɔʏ": ("OY",),
+    # consonants
+    "p": ("P",), "b": ("B",), "ɓ": ("B",), "m": ("M",), "ɱ": ("M",), "β": ("B",), "ɸ": ("F",),
+    "f": ("F",), "v": ("V",), "ʋ": ("V",), "pf": ("P", "F"), "θ": ("TH",), "ð": ("DH",),
+    "t": ("T",), "d": ("D",), "ʈ": ("T",), "ɖ": ("D",), "n": ("N",), "ɳ": ("N",),
+    "ɲ": ("N", "Y"), "ŋ": ("NG",), "ɴ": ("NG",), "s": ("S",), "z": ("Z",), "ʃ": ("SH",),
+    "ʒ": ("ZH",), "ʂ": ("SH",), "ʐ": ("ZH",), "ɕ": ("SH",), "ʑ": ("ZH",), "ç": ("HH",),
+    "ʝ": ("Y",), "x": ("HH",), "ɣ": ("G",), "χ": ("HH",), "ʁ": ("R",), "ʀ": ("R",),
+    "r": ("R",), "ɾ": ("D",), "ɺ": ("L",), "ɽ": ("D",), "ɹ": ("R",), "ɻ": ("R",),
+    "l": ("L",), "ɫ": ("L",), "ɭ": ("L",), "ʎ": ("L", "Y"), "ʟ": ("L",), "ɬ": ("L",),
+    "ɮ": ("L",), "j": ("Y",), "ɥ": ("Y",), "w": ("W",), "ʍ": ("W",), "h": ("HH",),
+    "ɦ": ("HH",), "ħ": ("HH",), "ʕ": ("HH",), "ʔ": (), "k": ("K",), "g": ("G",),
+    "ɡ": ("G",), "q": ("K",), "ɢ": ("G",), "c": ("K",), "ɟ": ("G",), "ts": ("T", "S"),
+    "dz": ("D", "Z"), "tʃ": ("CH",), "dʒ": ("JH",), "tɕ": ("CH",), "dʑ": ("JH",),
+    "ʈʂ": ("CH",), "_": (), "∅": (),
+}
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+#: Beam widths that align a whole utterance of tens of seconds in one pass.
+_BEAMS = {"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60}
+
+
+def transcript_words(text: str) -> list[str]:
+    """Lower-case words of a transcript; punctuation, brackets and markup dropped."""
+    text = re.sub(r"<[^>]*>|\[[^\]]*\]", " ", text)
+    return [w.replace("’", "'").lower() for w in _WORD.findall(text)]
+
+
+def ipa_to_arpabet(phonemes: Sequence[str]) -> list[str]:
+    """espeak-ng IPA phonemes -> the en-us model's phones (unknown units are dropped)."""
+    from avatarkit.visemes.phonemes import _segment_ipa
+
+    out: list[str] = []
+    for symbol in phonemes:
+        units = _segment_ipa(normalize_ipa(symbol)) or []
+        for unit in units:
+            out.extend(IPA_TO_ARPABET.get(unit, ()))
+    return out
+
+
+def _decoder():  # -> pocketsphinx.Decoder
+    from pocketsphinx import Decoder
+
+    m = model_dir()
+    return Decoder(
+        hmm=str(m / "en-us" / "en-us"), dict=str(m / "en-us" / "cmudict-en-us.dict"),
+        samprate=RATE, loglevel="FATAL", bestpath=False, fsgusefiller=False, **_BEAMS,
+    )
+
+
+def _pronounce(decoder, words: list[str], lang: str) -> list[str]:
+    """Make every word known to the decoder; returns the words as the decoder spells them."""
+    from avatarkit.visemes.g2p import espeak_lexicon
+
+    english = lang.lower().startswith("en")
+    lexicon = None
+    out: list[str] = []
+    for i, word in enumerate(words):
+        if english and decoder.lookup_word(word) is not None:
+            out.append(word)
+            continue
+        lexicon = lexicon or espeak_lexicon(lang)
+        phones = ipa_to_arpabet(list(lexicon(word)))
+        if not phones:
+            continue  # nothing pronounceable (a lone symbol)
+        name = f"{word}_{i}" if not english else word
+        decoder.add_word(name, " ".join(phones), update=True)
+        out.append(name)
+    return out
+
+
+def _search(decoder, words: Sequence[str], pcm: bytes) -> list | None:
+    """Word-level alignment: [(word, first frame, last frame)] or None if it fails."""
+    try:
+        decoder.set_align_text(" ".join(words))
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+    except RuntimeError as exc:  # pocketsphinx reports a failed search this way
+        log.info("forced alignment failed: %s", exc)
+        return None
+    if decoder.hyp() is None:
+        return None
+    return [(s.word, s.start_frame, s.end_frame) for s in decoder.seg() or ()]
+
+
+def _phone_pass(decoder, words: Sequence[str], pcm: bytes, offset_ms: float
+                ) -> list[TimedPhoneme] | None:
+    """Phone-level alignment of `words` in `pcm` (both passes), or None if it fails."""
+    if _search(decoder, words, pcm) is None:
+        return None
+    try:
+        decoder.set_alignment()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        alignment = decoder.get_alignment()
+    except RuntimeError as exc:
+        log.info("phone alignment failed: %s", exc)
+        return None
+    if alignment is None:
+        return None
+    return [
+        TimedPhoneme(to_ipa(p.name), offset_ms + p.start * FRAME_MS,
+                     offset_ms + (p.start + p.duration) * FRAME_MS)
+        for w in alignment.words() for p in w if p.duration > 0
+    ]
+
+
+def _spread(decoder, word: str, start_ms: float, end_ms: float) -> list[TimedPhoneme]:
+    """Last resort for one word: its dictionary phones share its span evenly."""
+    phones = (decoder.lookup_word(word) or "").split()
+    if not phones:
+        return [TimedPhoneme("_", start_ms, end_ms)]
+    step = (end_ms - start_ms) / len(phones)
+    return [TimedPhoneme(to_ipa(p), start_ms + i * step, start_ms + (i + 1) * step)
+            for i, p in enumerate(phones)]
+
+
+def _chunks(segments: list, min_frames: int) -> list[list]:
+    """Consecutive word segments grouped into pieces of at least `min_frames`."""
+    groups: list[list] = [[]]
+    for seg in segments:
+        groups[-1].append(seg)
+        if groups[-1][-1][2] - groups[-1][0][1] + 1 >= min_frames:
+            groups.append([])
+    if not groups[-1]:
+        groups.pop()
+    elif len(groups) > 1:
+        groups[-2].extend(groups.pop())
+    return groups
+
+
+#: Length of the pieces the phone-level pass aligns one at a time, frames (2 s).
+PIECE_FRAMES = 200
+
+
+def align(
+    samples: np.ndarray, text: str, lang: str = "en-us"
+) -> list[TimedPhoneme] | None:
+    """Timed IPA phones of `text` spoken in `samples` (16 kHz), or None if it cannot align.
+
+    A word-level pass over the whole audio places the words; the phone-level pass then runs
+    on pieces of about 2 s (word by word where a piece fails, evenly spread phones for a
+    word that still fails), which keeps one odd stretch (a cough, a word the speaker
+    skipped) from failing the whole alignment.
+    """
+    words = transcript_words(text)
+    if not words or len(samples) < RATE // 10:
+        return None
+    decoder = _decoder()
+    words = _pronounce(decoder, words, lang)
+    if not words:
+        return None
+    pcm = _pcm16(samples)
+    segments = _search(decoder, words, pcm)
+    if not segments:
+        return None
+    bytes_per_frame = 2 * RATE * int(FRAME_MS) // 1000
+    phones: list[TimedPhoneme] = []
+    for piece in _chunks(segments, PIECE_FRAMES):
+        first, last = piece[0][1], piece[-1][2] + 1
+        found = _phone_pass(decoder, [w for w, _, _ in piece],
+                            pcm[first * bytes_per_frame:last * bytes_per_frame],
+                            first * FRAME_MS)
+        if found is None:
+            found = []
+            for word, a, b in piece:
+                audio = pcm[a * bytes_per_frame:(b + 1) * bytes_per_frame]
+                one = _phone_pass(decoder, [word], audio, a * FRAME_MS)
+                found += one if one else _spread(decoder, word, a * FRAME_MS, (b + 1) * FRAME_MS)
+        phones += found
+    return phones or None

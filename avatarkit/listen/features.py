@@ -1,0 +1,88 @@
+"""Acoustic features of the lips' state: a log-mel spectrum shape and a relative level per
+10 ms frame, stacked over a short context.
+
+Everything is local in time (no running normalisation), so a stream cut into any chunks gets
+exactly the features of the whole signal, and a quiet recording gets the same features as a
+loud one: closures show as a level drop against the frames around them, place of
+articulation as the spectrum's shape and its change into and out of the closure.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from avatarkit.listen.pcm import RATE
+
+HOP = 160  # 10 ms
+WINDOW = 400  # 25 ms
+N_FFT = 512
+N_BANDS = 24
+FMIN, FMAX = 100.0, 7000.0
+#: Context frames before and after the frame being classified.
+PAST, FUTURE = 10, 5
+#: Level floor relative to full scale, dB (digital silence is not -inf).
+FLOOR_DB = -90.0
+
+
+@lru_cache(maxsize=1)
+def _mel_matrix() -> np.ndarray:
+    def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    mels = np.linspace(hz_to_mel(FMIN), hz_to_mel(FMAX), N_BANDS + 2)
+    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    bins = np.fft.rfftfreq(N_FFT, 1.0 / RATE)
+    m = np.zeros((N_BANDS, len(bins)))
+    for i in range(N_BANDS):
+        lo, mid, hi = hz[i], hz[i + 1], hz[i + 2]
+        up = (bins - lo) / (mid - lo)
+        down = (hi - bins) / (hi - mid)
+        m[i] = np.clip(np.minimum(up, down), 0.0, None)
+    return m
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    return np.hanning(WINDOW + 2)[1:-1]
+
+
+def frame_count(n_samples: int) -> int:
+    """Frames whose 25 ms window lies inside `n_samples` (frame i starts at sample 160 i)."""
+    return max(0, (n_samples - WINDOW) // HOP + 1)
+
+
+def band_levels(samples: np.ndarray) -> np.ndarray:
+    """(frames, N_BANDS + 1): log-mel band levels in dB and the frame's total level in dB."""
+    n = frame_count(len(samples))
+    if n == 0:
+        return np.zeros((0, N_BANDS + 1))
+    idx = np.arange(WINDOW)[None, :] + HOP * np.arange(n)[:, None]
+    x = samples[idx] * _window()
+    x = x - x.mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(x, N_FFT)) ** 2
+    bands = power @ _mel_matrix().T
+    floor = 10 ** (FLOOR_DB / 10)
+    db = 10 * np.log10(bands + floor)
+    total = 10 * np.log10(bands.sum(axis=1, keepdims=True) + floor)
+    return np.concatenate([db, total], axis=1)
+
+
+def stack_context(levels: np.ndarray) -> np.ndarray:
+    """Per-frame model input from band levels: (frames, (PAST+FUTURE+1) * (N_BANDS+1)).
+
+    For each context frame: the spectrum's shape (bands minus their mean) and its level
+    relative to the loudest frame of the context. Frames past either end repeat the edge.
+    """
+    n = len(levels)
+    if n == 0:
+        return np.zeros((0, (PAST + FUTURE + 1) * (N_BANDS + 1)))
+    shape = levels[:, :N_BANDS] - levels[:, :N_BANDS].mean(axis=1, keepdims=True)
+    total = levels[:, N_BANDS]
+    offsets = np.arange(-PAST, FUTURE + 1)
+    idx = np.clip(np.arange(n)[:, None] + offsets[None, :], 0, n - 1)
+    ctx_total = total[idx]
+    rel = ctx_total - ctx_total.max(axis=1, keepdims=True)
+    feats = np.concatenate([shape[idx] / 10.0, rel[:, :, None] / 10.0], axis=2)
+    return feats.reshape(n, -1).astype(np.float32)

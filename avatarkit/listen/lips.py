@@ -1,0 +1,152 @@
+"""What the signal itself shows about the lips, used to correct the recognised phones.
+
+The phone recogniser knows *that* a labial was said far better than *how*: in real speech it
+often hears the closure of a /p b m/ as a /v/ or /f/ (same place, wrong manner) or as a short
+silence. The signal tells the manner: a closure is a drop of the whole spectrum against the
+speech around it (a stop gap, or the murmur of a nasal), while /f v/ keep their frication.
+
+    levels (per 10 ms: band levels + total level)  ->  dips against the +-100 ms context
+    recognised f/v over a dip of the whole and the upper band    ->  closure (p) over the dip
+    a short pause inside speech next to a labial                 ->  closure (p)
+
+Only the frames of the dip become the closure, so a closure never spreads into the vowel
+next to it. `LipReader` works on a stream: it keeps the levels of the audio heard so far and
+holds back phones until the context they need (`CONTEXT_MS` past their end) has arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from avatarkit.listen.features import HOP, N_BANDS, WINDOW, band_levels
+from avatarkit.listen.options import LipOptions
+from avatarkit.listen.pcm import RATE
+from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
+
+#: Half-width of the context a dip is measured against, frames (10 ms each).
+HALF_CONTEXT = 10
+#: Audio needed past a phone's end before it can be judged, ms.
+CONTEXT_MS = HALF_CONTEXT * 10.0 + WINDOW * 1000.0 / RATE
+#: Frame i covers the 25 ms from sample 160 i: its centre on the clock, ms.
+FRAME_CENTRE_MS = WINDOW / 2 * 1000.0 / RATE
+#: Bands above ~2.5 kHz (frication lives there).
+UPPER_BANDS = slice(14, N_BANDS)
+
+_LABIODENTAL = frozenset({"f", "v"})
+_LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
+CLOSURE = "p"
+
+
+def _rolling_max(x: np.ndarray, half: int) -> np.ndarray:
+    """Maximum over [i - half, i + half] (clipped at the ends)."""
+    from scipy.ndimage import maximum_filter1d
+
+    return maximum_filter1d(x, 2 * half + 1, mode="nearest")
+
+
+def frame_index(t_ms: float) -> int:
+    """The frame whose centre is nearest at or after `t_ms`."""
+    return max(0, int(np.ceil((t_ms - FRAME_CENTRE_MS) / 10.0 - 1e-9)))
+
+
+class LipReader:
+    """Streaming level analysis + the phone corrections it supports."""
+
+    def __init__(self, options: LipOptions | None = None) -> None:
+        self.options = options or LipOptions()
+        self._tail = np.zeros(0)  # samples not yet covered by a whole frame
+        self._levels = np.zeros((0, N_BANDS + 1))
+        self._held: list[TimedPhoneme] = []
+        #: The run of one symbol the last phone belongs to: (symbol, start, symbol before).
+        self._run: tuple[str, float, str] = ("", 0.0, "_")
+        self._run_end = 0.0
+        self._closure_until = -1e9  # end of the last closure made, ms
+
+    @property
+    def levels(self) -> np.ndarray:
+        """(frames, N_BANDS + 1) band levels and total level of the audio so far, dB."""
+        return self._levels
+
+    def push(self, samples: np.ndarray) -> None:
+        """Feed 16 kHz samples (the same the recogniser hears)."""
+        if not len(samples):
+            return
+        x = np.concatenate([self._tail, samples])
+        n = (len(x) - WINDOW) // HOP + 1 if len(x) >= WINDOW else 0
+        if n > 0:
+            self._levels = np.concatenate([self._levels, band_levels(x[: (n - 1) * HOP + WINDOW])])
+            self._tail = x[n * HOP:]
+        else:
+            self._tail = x
+
+    def refine(self, phones: Sequence[TimedPhoneme], *, final: bool) -> list[TimedPhoneme]:
+        """Corrected phones, in order; those without enough context yet are held back."""
+        self._held.extend(phones)
+        if not self._held:
+            return []
+        heard_ms = (len(self._levels) - 1) * 10.0 + FRAME_CENTRE_MS
+        ready_until = float("inf") if final else heard_ms - HALF_CONTEXT * 10.0
+        ready: list[TimedPhoneme] = []
+        while self._held and self._held[0].end_ms <= ready_until:
+            ready.append(self._held.pop(0))
+        if not ready:
+            return []
+        context = self._held[:1]
+        return self._correct(ready, context)
+
+    def _correct(self, phones: list[TimedPhoneme], after: list[TimedPhoneme]) -> list[TimedPhoneme]:
+        o = self.options
+        n = len(self._levels)
+        if n == 0:
+            return phones
+        total = self._levels[:, N_BANDS]
+        upper = self._levels[:, UPPER_BANDS].max(axis=1)
+        dip = _rolling_max(total, HALF_CONTEXT) - total
+        upper_dip = _rolling_max(upper, HALF_CONTEXT) - upper
+        out: list[TimedPhoneme] = []
+        for j, p in enumerate(phones):
+            s = normalize_ipa(p.symbol)
+            # a live stream delivers a long phone in pieces: judge the run they belong to
+            if s != self._run[0] or p.start_ms > self._run_end + 1e-6:
+                self._run = (s, p.start_ms, self._run[0] if self._run[0] else "_")
+            self._run_end = p.end_ms
+            a, b = frame_index(p.start_ms), min(frame_index(p.end_ms), n)
+            if b <= a:
+                out.append(p)
+                continue
+            closed = False
+            if s in _LABIODENTAL:
+                closed = bool(dip[a:b].max() >= o.dip_db and upper_dip[a:b].max() >= o.dip_db)
+            elif s == "_" and p.end_ms - self._run[1] <= o.max_gap_ms:
+                nxt = next((q for q in [*phones[j + 1:], *after]
+                            if normalize_ipa(q.symbol) != "_"), None)
+                before = self._run[2]
+                after_s = normalize_ipa(nxt.symbol) if nxt else ""
+                # a pause is a closure candidate only inside speech, next to a labial
+                # (after it is unknown while the pause is still going on in a stream)
+                inside = before != "_" and (after_s != "_")
+                closed = inside and bool({before, after_s} & _LABIAL) and bool(
+                    dip[a:b].max() >= o.dip_db)
+            if not closed:
+                out.append(p)
+                continue
+            low = np.flatnonzero(dip[a:b] >= o.dip_db)
+            # the closure covers the dip's frames; one that reaches the phone's first or last
+            # frame reaches its edge
+            c0 = p.start_ms if low[0] == 0 else (a + low[0]) * 10.0 + FRAME_CENTRE_MS - 5.0
+            c1 = p.end_ms if low[-1] == b - a - 1 else min(
+                p.end_ms, (a + low[-1]) * 10.0 + FRAME_CENTRE_MS + 5.0)
+            # a short closure is noise unless it goes on in the next piece of a live stream
+            continues = self._closure_until >= c0 - 10.0 or c1 >= p.end_ms - 1e-6
+            if c1 - c0 < o.min_closure_ms and not continues:
+                out.append(p)
+                continue
+            self._closure_until = c1
+            if c0 > p.start_ms:
+                out.append(TimedPhoneme(p.symbol, p.start_ms, c0))
+            out.append(TimedPhoneme(CLOSURE, c0, c1))
+            if c1 < p.end_ms:
+                out.append(TimedPhoneme(p.symbol, c1, p.end_ms))
+        return out

@@ -1,0 +1,48 @@
+"""Every knob of listening to speech, with the defaults the benchmarks were run with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from avatarkit.listen.phones import RecognizerOptions
+from avatarkit.visemes.coarticulation import CoarticulationOptions
+
+#: Coarticulation for audio-driven mouths: anticipation is capped lower than for text-driven
+#: speech, because in a live stream every millisecond of anticipation is a millisecond of delay.
+LISTEN_COARTICULATION = CoarticulationOptions(fps=30.0, max_anticipation_ms=90.0)
+
+
+@dataclass(frozen=True)
+class LipOptions:
+    """How acoustic evidence of closed lips corrects the recognised phones (`lips.py`)."""
+
+    #: A closure is a drop of the total level (and the upper band's) by at least this much
+    #: against the loudest frame within +-100 ms, dB.
+    dip_db: float = 8.0
+    #: Longest pause inside speech that can be a stop closure, ms.
+    max_gap_ms: float = 150.0
+    #: Shortest closure kept, ms (a bilabial closure lasts 40-150 ms in running speech).
+    min_closure_ms: float = 20.0
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    """Recogniser, lip evidence and coarticulation settings of the audio-driven path."""
+
+    recognizer: RecognizerOptions = field(default_factory=RecognizerOptions)
+    lips: LipOptions = field(default_factory=LipOptions)
+    coarticulation: CoarticulationOptions = LISTEN_COARTICULATION
+
+    @property
+    def lookahead_ms(self) -> float:
+        """Upper bound of how far frames trail the newest audio in a stream, ms."""
+        return self.recognizer.settle_ms + self.coarticulation.lookahead_ms
+
+    def with_fps(self, fps: float) -> ListenOptions:
+        """These options at another output frame rate."""
+        return replace(self, coarticulation=replace(self.coarticulation, fps=float(fps)))
+
+    def checked(self) -> ListenOptions:
+        """Validate what a user can set."""
+        self.coarticulation.checked()
+        return self

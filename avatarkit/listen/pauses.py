@@ -1,0 +1,82 @@
+"""Pauses from the signal: where the level stays far below the speech around it.
+
+Forced alignment without optional silences stretches the phones next to a pause over it;
+`insert_pauses` cuts every phone back where the audio is quiet for long enough, so the
+mouth rests in the pauses as it does with recognition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from avatarkit.listen.features import N_BANDS
+from avatarkit.listen.lips import FRAME_CENTRE_MS
+from avatarkit.visemes.phonemes import TimedPhoneme
+
+#: A frame is quiet this far below the speech level (the 95th percentile of frame levels), dB.
+QUIET_BELOW_SPEECH_DB = 30.0
+#: ... or below this absolute level, dB full scale.
+QUIET_ABSOLUTE_DB = -60.0
+#: Shortest quiet stretch that is a pause rather than a stop closure, ms.
+MIN_PAUSE_MS = 160.0
+
+
+def quiet_spans(levels: np.ndarray) -> list[tuple[float, float]]:
+    """[(start_ms, end_ms)] of quiet stretches at least MIN_PAUSE_MS long."""
+    if not len(levels):
+        return []
+    total = levels[:, N_BANDS]
+    speech = float(np.percentile(total, 95))
+    quiet = (total < speech - QUIET_BELOW_SPEECH_DB) | (total < QUIET_ABSOLUTE_DB)
+    spans: list[tuple[float, float]] = []
+    i = 0
+    while i < len(quiet):
+        if not quiet[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(quiet) and quiet[j]:
+            j += 1
+        start = i * 10.0 + FRAME_CENTRE_MS - 5.0
+        end = (j - 1) * 10.0 + FRAME_CENTRE_MS + 5.0
+        if end - start >= MIN_PAUSE_MS:
+            spans.append((max(0.0, start), end))
+        i = j
+    return spans
+
+
+def insert_pauses(phones: Sequence[TimedPhoneme], spans: Sequence[tuple[float, float]]
+                  ) -> list[TimedPhoneme]:
+    """`phones` with every quiet span cut out of them and filled by a pause."""
+    out: list[TimedPhoneme] = []
+    for p in phones:
+        pieces = [(p.start_ms, p.end_ms)]
+        for a, b in spans:
+            nxt = []
+            for s, e in pieces:
+                if b <= s or a >= e:
+                    nxt.append((s, e))
+                    continue
+                if a > s:
+                    nxt.append((s, a))
+                if b < e:
+                    nxt.append((b, e))
+            pieces = nxt
+        out.extend(TimedPhoneme(p.symbol, s, e) for s, e in pieces if e > s)
+    for a, b in spans:
+        out.append(TimedPhoneme("_", a, b))
+    out.sort(key=lambda q: q.start_ms)
+    merged: list[TimedPhoneme] = []
+    for q in out:
+        joins = merged and q.symbol == "_" == merged[-1].symbol
+        if joins and q.start_ms <= merged[-1].end_ms:
+            merged[-1] = TimedPhoneme("_", merged[-1].start_ms, max(merged[-1].end_ms, q.end_ms))
+        elif merged and q.start_ms < merged[-1].end_ms:
+            q = TimedPhoneme(q.symbol, merged[-1].end_ms, q.end_ms)
+            if q.end_ms > q.start_ms:
+                merged.append(q)
+        else:
+            merged.append(q)
+    return merged

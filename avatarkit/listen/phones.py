@@ -1,0 +1,198 @@
+"""Phone recognition with pocketsphinx's shipped en-us model, whole files or live streams.
+
+pocketsphinx's allphone search decodes ARPAbet phones with 10 ms boundaries. Its best path
+for the most recent audio still changes as more audio arrives, so the streaming recogniser
+only *commits* the phones up to `settle_ms` before the newest sample (a phone that is still
+going on is committed up to there and continued later); committed phones never change.
+To keep each partial read cheap, the decoder restarts inside a committed pause once its
+current utterance is long, and is fed again from that point.
+
+Phones come out in IPA (via the project's ARPAbet table); silence and pocketsphinx's
+filler models (+SPN+, +NSN+, +BREATH+, ...) are pauses (`_`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.listen.pcm import RATE
+from avatarkit.visemes.phoneme_tables import ARPABET
+from avatarkit.visemes.phonemes import TimedPhoneme
+
+#: pocketsphinx frames are 10 ms.
+FRAME_MS = 10.0
+#: The streaming decoder restarts only inside a committed pause at least this long, ms.
+RESTART_PAUSE_MS = 120.0
+
+
+@dataclass(frozen=True)
+class RecognizerOptions:
+    """Search settings of the allphone decoder (measured in benchmarks/audio_lipsync.py)."""
+
+    #: Phone language-model weight: higher trusts phone-sequence statistics over acoustics.
+    language_weight: float = 2.0
+    #: Beam widths (smaller = wider = slower and slightly more accurate).
+    beam: float = 1e-10
+    pbeam: float = 1e-10
+    #: Streaming: phones are committed up to this long before the newest sample, ms.
+    settle_ms: float = 50.0
+    #: Streaming: restart the decoder at a committed pause once its utterance is this long, ms.
+    restart_after_ms: float = 3000.0
+
+
+def model_dir() -> Path:
+    """The en-us acoustic model and phone LM shipped in the pocketsphinx wheel."""
+    try:
+        import pocketsphinx
+    except ImportError as exc:  # pragma: no cover - a dependency, but say what to do
+        raise AvatarkitError(
+            "listening to audio needs pocketsphinx: pip install pocketsphinx"
+        ) from exc
+    return Path(pocketsphinx.get_model_path())
+
+
+def to_ipa(arpabet: str) -> str:
+    """A pocketsphinx phone name -> IPA (`_` for silence and fillers)."""
+    return ARPABET.get(arpabet, "_") if arpabet[:1].isalpha() and arpabet != "SIL" else "_"
+
+
+@lru_cache(maxsize=1)
+def _config_base() -> dict[str, str]:
+    m = model_dir()
+    return {"hmm": str(m / "en-us" / "en-us"), "allphone": str(m / "en-us-phone.lm.bin")}
+
+
+def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
+    """A fresh allphone decoder (about 0.2 s to load the model)."""
+    from pocketsphinx import Decoder
+
+    return Decoder(
+        **_config_base(), lw=options.language_weight, beam=options.beam, pbeam=options.pbeam,
+        samprate=RATE, loglevel="FATAL",
+    )
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def _segments(decoder, offset_ms: float) -> list[TimedPhoneme]:
+    out: list[TimedPhoneme] = []
+    for s in decoder.seg() or ():
+        start = offset_ms + s.start_frame * FRAME_MS
+        end = offset_ms + (s.end_frame + 1) * FRAME_MS
+        if end > start:
+            out.append(TimedPhoneme(to_ipa(s.word), start, end))
+    return out
+
+
+def recognize(samples: np.ndarray, options: RecognizerOptions | None = None) -> list[TimedPhoneme]:
+    """A whole 16 kHz mono float signal -> timed IPA phones (pauses included)."""
+    opts = options or RecognizerOptions()
+    decoder = new_decoder(opts)
+    decoder.start_utt()
+    decoder.process_raw(_pcm16(samples), full_utt=True)
+    decoder.end_utt()
+    return _merge_pauses(_segments(decoder, 0.0))
+
+
+def _merge_pauses(phones: list[TimedPhoneme]) -> list[TimedPhoneme]:
+    """Adjacent pauses become one (fillers next to silence are one stretch without speech)."""
+    out: list[TimedPhoneme] = []
+    for p in phones:
+        if out and p.symbol == "_" and out[-1].symbol == "_":
+            out[-1] = TimedPhoneme("_", out[-1].start_ms, p.end_ms)
+        else:
+            out.append(p)
+    return out
+
+
+class PhoneRecognizer:
+    """16 kHz samples in, committed phones out, as a live stream (one per utterance/turn)."""
+
+    def __init__(self, options: RecognizerOptions | None = None) -> None:
+        self.options = options or RecognizerOptions()
+        self._decoder = new_decoder(self.options)
+        self._decoder.start_utt()
+        self._utt_start = 0  # sample index where the decoder's utterance starts
+        self._received = 0  # samples received
+        self._pending = np.zeros(0)  # samples since the last restart point (for a re-feed)
+        self._committed_ms = 0.0  # phones up to here never change
+        self._last_symbol, self._last_start_ms, self._last_end_ms = "", 0.0, 0.0
+        self._finished = False
+
+    @property
+    def committed_ms(self) -> float:
+        """End of the committed phones on the stream clock, ms."""
+        return self._committed_ms
+
+    def push(self, samples: np.ndarray) -> list[TimedPhoneme]:
+        """Feed 16 kHz samples; returns the phones committed by them (in order, no gaps)."""
+        if self._finished:
+            raise AvatarkitError("the phone stream has finished; start a new one")
+        if not len(samples):
+            return []
+        self._decoder.process_raw(_pcm16(samples), full_utt=False)
+        self._pending = np.concatenate([self._pending, samples])
+        self._received += len(samples)
+        now_ms = self._received * 1000.0 / RATE
+        return self._commit(now_ms - self.options.settle_ms, final=False)
+
+    def finish(self) -> list[TimedPhoneme]:
+        """End of the stream: every remaining phone, up to the last sample."""
+        if self._finished:
+            return []
+        self._finished = True
+        self._decoder.end_utt()
+        return self._commit(self._received * 1000.0 / RATE, final=True)
+
+    def _commit(self, cutoff_ms: float, *, final: bool) -> list[TimedPhoneme]:
+        offset = self._utt_start * 1000.0 / RATE
+        out: list[TimedPhoneme] = []
+        for p in _segments(self._decoder, offset):
+            if p.end_ms <= self._committed_ms + 1e-6:
+                continue
+            if not final and p.start_ms >= cutoff_ms:
+                break
+            start = max(p.start_ms, self._committed_ms)
+            end = p.end_ms if final else min(p.end_ms, cutoff_ms)
+            if end <= start:
+                break
+            if out and out[-1].symbol == p.symbol:
+                out[-1] = TimedPhoneme(p.symbol, out[-1].start_ms, end)
+            else:
+                out.append(TimedPhoneme(p.symbol, start, end))
+            self._committed_ms = end
+        end_ms = self._received * 1000.0 / RATE
+        if final and end_ms > self._committed_ms + 1e-6:
+            out.append(TimedPhoneme("_", self._committed_ms, end_ms))
+            self._committed_ms = end_ms
+        for p in out:
+            if p.symbol != self._last_symbol or p.start_ms > self._last_end_ms + 1e-6:
+                self._last_symbol, self._last_start_ms = p.symbol, p.start_ms
+            self._last_end_ms = p.end_ms
+        if not final:
+            self._maybe_restart()
+        return out
+
+    def _maybe_restart(self) -> None:
+        """Start a new decoder utterance inside a committed pause, re-fed from there."""
+        utt_ms = (self._received - self._utt_start) * 1000.0 / RATE
+        pause_ms = self._last_end_ms - self._last_start_ms
+        if self._last_symbol != "_" or pause_ms < RESTART_PAUSE_MS:
+            return
+        if utt_ms < self.options.restart_after_ms:
+            return
+        cut = int(round(self._last_end_ms * RATE / 1000.0))
+        keep = self._pending[cut - self._utt_start:]
+        self._decoder.end_utt()
+        self._decoder.start_utt()
+        self._utt_start = cut
+        self._pending = keep
+        if len(keep):
+            self._decoder.process_raw(_pcm16(keep), full_utt=False)

@@ -1,0 +1,100 @@
+"""The listener's recipe for a whole recording: audio (+ transcript) -> timed phones.
+
+    audio --resample 16 kHz--> samples
+      with text:    forced alignment --pauses from the signal--> phones
+      without text (or when the text does not align):
+                    phone recognition --lip evidence--> (--transcript relabel-->) phones
+    phones --coarticulation--> viseme timeline (same format, exporters, renderer as TTS)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatarkit.errors import AvatarkitError
+from avatarkit.listen.align import align, transcript_words
+from avatarkit.listen.lips import LipReader
+from avatarkit.listen.options import ListenOptions
+from avatarkit.listen.pauses import insert_pauses, quiet_spans
+from avatarkit.listen.pcm import RATE, load_speech, resample
+from avatarkit.listen.phones import recognize
+from avatarkit.listen.transcript import TranscriptMatcher
+from avatarkit.visemes.phonemes import TimedPhoneme
+from avatarkit.visemes.timeline import Timeline, timeline_from_phonemes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Timed phones of a recording and how they were found."""
+
+    phones: tuple[TimedPhoneme, ...]
+    duration_ms: float
+    #: "aligned" (audio + transcript), "recognized" (audio only), or "recognized+text"
+    #: (the transcript did not align; it relabelled the recognised phones instead).
+    method: str
+
+
+def listen(
+    samples: np.ndarray,
+    *,
+    text: str | None = None,
+    lang: str = "en-us",
+    options: ListenOptions | None = None,
+) -> Heard:
+    """Timed IPA phones of 16 kHz mono speech, from the audio alone or with its transcript."""
+    opts = options or ListenOptions()
+    duration = len(samples) * 1000.0 / RATE
+    if text is not None and not transcript_words(text):
+        raise AvatarkitError("the transcript has no words: pass the spoken text, or no --text")
+    lips = LipReader(opts.lips)
+    lips.push(samples)
+    if text:
+        aligned = align(samples, text, lang)
+        if aligned:
+            spans = quiet_spans(lips.levels)
+            return Heard(tuple(insert_pauses(aligned, spans)), duration, "aligned")
+        log.warning("the transcript did not align with the audio; listening without it")
+    phones = lips.refine(recognize(samples, opts.recognizer), final=True)
+    method = "recognized"
+    if text:
+        matcher = TranscriptMatcher(lang)
+        matcher.add(text)
+        phones = matcher.relabel(phones, final=True)
+        method = "recognized+text"
+    return Heard(tuple(phones), duration, method)
+
+
+def timeline_from_audio(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    text: str | None = None,
+    lang: str = "en-us",
+    fps: float = 30.0,
+    options: ListenOptions | None = None,
+) -> Timeline:
+    """Mono samples at any rate (int16 or float) -> coarticulated viseme timeline."""
+    opts = (options or ListenOptions()).with_fps(fps).checked()
+    heard = listen(resample(np.asarray(samples), sample_rate), text=text, lang=lang, options=opts)
+    return timeline_from_phonemes(heard.phones, opts.coarticulation, duration_ms=heard.duration_ms)
+
+
+def timeline_from_audio_file(
+    path: str | Path,
+    *,
+    text: str | None = None,
+    lang: str = "en-us",
+    fps: float = 30.0,
+    options: ListenOptions | None = None,
+) -> Timeline:
+    """Any audio file ffmpeg reads -> viseme timeline (audio only, or with its transcript)."""
+    opts = (options or ListenOptions()).with_fps(fps).checked()
+    samples = load_speech(path)
+    heard = listen(samples, text=text, lang=lang, options=opts)
+    return timeline_from_phonemes(heard.phones, opts.coarticulation, duration_ms=heard.duration_ms)

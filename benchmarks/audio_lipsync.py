@@ -1,0 +1,209 @@
+"""Lip sync from audio: accuracy on real human speech (and espeak-ng), speed, live look-ahead.
+
+    .venv/bin/python benchmarks/audio_lipsync.py [--dev ../shared/speech-dev] [--runs 3]
+
+Sets, each scored audio-only and audio + transcript:
+  real (MFA labels)   every *.wav + *.TextGrid + *.txt in --dev (default ../shared/speech-dev)
+                      and tests/data/speech (a real recording that ships with the tests);
+  real (librivox)     Debian's pocketsphinx-testdata utterances when installed (labels are
+                      pocketsphinx's own forced alignment of the transcript, so only the
+                      audio-only figures mean something there);
+  espeak-ng           corpus sentences in en/de/fr/es (exact phoneme timing; synthetic).
+Reported per set: lip-closure hits (MBP >= 0.8 within +-30 ms of each p/b/m's middle),
+false closures in long vowels (>= 100 ms; MBP >= 0.8 in their middle half), f/v hits
+(FV >= 0.5 within +-30 ms), frame agreement of the dominant viseme; the streaming form
+(audio only, 20 ms chunks) on the real sets; speed as x real time for the library call and
+for the whole `avatarkit visemes --audio` process (median of --runs), and how many live
+audio streams one core keeps up with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatarkit.listen import AudioVisemeStream, listen
+from avatarkit.listen.align import align
+from avatarkit.listen.options import ListenOptions
+from avatarkit.listen.pcm import RATE, load_speech, resample
+from avatarkit.listen.textgrid import read_phones
+from avatarkit.tts.espeak_lib import engine
+from avatarkit.visemes.coarticulation import Frame
+from avatarkit.visemes.scoring import LipScore, lip_score, score
+from avatarkit.visemes.timeline import timeline_from_phonemes
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+CORPUS = ROOT / "benchmarks" / "corpus"
+
+
+@dataclass
+class Clip:
+    name: str
+    samples: np.ndarray  # 16 kHz float
+    text: str
+    truth: list
+    path: Path | None = None
+
+
+def real_clips(dev: Path) -> list[Clip]:
+    out = []
+    for folder in (dev, ROOT / "tests" / "data" / "speech"):
+        for wav in sorted(folder.glob("*.wav")) if folder.is_dir() else []:
+            grid, txt = wav.with_suffix(".TextGrid"), wav.with_suffix(".txt")
+            if grid.exists() and txt.exists() and wav.name not in {c.path.name for c in out}:
+                out.append(Clip(wav.stem, load_speech(wav), txt.read_text("utf-8"),
+                                read_phones(grid), wav))
+    return out
+
+
+def librivox_clips() -> list[Clip]:
+    out = []
+    for sub, listing in (("librivox", "transcription"), ("cards", "cards.transcription")):
+        f = TESTDATA / sub / listing
+        if not f.exists():
+            continue
+        for line in f.read_text().splitlines():
+            m = re.match(r"(.*)\((.*)\)\s*$", line.strip())
+            if not m:
+                continue
+            text, fid = re.sub(r"</?s>", "", m.group(1)), m.group(2).strip()
+            wav = TESTDATA / sub / f"{fid}.wav"
+            x = load_speech(wav)
+            truth = align(x, text)
+            if truth:
+                out.append(Clip(f"{sub}/{fid}", x, text, truth, wav))
+    return out
+
+
+def espeak_clips(lang_files: dict[str, str], per_lang: int) -> dict[str, list[Clip]]:
+    sets: dict[str, list[Clip]] = {}
+    for name, lang in lang_files.items():
+        lines = [s for s in (CORPUS / f"{name}.txt").read_text("utf-8").splitlines() if s.strip()]
+        clips = []
+        for i, line in enumerate(lines[:per_lang]):
+            syn = engine().synthesize(line, lang)
+            x = resample(np.frombuffer(syn.pcm, "<i2"), syn.sample_rate)
+            clips.append(Clip(f"{name}/{i}", x, line, list(syn.phonemes)))
+        sets[f"espeak-ng {lang}"] = clips
+    return sets
+
+
+def frames_for(phones, duration_ms: float, options: ListenOptions) -> list[Frame]:
+    return list(timeline_from_phonemes(phones, options.coarticulation,
+                                       duration_ms=duration_ms).frames)
+
+
+def streamed(clip: Clip, options: ListenOptions) -> list[Frame]:
+    s = AudioVisemeStream(RATE, fps=options.coarticulation.fps, options=options)
+    pcm = (np.clip(clip.samples, -1, 1) * 32767).round().astype("<i2").tobytes()
+    frames: list[Frame] = []
+    for i in range(0, len(pcm), 640):
+        frames += s.push(pcm[i:i + 640])
+    return frames + s.finish()
+
+
+def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
+             ) -> tuple[LipScore, float, float, str]:
+    total: LipScore | None = None
+    agree, frames_n, audio_s, compute_s = 0, 0, 0.0, 0.0
+    methods = set()
+    for c in clips:
+        t0 = time.perf_counter()
+        if mode == "stream":
+            frames = streamed(c, options)
+            methods.add("stream")
+        else:
+            heard = listen(c.samples, text=c.text if mode == "text" else None, lang=lang,
+                           options=options)
+            methods.add(heard.method)
+            frames = frames_for(heard.phones, heard.duration_ms, options)
+        compute_s += time.perf_counter() - t0
+        audio_s += len(c.samples) / RATE
+        s = lip_score(frames, c.truth)
+        total = s if total is None else total + s
+        sc = score(frames, c.truth)
+        agree += sc.agreeing_frames
+        frames_n += sc.frames
+    assert total is not None
+    speed = audio_s / max(compute_s, 1e-9)
+    return total, agree / max(frames_n, 1), speed, "/".join(sorted(methods))
+
+
+def cli_speed(wav: Path, runs: int) -> float:
+    """x real time of the whole `avatarkit visemes --audio` process (median of runs)."""
+    with wave.open(str(wav)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "avatarkit.cli", "visemes", "--audio", str(wav),
+                            "-o", str(Path(tmp) / "t.json")], check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    return seconds / statistics.median(times)
+
+
+def live_capacity(clip: Clip, options: ListenOptions) -> float:
+    """Live streams one core keeps up with: audio seconds per compute second, 20 ms chunks."""
+    t0 = time.process_time()
+    streamed(clip, options)
+    return len(clip.samples) / RATE / (time.process_time() - t0)
+
+
+def row(name: str, mode: str, s: LipScore, agree: float, speed: float, method: str) -> str:
+    return (f"{name:<22} {mode:<11} closures {s.closures_hit:>3}/{s.closures:<3} "
+            f"{100 * s.closure_hit_rate:5.1f}%  false {s.false_closures:>2}/{s.long_vowels:<3} "
+            f"{100 * s.false_closure_rate:4.1f}%  f/v {100 * s.labiodental_hit_rate:5.1f}%  "
+            f"frames {100 * agree:5.1f}%  {speed:6.1f}x  [{method}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dev", type=Path, default=ROOT.parent / "shared" / "speech-dev")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--espeak", type=int, default=20, help="sentences per language")
+    parser.add_argument("--fps", type=float, default=100.0)
+    args = parser.parse_args()
+    options = ListenOptions().with_fps(args.fps)
+    sets: dict[str, tuple[list[Clip], str]] = {}
+    real = real_clips(args.dev)
+    if real:
+        sets["real (MFA labels)"] = (real, "en-us")
+    libri = librivox_clips()
+    if libri:
+        sets["real (librivox)"] = (libri, "en-us")
+    for name, clips in espeak_clips({"en": "en-us", "de": "de", "fr": "fr", "es": "es"},
+                                    args.espeak).items():
+        sets[name] = (clips, name.split()[-1])
+    print(f"fps {args.fps:g}; live look-ahead {options.lookahead_ms:.0f} ms "
+          f"(recogniser settle {options.recognizer.settle_ms:.0f} + coarticulation "
+          f"{options.coarticulation.lookahead_ms:.0f})")
+    for name, (clips, lang) in sets.items():
+        seconds = sum(len(c.samples) for c in clips) / RATE
+        print(f"\n{name}: {len(clips)} clips, {seconds:.1f} s")
+        modes = ["audio", "text"] + (["stream"] if name.startswith("real") else [])
+        for mode in modes:
+            s, agree, speed, method = evaluate(clips, mode, lang, options)
+            print(row(name, mode, s, agree, speed, method))
+    if real:
+        wav = real[0].path
+        assert wav is not None
+        print(f"\nwhole process `avatarkit visemes --audio {wav.name}`: "
+              f"{cli_speed(wav, args.runs):.1f}x real time (median of {args.runs})")
+        caps = [live_capacity(real[0], ListenOptions()) for _ in range(args.runs)]
+        print(f"live streams per core (30 fps, 20 ms chunks): {statistics.median(caps):.1f}")
+
+
+if __name__ == "__main__":
+    main()
