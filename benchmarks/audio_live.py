@@ -16,9 +16,12 @@ the visemes (provider `audio`, the shipped acoustic front end `avatarkit.listen`
    in -> its visemes out", the delay the front end needs plus the server's work and pacing.
    The same for the audio itself (the server holds audio until its visemes are ready, so
    the two leave together). p50 / p95 / p99 / max. Target: <= 150 ms.
-2. load: N such sessions at once. A count is held when the p99 look-ahead stays within
-   150 ms + 50 ms of slack and every session's audio kept up (p99 audio look-ahead too).
-   Reports server CPU (of the one core) and the largest count held.
+2. load: N such sessions at once. A count is held when the sessions do not delay each other:
+   p99 look-ahead (visemes and audio) within 100 ms of one session's median, no errors, and
+   the core not saturated (server CPU < 95 %). Reports server CPU (of the one core, worker
+   processes included) and the largest count held. `--standin-ms 100` runs the same with a
+   stand-in of that look-ahead and no recognition work instead of the front end: how many
+   audio sessions the server itself paces on one core.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from server import wire  # noqa: E402
 SPEECH_DEV = ROOT.parent / "shared" / "speech-dev"
 CHUNK_MS = 20
 GAP_S = 0.5
+WARMUP_S = 2.0
 TARGET_MS = 150.0
 
 
@@ -98,6 +102,9 @@ class Pusher:
         async with self.http.ws_connect(f"{self.url}/session-2d/{sid}/ws",
                                         max_msg_size=0) as ws:
             reader = asyncio.create_task(self._read(ws))
+            # a session is made before its first answer: the server starts its listener
+            # worker then (a fresh server's first stream takes ~1 s: worker start + model)
+            await asyncio.sleep(WARMUP_S)
             per_turn = int(turn_s * 1000 / CHUNK_MS)
             k, uid = 0, 0
             t_next = time.monotonic()
@@ -203,9 +210,9 @@ async def measure(n: int, seconds: float, pcm: bytes, rate: int, turn_s: float,
             pushers = [Pusher(http, server.url, pcm, rate, offset_s=i * total_s / max(1, n))
                        for i in range(n)]
             tasks = [asyncio.create_task(p.run(stop, turn_s)) for p in pushers]
-            # settle: the worker starts (a fresh server's first turn waits for it: reported
-            # apart; the figures are of the turns after each session's first)
-            await asyncio.sleep(turn_s + 1.0)
+            # settle: warm-up and each session's first turn (reported apart; the figures are
+            # of the turns after it)
+            await asyncio.sleep(WARMUP_S + turn_s + 1.0)
             t0, c0 = time.monotonic(), server.cpu()
             await asyncio.sleep(seconds)
             t1, c1 = time.monotonic(), server.cpu()
@@ -218,8 +225,8 @@ async def measure(n: int, seconds: float, pcm: bytes, rate: int, turn_s: float,
         aud = [x for p in pushers for x in p.lookahead((t0, t1))[1]]
         errors = [e for p in pushers for e in p.errors]
         if n == 1:
-            print(f"(first turn of a fresh server: {pushers[0].first_turn():.0f} ms to its first "
-                  "viseme - the worker process starting)")
+            print(f"(first turn, {WARMUP_S:g} s after the session was made: "
+                  f"{pushers[0].first_turn():.0f} ms to its first viseme)")
         return vis, aud, 100.0 * (c1 - c0) / (t1 - t0), errors
     finally:
         server.stop()
@@ -236,6 +243,8 @@ async def main() -> None:
     ap.add_argument("--counts", default="1,2,4,6,8,10,12")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--turn-s", type=float, default=4.0, help="audio per pushed turn")
+    ap.add_argument("--standin-ms", type=float, default=0.0,
+                    help="load part: a stand-in listener of this look-ahead (0: the front end)")
     args = ap.parse_args()
     parts = args.part or ["lookahead", "load"]
     pcm, rate = load_speech()
@@ -254,22 +263,29 @@ async def main() -> None:
             print(f"| {name} | {_row(vis)} | {_row(aud)} | {cpu:.0f} |"
                   + (f" errors: {errors}" if errors else ""), flush=True)
     if "load" in parts:
-        print(f"\n## Audio-driven sessions on one core ({args.seconds:g} s measured per step)")
+        what = (f"stand-in listener, {args.standin_ms:g} ms look-ahead" if args.standin_ms
+                else "avatarkit.listen")
+        print(f"\n## Audio-driven sessions on one core ({what}; {args.seconds:g} s measured "
+              "per step)")
         print("| sessions | viseme look-ahead p50 / p95 / p99 / max ms | audio p99 ms | "
               "server CPU % of 1 core | held |")
         print("|---|---|---|---|---|")
-        best = 0
+        best, base = 0, None
         for n in [int(x) for x in args.counts.split(",")]:
-            vis, aud, cpu, errors = await measure(n, args.seconds, pcm, rate, args.turn_s)
-            held = bool(vis) and _pct(vis, 99) <= TARGET_MS + 50 and \
-                _pct(aud, 99) <= TARGET_MS + 50 and not errors
+            vis, aud, cpu, errors = await measure(n, args.seconds, pcm, rate, args.turn_s,
+                                                  args.standin_ms)
+            if base is None:
+                base = _pct(vis, 50)
+            held = bool(vis) and _pct(vis, 99) <= base + 100 and \
+                _pct(aud, 99) <= base + 100 and not errors and cpu < 95
             print(f"| {n} | {_row(vis)} | {_pct(aud, 99):.0f} | {cpu:.0f} | "
                   f"{'yes' if held else 'no'} |", flush=True)
             if held:
                 best = n
             elif n > best + 2:
                 break
-        print(f"\nSessions one core holds (p99 look-ahead <= {TARGET_MS + 50:.0f} ms): **{best}**")
+        print(f"\nSessions one core holds (p99 look-ahead <= {base + 100:.0f} ms, one session's "
+              f"median + 100): **{best}**")
 
 
 if __name__ == "__main__":
