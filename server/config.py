@@ -60,8 +60,10 @@ class ServerConfig:
 
     #: Longest `text` of one speak command, characters.
     max_text_chars: int = 5000
-    #: Longest audio turn a client may push, seconds (`audio_start` .. `audio_end`).
-    max_audio_turn_s: float = 600.0
+    #: Longest audio turn a client may push, seconds (`audio_start` .. `audio_end`), and
+    #: longest OpenAI Realtime answer. Queued turns hold their audio until played: 120 s is
+    #: ~11 MB at 48 kHz, times `max_queued_utterances` at most per session.
+    max_audio_turn_s: float = 120.0
     #: Open sessions per server.
     max_sessions: int = 500
     #: WebSocket clients per session.

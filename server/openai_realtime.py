@@ -334,7 +334,15 @@ class OpenAIRealtimeProvider:
         else:
             turn = _Response(self, self.options.max_response_s * 1000.0)
             if self._session is not None and not self._session.closed:
-                await self._session.enqueue("", turn)
+                try:
+                    await self._session.enqueue("", turn)
+                except WireError as exc:  # queue full: this answer is not played
+                    log.warning("OpenAI Realtime response %s dropped: %s", response_id,
+                                exc.message)
+                    turn.response_id = response_id
+                    self._by_id[response_id] = turn  # its further deltas are dropped
+                    turn.close()  # and it is cancelled upstream
+                    return turn
         turn.response_id = response_id
         self._by_id[response_id] = turn
         return turn

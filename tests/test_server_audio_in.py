@@ -286,3 +286,27 @@ async def test_the_real_front_end_moves_the_mouth_for_speech(aiohttp_client, ava
     assert any(v["weights"].get("MBP", 0) >= 0.5 for v in vis)
     assert any(v["weights"].get("Rest", 0) < 0.5 for v in vis)
     await ws.close()
+
+
+async def test_a_turn_over_the_limit_and_an_empty_turn(aiohttp_client, avatars):
+    client = await _client(aiohttp_client, avatars, max_audio_turn_s=1.0)
+    sid = await _session(client, provider="audio", sample_rate=RATE)
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    await ws.send_str(json.dumps({"type": "audio_start"}))
+    x = signal()
+    step = RATE // 10 * 2  # 100 ms
+    pcm = x.tobytes()
+    for off in range(0, len(pcm), step):
+        await ws.send_bytes(pcm[off:off + step])
+    await ws.send_str(json.dumps({"type": "audio_end"}))
+    await receive_until(ws, rec, is_end(1))
+    assert {e["code"] for e in rec.json("error")} == {"audio_too_long"}
+    assert rec.pcm(1) == pcm[:RATE * 2]  # the first second, nothing past the limit
+    # a turn with no audio at all ends with an error, and the session goes on
+    await ws.send_str(json.dumps({"type": "audio_start"}))
+    await ws.send_str(json.dumps({"type": "audio_end"}))
+    await receive_until(ws, rec, is_end(2))
+    assert rec.json("error")[-1]["code"] == "provider_empty_audio"
+    assert rec.json("utterance_end")[-1]["reason"] == "error"
+    await ws.close()
