@@ -22,7 +22,8 @@ import itertools
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Protocol
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -43,6 +44,8 @@ class VisemeListener(Protocol):
 
     def finish(self) -> list[Frame]: ...
 
+
+T = TypeVar("T")
 
 #: Makes the listener of one utterance: (sample rate of its mono PCM16, fps, language).
 ListenerFactory = Callable[[int, float, str], VisemeListener]
@@ -162,14 +165,34 @@ class WorkerEngine:
     never hold the event loop's GIL. Workers start on first use (`warm`)."""
 
     def __init__(self, factory: ListenerFactory, n: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_w_init,
-                                           initargs=(factory,)) for _ in range(n)]
+        self._factory = factory
+        self._pools = [self._new_pool() for _ in range(n)]
         self._open_count = [0] * n
         self._where: dict[int, int] = {}
         self._spec: dict[int, tuple[int, float, str]] = {}
         self._keys = itertools.count(1)
         self._shut = False
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_w_init, initargs=(self._factory,))
+
+    async def _call(self, i: int, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in worker `i`; a worker that died is replaced (its streams are lost:
+        their utterances end with an error, the next ones start afresh)."""
+        pool = self._pools[i]
+        try:
+            return await asyncio.wrap_future(pool.submit(fn, *args))
+        except BrokenProcessPool:
+            if self._pools[i] is pool and not self._shut:
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pools[i] = self._new_pool()
+                for key in [k for k, w in self._where.items() if w == i]:
+                    self._where.pop(key, None)
+                    self._spec.pop(key, None)
+                self._open_count[i] = 0
+            raise AvatarkitError("the audio listener's worker process died (out of memory?); "
+                                 "this utterance ends, the next one gets a new worker") from None
 
     def warm(self, sample_rate: int, fps: float, lang: str) -> None:
         """Start the workers and have a stream of this kind ready in each (background)."""
@@ -192,21 +215,26 @@ class WorkerEngine:
         self._where[key] = i
         self._spec[key] = (sample_rate, fps, lang)
         try:
-            await asyncio.wrap_future(self._pools[i].submit(_w_open, key, sample_rate, fps,
-                                                            lang))
+            await self._call(i, _w_open, key, sample_rate, fps, lang)
         except BaseException:
             self._forget(key)
             raise
         return key
 
+    def _worker(self, key: int) -> int:
+        i = self._where.get(key)
+        if i is None:
+            raise AvatarkitError("the audio listener's worker process died; this utterance ends")
+        return i
+
     async def push(self, key: int, pcm: bytes, text: str) -> list[Frame]:
-        fut = self._pools[self._where[key]].submit(_w_push, key, pcm, text)
-        return [Frame(p, dict(w)) for p, w in await asyncio.wrap_future(fut)]
+        frames = await self._call(self._worker(key), _w_push, key, pcm, text)
+        return [Frame(p, dict(w)) for p, w in frames]
 
     async def finish(self, key: int) -> list[Frame]:
-        fut = self._pools[self._where[key]].submit(_w_finish, key)
         try:
-            return [Frame(p, dict(w)) for p, w in await asyncio.wrap_future(fut)]
+            frames = await self._call(self._worker(key), _w_finish, key)
+            return [Frame(p, dict(w)) for p, w in frames]
         finally:
             self._forget(key)
 

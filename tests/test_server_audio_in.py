@@ -310,3 +310,34 @@ async def test_a_turn_over_the_limit_and_an_empty_turn(aiohttp_client, avatars):
     assert rec.json("error")[-1]["code"] == "provider_empty_audio"
     assert rec.json("utterance_end")[-1]["reason"] == "error"
     await ws.close()
+
+
+async def test_a_listener_worker_that_dies_fails_one_utterance_not_the_server(aiohttp_client,
+                                                                              avatars):
+    from server.state import SESSIONS
+
+    client = await _client(aiohttp_client, avatars, listen_workers=1)
+    sid = await _session(client, provider="audio", sample_rate=RATE)
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    await ws.send_str(json.dumps({"type": "audio_start"}))
+    x = signal()
+    half = len(x) // 2
+    await ws.send_bytes(x[:half].tobytes())
+    await receive_until(ws, rec, lambda m: bool(rec.json("viseme")))
+    engine = client.app[SESSIONS].listen_engine
+    for proc in list(engine._pools[0]._processes.values()):  # the worker is killed
+        proc.kill()
+    await ws.send_bytes(x[half:].tobytes())
+    await ws.send_str(json.dumps({"type": "audio_end"}))
+    await receive_until(ws, rec, is_end(1))
+    assert rec.json("utterance_end")[0]["reason"] == "error"
+    assert rec.json("error")[0]["code"] == "provider_error"
+    # the next utterance gets a new worker
+    await ws.send_str(json.dumps({"type": "audio_start"}))
+    await ws.send_bytes(x.tobytes())
+    await ws.send_str(json.dumps({"type": "audio_end"}))
+    await receive_until(ws, rec, is_end(2), timeout=30)
+    assert rec.json("utterance_end")[1]["reason"] == "completed"
+    assert rec.pcm(2) == x.tobytes()
+    await ws.close()
