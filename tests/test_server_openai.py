@@ -151,3 +151,19 @@ async def test_openai_needs_a_key_and_user_audio_needs_openai(aiohttp_client, av
     await receive_until(ws, rec, typed("error"))
     assert rec.json("error")[0]["code"] == "bad_message"
     await ws.close()
+
+
+async def test_a_lost_connection_fails_the_answer_and_the_next_speak_reconnects(aiohttp_client,
+                                                                               avatars):
+    async with FakeRealtime(api_key=KEY, fail="drop") as fake:
+        client, sid, ws, rec = await _setup(aiohttp_client, avatars, fake)
+        await ws.send_str(json.dumps({"type": "speak", "text": "One two three four five six."}))
+        await receive_until(ws, rec, is_end(1))
+        assert rec.json("error")[0]["code"] == "provider_connection_lost"
+        assert rec.json("utterance_end")[0]["reason"] == "error"
+        assert rec.pcm(1) == fake.responses[0].pcm[:len(rec.pcm(1))]  # what did arrive
+        await ws.send_str(json.dumps({"type": "speak", "text": "Again."}))
+        await receive_until(ws, rec, is_end(2))
+        assert rec.json("utterance_end")[1]["reason"] == "completed"
+        assert rec.pcm(2) == fake.responses[1].pcm and len(fake.received) == 2
+        await ws.close()

@@ -12,7 +12,8 @@ interleaved with `chunk_ms` audio deltas (paced at `pace` x real time, 0 = at on
 `input_audio_buffer.speech_started` and cancels the response in progress (as
 `interrupt_response` does); the quiet audio after it sends `speech_stopped` and a response
 speaking `vad_reply`, as the real service answers the user. `fail="error"` answers
-`response.create` with an `error` event, `fail="failed"` with a failed `response.done`.
+`response.create` with an `error` event, `fail="failed"` with a failed `response.done`,
+`fail="drop"` closes the connection after the third audio delta of the first response.
 Everything a client sends is kept in `received` (per connection) with its headers.
 """
 
@@ -190,6 +191,9 @@ class FakeRealtime:
             await self._send(ws, {"type": audio_delta, **ids,
                                   "delta": base64.b64encode(piece).decode()})
             resp.pcm += piece
+            if self.fail == "drop" and i == 2 and len(self.responses) == 1:
+                await ws.close()
+                return
             if self.pace:
                 await asyncio.sleep(self.chunk_ms / 1000 / self.pace)
         rest = " ".join(words[len(pieces):])
