@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -266,8 +267,12 @@ class Listener:
     p + one frame. `finish` releases the rest; `close` drops the stream of an utterance that
     was cut short. Work runs one push at a time, in order."""
 
-    def __init__(self, engine: Engine, sample_rate: int, fps: float, lang: str) -> None:
+    def __init__(self, engine: Engine, sample_rate: int, fps: float, lang: str,
+                 observe: Callable[[float], None] | None = None) -> None:
         self.sample_rate = sample_rate
+        #: Called with each release's delay, s: arrival of the newest audio released to now.
+        self._observe = observe
+        self._arrivals: deque[tuple[float, float]] = deque()  # (audio end ms, loop time)
         self.step_ms = 1000.0 / fps
         self._engine = engine
         self._fps = fps
@@ -283,17 +288,32 @@ class Listener:
             self._key = await self._engine.open(self.sample_rate, self._fps, self._lang)
         return self._key
 
-    async def step(self, chunk: SpeechChunk) -> tuple[SpeechChunk | None, list[Frame]]:
-        """Feed one chunk; the audio now covered by frames (None: nothing yet) and the frames."""
+    async def step(self, chunk: SpeechChunk, arrived: float | None = None,
+                   ) -> tuple[SpeechChunk | None, list[Frame]]:
+        """Feed one chunk (whose newest audio reached the server at loop time `arrived`,
+        default now); the audio now covered by frames (None: nothing yet) and the frames."""
         if chunk.sample_rate != self.sample_rate and chunk.pcm:
             raise AvatarkitError(f"the audio changed sample rate mid-utterance "
                                  f"({self.sample_rate} -> {chunk.sample_rate} Hz)")
+        loop = asyncio.get_running_loop()
+        if chunk.pcm:
+            self._arrivals.append((self._released_ms + self.held_ms + chunk.duration_ms,
+                                   loop.time() if arrived is None else arrived))
         key = await self._open()
         self._held += chunk.pcm
         frames = await self._engine.push(key, chunk.pcm, chunk.text)
         if frames:
             self._covered_ms = max(self._covered_ms, frames[-1].pts_ms + self.step_ms)
-        return self._release(self._covered_ms), frames
+        piece = self._release(self._covered_ms)
+        if piece is not None and self._observe is not None:
+            arrivals = self._arrivals  # the newest sample released came in which chunk?
+            while arrivals and arrivals[0][0] < piece.end_ms - 1e-6:
+                arrivals.popleft()
+            if arrivals:
+                self._observe(loop.time() - arrivals[0][1])
+                if arrivals[0][0] <= piece.end_ms + 1e-6:  # all of that chunk is out
+                    arrivals.popleft()
+        return piece, frames
 
     async def finish(self) -> tuple[SpeechChunk | None, list[Frame]]:
         """The last frames and all audio still held."""
@@ -366,7 +386,11 @@ class AudioTurn:
         self.received_ms = 0.0
         self.ended = False
         self.closed = False
+        #: Loop time the newest audio of the last chunk yielded arrived (pieces that queued
+        #: while the listener was busy come out as one chunk, later than they came in).
+        self.arrived: float | None = None
         self._error: BaseException | None = None
+        self._last_feed = 0.0
         self._pieces: list[tuple[bytes, str]] = []
         self._wake = asyncio.Event()
         if text:
@@ -389,6 +413,7 @@ class AudioTurn:
                             f"{self.max_ms / 1000:.0f} s; end it (audio_end) and start another")
         self.received_ms += ms
         self._pieces.append((pcm, ""))
+        self._last_feed = asyncio.get_running_loop().time()
         self._wake.set()
 
     def add_text(self, text: str) -> None:
@@ -425,6 +450,7 @@ class AudioTurn:
                 pcm = b"".join(p for p, _ in pieces)
                 text = "".join(t for _, t in pieces)
                 if pcm or text:
+                    self.arrived = self._last_feed if pcm else None
                     chunk = SpeechChunk(pcm, self.sample_rate, start, text=text)
                     start = chunk.end_ms
                     yield chunk

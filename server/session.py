@@ -316,8 +316,10 @@ class Session:
                         if self.listen_engine is None:
                             raise AvatarkitError("this server cannot listen to audio")
                         listener = Listener(self.listen_engine, chunk.sample_rate,
-                                            self.config.viseme_fps, self.lang)
-                    heard, heard_frames = await listener.step(chunk)
+                                            self.config.viseme_fps, self.lang,
+                                            self.metrics.listen_delay.observe)
+                    heard, heard_frames = await listener.step(
+                        chunk, getattr(u.source, "arrived", None))
                     if heard is not None or heard_frames:
                         self._begin(u, may_start, listener.sample_rate)
                         self._push_listened(u, heard, heard_frames)

@@ -109,6 +109,17 @@ async def test_pushed_audio_comes_back_with_covering_visemes(aiohttp_client, ava
                 assert seen >= p.pts_ms + p.duration_ms - 1000 / fps - 1e-6
     end = rec.json("utterance_end")[0]
     assert end["reason"] == "completed" and end["pts_ms"] == pytest.approx(1200, abs=0.01)
+    # the server-side look-ahead is on /metrics: the stand-in's 100 ms plus a little
+    text = await (await client.get("/metrics")).text()
+    count = [ln for ln in text.splitlines()
+             if ln.startswith("avatarkit_listen_delay_seconds_count")]
+    assert count and int(float(count[0].split()[-1])) > 10
+    n = int(float(count[0].split()[-1]))
+    fast = [int(float(ln.split()[-1])) for ln in text.splitlines()
+            if ln.startswith('avatarkit_listen_delay_seconds_bucket{le="0.05"}')][0]
+    in_time = [int(float(ln.split()[-1])) for ln in text.splitlines()
+               if ln.startswith('avatarkit_listen_delay_seconds_bucket{le="0.15"}')][0]
+    assert fast <= 2 and in_time >= 0.8 * n, text  # (the first, coalesced chunk may read low)
     if not workers:  # (a worker process keeps its own)
         assert listeners.made[0].texts == ["ah"] and listeners.made[0].sample_rate == RATE
     await ws.close()
