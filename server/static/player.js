@@ -942,6 +942,13 @@
   async function openSession(avatarId) {
     wsWanted = false;
     if (ws) { ws.close(1000); ws = null; }
+    const joined = params.get("session"); // watch a session made elsewhere (a voice pipeline)
+    if (joined) {
+      session = { id: joined, wsUrl: `session-2d/${encodeURIComponent(joined)}/ws`, avatarId };
+      stats.session = joined;
+      connect();
+      return;
+    }
     const body = { avatar_id: avatarId, lipsync: LIPSYNC };
     for (const k of ["provider", "voice_id", "lang"]) if (params.get(k)) body[k] = params.get(k);
     const res = await fetchJson("session-2d", {
