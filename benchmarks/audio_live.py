@@ -162,7 +162,7 @@ class Pusher:
         return (first[0][0] - self.sent[(1, 0)]) * 1000.0
 
 
-def run_server(port: int, avatars: str, standin_ms: float) -> None:
+def run_server(port: int, avatars: str, standin_ms: float, workers: int = 1) -> None:
     """Entry point of the server subprocess; `standin_ms` > 0 replaces the front end by a
     stand-in with exactly that look-ahead and no recognition work (tests/fakes/listener.py),
     which leaves the server's own share of the delay and CPU."""
@@ -176,17 +176,18 @@ def run_server(port: int, avatars: str, standin_ms: float) -> None:
         from tests.fakes.listener import LoudListeners
 
         factory = LoudListeners(standin_ms)
-    config = ServerConfig(avatars_dir=Path(avatars), max_sessions=2000, blend_worker=False)
+    config = ServerConfig(avatars_dir=Path(avatars), max_sessions=2000, blend_worker=False,
+                          listen_workers=workers)
     web.run_app(create_app(config, listener_factory=factory), host="127.0.0.1", port=port,
                 print=None, access_log=None)
 
 
 class AudioServer(Server):
-    def __init__(self, avatars: Path, standin_ms: float) -> None:
+    def __init__(self, avatars: Path, standin_ms: float, workers: int = 1) -> None:
         self.port = _free_port()
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                 f"from benchmarks.audio_live import run_server; "
-                f"run_server({self.port}, {str(avatars)!r}, {standin_ms!r})")
+                f"run_server({self.port}, {str(avatars)!r}, {standin_ms!r}, {workers!r})")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -197,8 +198,9 @@ def _pin(pid: int, cpu: int) -> None:
 
 
 async def measure(n: int, seconds: float, pcm: bytes, rate: int, turn_s: float,
-                  standin_ms: float = 0.0) -> tuple[list[float], list[float], float, list[str]]:
-    server = AudioServer(_avatars(), standin_ms)
+                  standin_ms: float = 0.0, workers: int = 1,
+                  ) -> tuple[list[float], list[float], float, list[str]]:
+    server = AudioServer(_avatars(), standin_ms, workers)
     try:
         _pin(server.proc.pid, 0)  # threads the server starts later inherit it
         _pin(0, 1)
@@ -243,6 +245,8 @@ async def main() -> None:
     ap.add_argument("--counts", default="1,2,4,6,8,10,12")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--turn-s", type=float, default=4.0, help="audio per pushed turn")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="listener worker processes of the server (all on the one core)")
     ap.add_argument("--standin-ms", type=float, default=0.0,
                     help="load part: a stand-in listener of this look-ahead (0: the front end)")
     args = ap.parse_args()
@@ -265,15 +269,15 @@ async def main() -> None:
     if "load" in parts:
         what = (f"stand-in listener, {args.standin_ms:g} ms look-ahead" if args.standin_ms
                 else "avatarkit.listen")
-        print(f"\n## Audio-driven sessions on one core ({what}; {args.seconds:g} s measured "
-              "per step)")
+        print(f"\n## Audio-driven sessions on one core ({what}, {args.workers} listener "
+              f"worker(s); {args.seconds:g} s measured per step)")
         print("| sessions | viseme look-ahead p50 / p95 / p99 / max ms | audio p99 ms | "
               "server CPU % of 1 core | held |")
         print("|---|---|---|---|---|")
         best, base = 0, None
         for n in [int(x) for x in args.counts.split(",")]:
             vis, aud, cpu, errors = await measure(n, args.seconds, pcm, rate, args.turn_s,
-                                                  args.standin_ms)
+                                                  args.standin_ms, args.workers)
             if base is None:
                 base = _pct(vis, 50)
             held = bool(vis) and _pct(vis, 99) <= base + 100 and \
