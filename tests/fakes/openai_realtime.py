@@ -173,6 +173,15 @@ class FakeRealtime:
                "content_index": 0}
         await self._send(ws, {"type": "response.created",
                               "response": {"id": resp.id, "status": "in_progress"}})
+        # the bookkeeping events the real service sends around the audio (ignored by clients
+        # that only want the audio and transcript)
+        item = {"id": resp.item_id, "type": "message", "role": "assistant",
+                "status": "in_progress", "content": []}
+        await self._send(ws, {"type": "response.output_item.added", "response_id": resp.id,
+                              "output_index": 0, "item": item})
+        await self._send(ws, {"type": "conversation.item.added", "item": item})
+        await self._send(ws, {"type": "response.content_part.added", **ids,
+                              "part": {"type": "audio", "transcript": ""}})
         if self.fail == "failed":
             await self._send(ws, {"type": "response.done", "response": {
                 "id": resp.id, "status": "failed", "status_details": {
@@ -200,6 +209,14 @@ class FakeRealtime:
         if rest:
             await self._send(ws, {"type": text_delta, **ids, "delta": rest})
         await self._send(ws, {"type": audio_done, **ids})
+        await self._send(ws, {"type": text_delta.replace(".delta", ".done"), **ids,
+                              "transcript": resp.text})
+        await self._send(ws, {"type": "response.content_part.done", **ids,
+                              "part": {"type": "audio", "transcript": resp.text}})
+        await self._send(ws, {"type": "response.output_item.done", "response_id": resp.id,
+                              "output_index": 0, "item": {**item, "status": "completed"}})
+        await self._send(ws, {"type": "rate_limits.updated", "rate_limits": [
+            {"name": "tokens", "limit": 40000, "remaining": 39000, "reset_seconds": 1.5}]})
         resp.status = "completed"
         await self._send(ws, {"type": "response.done",
                               "response": {"id": resp.id, "status": "completed"}})
