@@ -231,3 +231,32 @@ async def test_player_joins_a_session_fed_with_pushed_audio(aiohttp_server, aioh
         assert s["utterancesStarted"] == 1 and s["session"] == sid
         await ws.close()
     assert not errors, errors
+
+
+async def test_player_talks_to_an_openai_realtime_session(aiohttp_server, avatars):
+    """provider=openai: the Talk button streams the microphone (Chromium's fake device, a
+    periodic beep) as user_audio; the fake Realtime server's VAD hears it and answers, and
+    the page plays the answer as a new utterance."""
+    from server.app import create_app
+    from server.config import ServerConfig
+    from tests.fakes.openai_realtime import FakeRealtime
+
+    async with FakeRealtime(api_key="sk-browser") as fake:
+        server = await aiohttp_server(create_app(ServerConfig(
+            avatars_dir=avatars, openai_api_key="sk-browser", openai_ws_base_url=fake.base_url)))
+        errors: list[str] = []
+        async with browser_page(errors) as page:
+            await page.goto(f"{server.make_url('/')}?avatar=hero&provider=openai")
+            await page.wait_for_function(
+                "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'", timeout=15000)
+            assert await page.is_visible("#mic")
+            await page.click("#mic")
+            await page.wait_for_function("avatarkitPlayer.stats.micChunks > 5", timeout=10000)
+            appended = fake.events("input_audio_buffer.append")
+            assert appended and len(appended[0]["audio"]) > 1000
+            await page.wait_for_function("avatarkitPlayer.stats.utterancesStarted >= 1"
+                                         " && avatarkitPlayer.stats.audioFrames > 3",
+                                         timeout=20000)
+            assert fake.responses and fake.responses[0].text == "I hear you."
+            await page.click("#mic")  # mute
+        assert not errors, errors
