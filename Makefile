@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/visemes_accuracy.py
 	$(BIN)/python benchmarks/preview.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/audio_live.py
 
 clean:
 	rm -rf out .pytest_cache

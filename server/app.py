@@ -30,6 +30,7 @@ from server.http import (
 )
 from server.limits import GuardedProvider, RateLimiter, UpstreamGate
 from server.lipsync import LipsyncService
+from server.listen import ListenerFactory
 from server.metrics import Metrics
 from server.providers import ProviderFactory, VoiceRequest, make_default_factory
 from server.sessions import SessionManager
@@ -49,9 +50,11 @@ __all__ = ["AVATARS", "CONFIG", "METRICS", "SESSIONS", "ServerConfig", "create_a
 
 
 def create_app(
-    config: ServerConfig, *, provider_factory: ProviderFactory | None = None
+    config: ServerConfig, *, provider_factory: ProviderFactory | None = None,
+    listener_factory: ListenerFactory | None = None,
 ) -> web.Application:
-    """Build the application; `provider_factory` replaces the real TTS providers (tests)."""
+    """Build the application; `provider_factory` replaces the real TTS providers and
+    `listener_factory` the acoustic front end of audio-driven speech (tests)."""
     config = config.checked()
     app = web.Application(
         middlewares=[
@@ -91,7 +94,7 @@ def create_app(
         executor = ThreadPoolExecutor(config.viseme_threads, thread_name_prefix="visemes")
         factory = _guarded(provider_factory or make_default_factory(config, lambda: http),
                            app[LIMITS].upstream)
-        manager = SessionManager(config, app[METRICS], factory, executor)
+        manager = SessionManager(config, app[METRICS], factory, executor, listener_factory)
         app[SESSIONS] = manager
         await manager.start()
         try:

@@ -40,6 +40,15 @@ class ServerConfig:
     #: Base URLs of the ElevenLabs API (tests point them at a fake); None = the real service.
     elevenlabs_ws_base_url: str | None = None
     elevenlabs_http_base_url: str | None = None
+    #: OpenAI API key (server side only) for `provider: "openai"` sessions (the Realtime
+    #: API); None: that provider is unavailable.
+    openai_api_key: str | None = field(default=None, repr=False)
+    #: Realtime model, and the WebSocket base URL (tests point it at a fake).
+    openai_model: str = "gpt-realtime"
+    openai_ws_base_url: str = "wss://api.openai.com/v1/realtime"
+    #: Voice of the Realtime model, and optional instructions sent in `session.update`.
+    openai_voice: str | None = None
+    openai_instructions: str | None = None
     #: Default espeak-ng language / G2P language for sessions.
     default_lang: str = "en-us"
 
@@ -59,6 +68,10 @@ class ServerConfig:
 
     #: Longest `text` of one speak command, characters.
     max_text_chars: int = 5000
+    #: Longest audio turn a client may push, seconds (`audio_start` .. `audio_end`), and
+    #: longest OpenAI Realtime answer. Queued turns hold their audio until played: 120 s is
+    #: ~11 MB at 48 kHz, times `max_queued_utterances` at most per session.
+    max_audio_turn_s: float = 120.0
     #: Open sessions per server.
     max_sessions: int = 500
     #: WebSocket clients per session.
@@ -118,6 +131,10 @@ class ServerConfig:
     build_max_side: int = 1024
     #: Threads for viseme computation (off the event loop).
     viseme_threads: int = 2
+    #: Worker processes that run the acoustic front end of audio-driven speech (pushed
+    #: audio, OpenAI Realtime), each utterance in one of them: its work and its model loads
+    #: stay off the event loop's GIL. 0: in the `viseme_threads` pool instead.
+    listen_workers: int = 1
     #: Blend the embedded voice's visemes in a worker process (server/blend.py), which keeps
     #: the event loop free for pacing; False: on the loop, in slices.
     blend_worker: bool = True
@@ -157,6 +174,8 @@ class ServerConfig:
         if self.onnx_provider not in ("auto", "tensorrt", "cuda", "cpu"):
             raise AvatarkitError(f"--onnx-provider must be auto, tensorrt, cuda or cpu, got "
                                  f"{self.onnx_provider!r}")
+        if self.listen_workers < 0:
+            raise AvatarkitError(f"listen_workers must be >= 0, got {self.listen_workers}")
         if self.batch_max_frames < 1 or self.batch_max_wait_ms < 0:
             raise AvatarkitError("--batch-frames must be >= 1 and --batch-wait-ms >= 0")
         if self.patch_codec not in ("png", "webp") or self.lipsync_threads < 1:
@@ -178,10 +197,12 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
-        """Defaults + `AVATARKIT_TOKEN` / `ELEVENLABS_API_KEY` from the environment."""
+        """Defaults + `AVATARKIT_TOKEN` / `ELEVENLABS_API_KEY` / `OPENAI_API_KEY` from the
+        environment."""
         values: dict[str, object] = {
             "token": os.environ.get("AVATARKIT_TOKEN") or None,
             "elevenlabs_api_key": os.environ.get("ELEVENLABS_API_KEY") or None,
+            "openai_api_key": os.environ.get("OPENAI_API_KEY") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

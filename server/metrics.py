@@ -14,6 +14,8 @@ from collections.abc import Callable
 FIRST_AUDIO_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Buckets of the pacer lateness histogram, seconds.
 LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+#: Buckets of the audio-in -> out delay of audio-driven speech, seconds (target 0.15).
+LISTEN_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5)
 
 
 def _labels(**labels: str) -> str:
@@ -63,6 +65,7 @@ class Metrics:
         self.slow_clients_closed = 0
         self.first_audio = Histogram(FIRST_AUDIO_BUCKETS)
         self.send_lateness = Histogram(LATENESS_BUCKETS)
+        self.listen_delay = Histogram(LISTEN_BUCKETS)
         #: Variant C: mouth patches sent, by outcome (`on_time`, or `late`: rendered after
         #: their play time on the session clock), and the batcher's stats (None: no model).
         self.patches: dict[str, int] = defaultdict(int)
@@ -97,6 +100,10 @@ class Metrics:
                "How late the pacer wrote a batch of due events (its earliest due time to the "
                "socket write); the server's own share of event lateness.",
                self.send_lateness.lines("avatarkit_send_lateness_seconds"))
+        metric("avatarkit_listen_delay_seconds", "histogram",
+               "Audio-driven speech: from a piece of audio reaching the listener to its release "
+               "with the visemes that cover it (the look-ahead, server side).",
+               self.listen_delay.lines("avatarkit_listen_delay_seconds"))
         metric("avatarkit_provider_errors_total", "counter", "TTS provider failures, by code.",
                [f"avatarkit_provider_errors_total{_labels(code=k)} {v}"
                 for k, v in sorted(self.provider_errors.items())])

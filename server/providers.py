@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +10,12 @@ import aiohttp
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.espeak_voice import EspeakOptions, EspeakProvider
-from avatarkit.tts.provider import Provider
+from avatarkit.tts.provider import Provider, ProviderError, SpeechChunk
 from server.config import ServerConfig
 
-PROVIDERS = ("espeak", "elevenlabs")
+PROVIDERS = ("espeak", "elevenlabs", "audio", "openai")
+#: Sample rate of an `audio` session when the request names none (OpenAI Realtime's PCM).
+DEFAULT_PUSHED_RATE = 24000
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,22 @@ class VoiceRequest:
     voice_id: str | None
     #: espeak-ng language code (also the G2P language for character alignment).
     lang: str
+    #: `audio` sessions: the rate pushed audio has unless a turn says otherwise.
+    sample_rate: int | None = None
+
+
+class PushedAudio:
+    """The provider of an `audio` session: no voice of its own; every utterance is audio a
+    client or voice pipeline pushes over the WebSocket (server/listen.py)."""
+
+    speaks_text = False
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+
+    async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
+        raise ProviderError("this session has no voice: push audio instead", "no_voice")
+        yield  # pragma: no cover (an async generator that never yields)
 
 
 #: Makes the provider of one session; raises AvatarkitError for a request it cannot serve.
@@ -43,6 +61,14 @@ def make_default_factory(
     """The real providers; `http()` gives the server's shared client session."""
 
     def factory(req: VoiceRequest) -> Provider:
+        if req.provider == "openai":
+            if not config.openai_api_key:
+                raise AvatarkitError(
+                    "provider 'openai' is not available: the server has no OPENAI_API_KEY - "
+                    "set it where the server runs")
+            from server.openai_realtime import OpenAIRealtimeProvider, RealtimeOptions
+
+            return OpenAIRealtimeProvider(RealtimeOptions.from_config(config), session=http())
         if req.provider == "espeak":
             return EspeakProvider(EspeakOptions(lang=req.lang, variant=req.voice_id))
         if req.provider == "elevenlabs":

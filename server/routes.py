@@ -26,6 +26,7 @@ from avatarkit.errors import AvatarkitError
 from server import wire
 from server.avatars import BuildTimeout, avatar_id_for
 from server.http import ApiError
+from server.listen import MAX_RATE, MIN_RATE, AudioTurn
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
 from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
@@ -277,8 +278,13 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(400, "provider_unavailable",
                        "provider 'elevenlabs' is not available: the server has no "
                        "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
+    rate = body.get("sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int)
+                             or not MIN_RATE <= rate <= MAX_RATE):
+        raise ApiError(400, "bad_message", f"'sample_rate' must be an integer from {MIN_RATE} "
+                       f"to {MAX_RATE} (Hz), for provider 'audio'")
     voice = VoiceRequest(provider, _voice_id(body, config.allowed_voices),
-                         _language(_optional_str(body, "lang") or config.default_lang))
+                         _language(_optional_str(body, "lang") or config.default_lang), rate)
     lipsync = _optional_str(body, "lipsync") or "visemes"
     live_avatar, service = None, request.app.get(LIPSYNC)
     if lipsync not in ("visemes", "onnx"):
@@ -400,8 +406,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise ApiError(429, "too_many_clients",
                        f"this session already has {len(session.clients)} clients "
                        f"(the limit is {config.max_clients_per_session})")
+    # 1 MiB: a pushed audio frame of a few seconds (a pipeline sending a file in pieces)
     ws = web.WebSocketResponse(heartbeat=30.0, compress=False,
-                               max_msg_size=max(64 * 1024, config.max_text_chars * 4 + 4096))
+                               max_msg_size=max(1024 * 1024, config.max_text_chars * 4 + 4096))
     await ws.prepare(request)
     transport = request.transport
     if transport is not None:
@@ -414,17 +421,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                                 config.socket_send_buffer_bytes)
     client = Client(ws, transport, audio_json=audio == "json")
     session.attach(client)
+    pushing = _Pushing(session, config.max_audio_turn_s * 1000.0)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                reply = await _command(request.app, session, msg.data, config.max_text_chars)
-                if not client.closed:
-                    await ws.send_str(reply)
+                reply = await _command(request.app, session, pushing, msg.data,
+                                       config.max_text_chars)
             elif msg.type == WSMsgType.BINARY:
-                await ws.send_str(wire.error(
-                    "bad_message", "binary messages are not accepted; send JSON text"))
+                reply = pushing.feed(msg.data)
+            else:
+                continue
+            if reply is not None and not client.closed:
+                await ws.send_str(reply)
     finally:
         session.detach(client)
+        pushing.hang_up()
         if not session.clients and not config.speak_without_client:
             _stop_if_still_alone(request.app, session)
     return ws
@@ -447,8 +458,60 @@ def _stop_if_still_alone(app: web.Application, session: Session) -> None:
     task.add_done_callback(tasks.discard)
 
 
-async def _command(app: web.Application, session: Session, data: str, max_chars: int) -> str:
-    """One WebSocket command -> the reply text (ack, pong or error)."""
+class _Pushing:
+    """The audio turn a socket is pushing (docs/protocol.md "Pushing audio"), if any."""
+
+    def __init__(self, session: Session, max_ms: float) -> None:
+        self.session = session
+        self.max_ms = max_ms
+        self.turn: AudioTurn | None = None
+        self.uid = 0
+
+    async def start(self, cmd: wire.AudioStart) -> str:
+        turn = AudioTurn(cmd.sample_rate or self.session.sample_rate, cmd.channels,
+                         max_ms=self.max_ms, text=cmd.text)
+        if self.turn is not None:  # a new turn ends the open one (it plays out first)
+            self.turn.end()
+        self.uid = await self.session.enqueue(cmd.text, turn, cmd.barge_in)
+        self.turn = turn
+        return wire.ack("audio_start", request_id=cmd.request_id, utterance_id=self.uid)
+
+    def feed(self, data: bytes) -> str | None:
+        """PCM for the open turn; an error reply (and nothing fed) when it is malformed."""
+        try:
+            if self.turn is None:
+                raise wire.WireError("no_audio_turn", "no audio turn is open on this socket: "
+                                     "send audio_start before the audio")
+            self.turn.feed(data)
+        except wire.WireError as exc:
+            return wire.error(exc.code, exc.message,
+                              utterance_id=self.uid if self.turn is not None else None)
+        return None
+
+    def text(self, text: str) -> str | None:
+        if self.turn is None:
+            return wire.error("no_audio_turn", "no audio turn is open on this socket")
+        self.turn.add_text(text)
+        return None
+
+    def end(self, cmd: wire.AudioEnd) -> str:
+        if self.turn is None:
+            raise wire.WireError("no_audio_turn", "no audio turn is open on this socket",
+                                 cmd.request_id)
+        self.turn.end()
+        self.turn = None
+        return wire.ack("audio_end", request_id=cmd.request_id, utterance_id=self.uid)
+
+    def hang_up(self) -> None:
+        """The socket closed: what it pushed still plays out, as after audio_end."""
+        if self.turn is not None:
+            self.turn.end()
+            self.turn = None
+
+
+async def _command(app: web.Application, session: Session, pushing: _Pushing, data: str,
+                   max_chars: int) -> str | None:
+    """One WebSocket command -> the reply text (ack, pong or error; None for audio)."""
     try:
         cmd = wire.parse_client_message(data, max_chars=max_chars)
         if isinstance(cmd, wire.Speak):
@@ -462,6 +525,28 @@ async def _command(app: web.Application, session: Session, data: str, max_chars:
         if isinstance(cmd, wire.Stop):
             done = await session.interrupt("stop")
             return wire.ack("stop", request_id=cmd.request_id, interrupted=done)
+        if isinstance(cmd, wire.AudioStart):
+            return await pushing.start(cmd)
+        if isinstance(cmd, wire.AudioAppend):
+            return pushing.feed(cmd.pcm)
+        if isinstance(cmd, wire.AudioText):
+            return pushing.text(cmd.text)
+        if isinstance(cmd, wire.AudioEnd):
+            return pushing.end(cmd)
+        if isinstance(cmd, wire.UserAudio):
+            return await _user_audio(session, cmd.pcm)
         return wire.pong(cmd.request_id)
     except wire.WireError as exc:
         return wire.error(exc.code, exc.message, request_id=exc.request_id)
+
+
+async def _user_audio(session: Session, pcm: bytes) -> str | None:
+    """The user's microphone, for a provider that listens to it (OpenAI Realtime)."""
+    send = getattr(session.provider, "send_user_audio", None)
+    if send is None:
+        raise wire.WireError("bad_message", f"user_audio needs a speech-to-speech provider "
+                             f"('openai'); this session's is {session.provider_name!r}")
+    if len(pcm) % 2:
+        raise wire.WireError("bad_audio", "user_audio must be whole PCM16 samples")
+    await send(pcm)
+    return None

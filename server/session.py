@@ -38,6 +38,7 @@ from avatarkit.visemes.stream import (
 from server import wire
 from server.blend import BlendedFrame, BlendPool
 from server.config import ServerConfig
+from server.listen import Engine, Listener, is_audio_only
 from server.metrics import Metrics
 
 log = logging.getLogger("avatarkit.server")
@@ -113,6 +114,9 @@ class Utterance:
     #: Frames produced (for the barge-in ramp's starting shape), as (pts_ms, weights
     #: items): tuples of atoms, untracked by the cyclic GC like events.
     frames: deque[tuple[float, tuple[tuple[str, float], ...]]] = field(default_factory=deque)
+    #: Where its speech comes from when not from the provider's `stream(text)`: an async
+    #: iterable of audio-only chunks (server/listen.py: pushed audio, OpenAI Realtime).
+    source: Any = None
 
 
 class Session:
@@ -166,6 +170,8 @@ class Session:
         self.blend_pool: BlendPool | None = None
         #: Variant C: the session's mouth-patch producer (server/lipsync.py), or None.
         self.lipsync: Any = None
+        #: Where the acoustic front end of audio-only utterances runs (server/listen.py).
+        self.listen_engine: Engine | None = None
 
     # ------------------------------------------------------------------ commands
     def busy(self) -> bool:
@@ -173,6 +179,17 @@ class Session:
 
     async def speak(self, text: str, barge_in: bool = False) -> int:
         """Queue an utterance (interrupting the current one with `barge_in`); its id."""
+        if not getattr(self.provider, "speaks_text", True):
+            raise wire.WireError(
+                "no_voice", f"this session's provider ({self.provider_name}) has no text "
+                "voice - push its audio instead (docs/protocol.md \"Pushing audio\")")
+        # a speech-to-speech provider answers the text: its utterance is audio to listen to
+        source_for = getattr(self.provider, "utterance_source", None)
+        return await self.enqueue(text, source_for(text) if source_for else None, barge_in)
+
+    async def enqueue(self, text: str, source: Any, barge_in: bool = False) -> int:
+        """Queue an utterance whose speech is `provider.stream(text)`, or, with `source`,
+        the audio-only chunks that source yields (listened to for visemes); its id."""
         self.last_active = self.loop.time()
         if self.closed:
             raise wire.WireError("not_found", "this session is closed")
@@ -184,7 +201,7 @@ class Session:
                 f"{len(self.queue)} utterances are already waiting (the limit is "
                 f"{self.config.max_queued_utterances}) - wait, or speak with barge_in",
             )
-        u = Utterance(next(self._ids), text, self.loop.time())
+        u = Utterance(next(self._ids), text, self.loop.time(), source=source)
         self.queue.append(u)
         if self._producer is None or self._producer.done():
             self._producer = asyncio.create_task(self._produce_all(), name=f"produce-{self.id}")
@@ -262,20 +279,52 @@ class Session:
             self._lexicon = espeak_lexicon(self.lang)
         return self._lexicon
 
+    def _begin(self, u: Utterance, may_start: float, sample_rate: int) -> None:
+        """The first audio of `u` is here: start its clock and queue `utterance_start`."""
+        if u.t0 is not None:
+            return
+        now = self.loop.time()
+        u.t0 = max(now, self.clock_free_at)
+        released = max(now, u.t0 - self._lead)
+        self.metrics.first_audio.observe(max(0.0, released - may_start))
+        self._push(u.t0 - self._lead, event(START, u.id, 0.0, wire.utterance_start(
+            u.id, u.text, sample_rate).encode()), u)
+
+    def _push_listened(self, u: Utterance, piece: SpeechChunk | None,
+                       frames: list[Frame]) -> None:
+        """Audio and the viseme frames that cover it, from a `Listener`, onto the timeline."""
+        events = [] if piece is None else _audio_events(u.id, piece, self.config.audio_frame_ms)
+        events += [_viseme_event(u.id, f) for f in frames]
+        self._push_all(u, events, frames)
+        if piece is not None:
+            if self.lipsync is not None:
+                self.lipsync.on_audio(u, piece.pcm, piece.sample_rate)
+            u.audio_end_ms = max(u.audio_end_ms, piece.end_ms)
+        self.flush()
+
     async def _produce(self, u: Utterance) -> None:
         """Run the provider for one utterance, turning chunks into timeline events."""
-        stream: AsyncIterator[SpeechChunk] = self.provider.stream(u.text)
+        stream: AsyncIterator[SpeechChunk] = (
+            self.provider.stream(u.text) if u.source is None else u.source.__aiter__())
         vstate = VisemeStreamState()
+        listener: Listener | None = None
         may_start = max(u.reason_started, self.clock_free_at - self._lead)
         try:
             async for chunk in stream:
-                if u.t0 is None:
-                    now = self.loop.time()
-                    u.t0 = max(now, self.clock_free_at)
-                    released = max(now, u.t0 - self._lead)
-                    self.metrics.first_audio.observe(max(0.0, released - may_start))
-                    self._push(u.t0 - self._lead, event(START, u.id, 0.0, wire.utterance_start(
-                        u.id, u.text, self.sample_rate).encode()), u)
+                if is_audio_only(chunk):  # audio (and transcript) only: listen for visemes
+                    if listener is None:
+                        if self.listen_engine is None:
+                            raise AvatarkitError("this server cannot listen to audio")
+                        listener = Listener(self.listen_engine, chunk.sample_rate,
+                                            self.config.viseme_fps, self.lang,
+                                            self.metrics.listen_delay.observe)
+                    heard, heard_frames = await listener.step(
+                        chunk, getattr(u.source, "arrived", None))
+                    if heard is not None or heard_frames:
+                        self._begin(u, may_start, listener.sample_rate)
+                        self._push_listened(u, heard, heard_frames)
+                    continue
+                self._begin(u, may_start, chunk.sample_rate)
                 if self.lipsync is not None:  # hands the audio over, never waits
                     self.lipsync.on_audio(u, chunk.pcm, chunk.sample_rate)
                 if chunk.alignment is not None:
@@ -321,14 +370,20 @@ class Session:
                     blended, vstate = await pool.blend(u.id, rest, vstate, self.coart)
                     del rest
                     await self._push_blended(u, audio, blended)
+            if listener is not None:
+                heard, heard_frames = await listener.finish()
+                if heard is not None or heard_frames:
+                    self._begin(u, may_start, listener.sample_rate)
+                    self._push_listened(u, heard, heard_frames)
             if u.t0 is None:
                 raise ProviderError("the voice returned no audio for this text", "empty_audio")
-            if vstate.aligned:
-                events, frames, vstate = await self.loop.run_in_executor(
-                    self._executor, _finish_events, u.id, vstate, self.coart, self._lex())
-            else:
-                events, frames, vstate = _finish_events(u.id, vstate, self.coart, None)
-            self._push_all(u, events, frames)
+            if listener is None:  # (a listener's finish gave its last frames above)
+                if vstate.aligned:
+                    events, frames, vstate = await self.loop.run_in_executor(
+                        self._executor, _finish_events, u.id, vstate, self.coart, self._lex())
+                else:
+                    events, frames, vstate = _finish_events(u.id, vstate, self.coart, None)
+                self._push_all(u, events, frames)
             if self.lipsync is not None:  # its last mouth patches first, if they are in time
                 await self.lipsync.drain(u, u.t0 + u.audio_end_ms / 1000.0 - self._lead)
             self._push_end(u, interrupted=False, reason="completed")
@@ -345,6 +400,8 @@ class Session:
             self.metrics.provider_errors["internal"] += 1
             self._push_failure(u, "internal", f"internal error: {type(exc).__name__}")
         finally:
+            if listener is not None:
+                listener.close()  # the front end's stream of an utterance cut short
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 try:
@@ -386,7 +443,8 @@ class Session:
             self.flush()
 
     def _redact(self, message: str) -> str:
-        for secret in (self.config.elevenlabs_api_key, self.config.token):
+        for secret in (self.config.elevenlabs_api_key, self.config.openai_api_key,
+                       self.config.token):
             if secret:
                 message = message.replace(secret, "***")
         return message
@@ -448,6 +506,9 @@ class Session:
     def _count_end(self, u: Utterance, reason: str) -> None:
         u.ended = True
         u.sent.clear()
+        close = getattr(u.source, "close", None)
+        if close is not None:  # pushed audio still arriving for it is dropped
+            close()
         outcome = {"completed": "completed", "error": "failed"}.get(reason, "interrupted")
         self.metrics.utterances[outcome] += 1
 

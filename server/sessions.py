@@ -11,8 +11,15 @@ from concurrent.futures import Executor
 
 from server.blend import BlendPool, shared_pool
 from server.config import ServerConfig
+from server.listen import (
+    Engine,
+    ListenerFactory,
+    ThreadEngine,
+    WorkerEngine,
+    default_listener_factory,
+)
 from server.metrics import Metrics
-from server.providers import ProviderFactory, VoiceRequest
+from server.providers import DEFAULT_PUSHED_RATE, ProviderFactory, PushedAudio, VoiceRequest
 from server.session import Session
 from server.wire import WireError
 
@@ -28,8 +35,12 @@ class SessionManager:
     """
 
     def __init__(self, config: ServerConfig, metrics: Metrics, factory: ProviderFactory,
-                 executor: Executor) -> None:
+                 executor: Executor, listener_factory: ListenerFactory | None = None) -> None:
         self.config = config
+        listen = listener_factory or default_listener_factory
+        self.listen_engine: Engine = (
+            WorkerEngine(listen, config.listen_workers) if config.listen_workers > 0
+            else ThreadEngine(listen, executor))
         self.metrics = metrics
         self.factory = factory
         self.executor = executor
@@ -63,6 +74,8 @@ class SessionManager:
         for s in list(self.sessions.values()):
             await s.close("closed")
         self.sessions.clear()
+        if isinstance(self.listen_engine, WorkerEngine):
+            self.listen_engine.shutdown()
 
     def create(self, avatar_id: str, provider_name: str, voice: VoiceRequest) -> Session:
         """A new session; raises WireError (limits) or AvatarkitError (provider request)."""
@@ -72,11 +85,21 @@ class SessionManager:
                 f"the server already has {len(self.sessions)} sessions (the limit is "
                 f"{self.config.max_sessions}) - close one (DELETE /session-2d/ID) or retry later",
             )
-        provider = self.factory(voice)
+        # `audio` has no outside service to fake: never through the (injectable) factory
+        provider = (PushedAudio(voice.sample_rate or DEFAULT_PUSHED_RATE)
+                    if voice.provider == "audio" else self.factory(voice))
         session_id = "s_" + secrets.token_urlsafe(9)
         session = Session(session_id, avatar_id, provider, provider_name, voice.lang,
                           self.config, self.metrics, self.executor, self._pending.add)
         session.blend_pool = self._blend
+        session.listen_engine = self.listen_engine
+        if voice.provider in ("audio", "openai") and isinstance(self.listen_engine,
+                                                                WorkerEngine):
+            # its first turn should not wait for the workers to start and build a stream
+            self.listen_engine.warm(provider.sample_rate, self.config.viseme_fps, voice.lang)
+        attach = getattr(provider, "attach", None)
+        if attach is not None:  # a provider that also speaks unasked (OpenAI Realtime)
+            attach(session)
         self.sessions[session_id] = session
         self.metrics.sessions_created += 1
         return session

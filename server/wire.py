@@ -255,8 +255,46 @@ class Ping:
     request_id: Any = None
 
 
-Command = Speak | Stop | Ping
-CLIENT_TYPES = ("speak", "stop", "ping")
+@dataclass(frozen=True)
+class AudioStart:
+    """Open an audio turn on this socket: PCM follows (binary messages or audio_append)."""
+
+    sample_rate: int | None = None  # None: the session's rate
+    channels: int = 1
+    text: str = ""
+    barge_in: bool = False
+    request_id: Any = None
+
+
+@dataclass(frozen=True)
+class AudioAppend:
+    """PCM16LE for the open audio turn, base64 in JSON (the binary message's twin)."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class AudioText:
+    """Transcript (whole or a delta) of the open audio turn."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioEnd:
+    request_id: Any = None
+
+
+@dataclass(frozen=True)
+class UserAudio:
+    """The user's microphone for a speech-to-speech provider (OpenAI Realtime)."""
+
+    pcm: bytes
+
+
+Command = Speak | Stop | Ping | AudioStart | AudioAppend | AudioText | AudioEnd | UserAudio
+CLIENT_TYPES = ("speak", "stop", "ping", "audio_start", "audio_append", "audio_text",
+                "audio_end", "user_audio")
 
 
 def _request_id(obj: Mapping[str, Any]) -> Any:
@@ -305,12 +343,51 @@ def parse_client_message(data: str, *, max_chars: int) -> Command:
         return Stop(rid)
     if kind == "ping":
         return Ping(rid)
+    if kind == "audio_start":
+        return _audio_start(obj, max_chars, rid)
+    if kind in ("audio_append", "user_audio"):
+        pcm = _base64_pcm(obj.get("data"), rid)
+        return AudioAppend(pcm) if kind == "audio_append" else UserAudio(pcm)
+    if kind == "audio_text":
+        text = obj.get("text")
+        if not isinstance(text, str) or len(text) > max_chars:
+            raise WireError("bad_message", f"'text' must be a string of at most {max_chars} "
+                            "characters", rid)
+        return AudioText(text)
+    if kind == "audio_end":
+        return AudioEnd(rid)
     shown = kind if isinstance(kind, str) else json.dumps(kind)
     raise WireError(
         "unknown_type",
         f"unknown message type {shown[:40]!r}; expected one of {', '.join(CLIENT_TYPES)}",
         rid,
     )
+
+
+def _audio_start(obj: Mapping[str, Any], max_chars: int, rid: Any) -> AudioStart:
+    rate = obj.get("sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int)):
+        raise WireError("bad_message", "'sample_rate' must be an integer (Hz)", rid)
+    channels = obj.get("channels", 1)
+    if channels not in (1, 2) or isinstance(channels, bool):
+        raise WireError("bad_message", "'channels' must be 1 or 2", rid)
+    text = obj.get("text", "")
+    if not isinstance(text, str) or len(text) > max_chars:
+        raise WireError("bad_message", f"'text' must be a string of at most {max_chars} "
+                        "characters", rid)
+    barge_in = obj.get("barge_in", False)
+    if not isinstance(barge_in, bool):
+        raise WireError("bad_message", "'barge_in' must be true or false", rid)
+    return AudioStart(rate, channels, text, barge_in, rid)
+
+
+def _base64_pcm(data: Any, rid: Any) -> bytes:
+    if not isinstance(data, str):
+        raise WireError("bad_message", "'data' must be a base64 string of PCM16LE samples", rid)
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        raise WireError("bad_audio", "'data' is not valid base64", rid) from None
 
 
 # ---------------------------------------------------------------- JSON Schemas
@@ -342,7 +419,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "protocol": {"const": PROTOCOL_VERSION},
         "session_id": {"type": "string"},
         "avatar_id": {"type": "string"},
-        "provider": {"enum": ["espeak", "elevenlabs", "custom"]},
+        "provider": {"enum": ["espeak", "elevenlabs", "audio", "openai", "custom"]},
         "sample_rate": {"type": "integer", "minimum": 8000},
         "viseme_fps": {"type": "number", "exclusiveMinimum": 0},
         "classes": {"type": "array", "items": {"type": "string"}},
@@ -378,7 +455,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "reason": {"enum": ["completed", "stop", "barge_in", "error", "closed"]},
     }, ["utterance_id", "interrupted", "pts_ms", "reason"]),
     "ack": _obj("ack", {
-        "command": {"enum": ["speak", "stop"]},
+        "command": {"enum": ["speak", "stop", "audio_start", "audio_end"]},
         "ok": {"const": True},
         "utterance_id": _UID,
         "interrupted": {"type": "boolean"},
@@ -399,6 +476,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     }, ["text"]),
     "stop": _obj("stop", {"id": _REQ_ID}, []),
     "ping": _obj("ping", {"id": _REQ_ID}, []),
+    "audio_start": _obj("audio_start", {
+        "sample_rate": {"type": "integer", "minimum": 8000, "maximum": 48000},
+        "channels": {"enum": [1, 2]},
+        "text": {"type": "string"},
+        "barge_in": {"type": "boolean"},
+        "id": _REQ_ID,
+    }, []),
+    "audio_append": _obj("audio_append", {
+        "data": {"type": "string", "contentEncoding": "base64"},
+    }, ["data"]),
+    "audio_text": _obj("audio_text", {"text": {"type": "string"}}, ["text"]),
+    "audio_end": _obj("audio_end", {"id": _REQ_ID}, []),
+    "user_audio": _obj("user_audio", {
+        "data": {"type": "string", "contentEncoding": "base64"},
+    }, ["data"]),
 }
 
 SERVER_MESSAGES = ("hello", "utterance_start", "viseme", "audio", "utterance_end", "ack",

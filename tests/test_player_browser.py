@@ -194,3 +194,69 @@ async def test_live_speak_moves_mouth_and_stop_ends_it(aiohttp_server, avatars):
         inside, outside = change(await canvas_rgb(page))
         assert inside < 0.05 and outside <= 1, (inside, outside)
     assert not errors, errors
+
+
+async def test_player_joins_a_session_fed_with_pushed_audio(aiohttp_server, aiohttp_client,
+                                                            avatars):
+    """A voice pipeline pushes speech into an `audio` session; the page, opened with
+    ?session=ID, plays it and moves the mouth from the server's listened visemes."""
+    from avatarkit.tts.espeak_voice import EspeakOptions, EspeakProvider
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    voice = EspeakProvider(EspeakOptions())
+    pcm = b"".join([c.pcm async for c in voice.stream(LONG_TEXT)])
+    server = await aiohttp_server(create_app(ServerConfig(avatars_dir=avatars)))
+    client = await aiohttp_client(server)
+    r = await client.post("/session-2d", json={"avatar_id": "hero", "provider": "audio",
+                                               "sample_rate": voice.sample_rate})
+    sid = (await r.json())["session_id"]
+    errors: list[str] = []
+    async with browser_page(errors) as page:
+        await page.goto(f"{server.make_url('/')}?avatar=hero&session={sid}")
+        await page.wait_for_function(
+            "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
+            " && avatarkitPlayer.stats.renders > 2", timeout=15000)
+        assert (await stats(page))["hello"]["provider"] == "audio"
+        ws = await client.ws_connect(f"/session-2d/{sid}/ws")  # the pipeline's socket
+        await ws.send_str(json.dumps({"type": "audio_start", "text": LONG_TEXT}))
+        step = voice.sample_rate // 10 * 2
+        for off in range(0, len(pcm), step):  # 100 ms frames, faster than real time
+            await ws.send_bytes(pcm[off:off + step])
+        await ws.send_str(json.dumps({"type": "audio_end"}))
+        await page.wait_for_function(
+            "avatarkitPlayer.stats.visemeEvents > 20 && avatarkitPlayer.stats.audioFrames >= 5",
+            timeout=20000)
+        s = await stats(page)
+        assert s["utterancesStarted"] == 1 and s["session"] == sid
+        await ws.close()
+    assert not errors, errors
+
+
+async def test_player_talks_to_an_openai_realtime_session(aiohttp_server, avatars):
+    """provider=openai: the Talk button streams the microphone (Chromium's fake device, a
+    periodic beep) as user_audio; the fake Realtime server's VAD hears it and answers, and
+    the page plays the answer as a new utterance."""
+    from server.app import create_app
+    from server.config import ServerConfig
+    from tests.fakes.openai_realtime import FakeRealtime
+
+    async with FakeRealtime(api_key="sk-browser") as fake:
+        server = await aiohttp_server(create_app(ServerConfig(
+            avatars_dir=avatars, openai_api_key="sk-browser", openai_ws_base_url=fake.base_url)))
+        errors: list[str] = []
+        async with browser_page(errors) as page:
+            await page.goto(f"{server.make_url('/')}?avatar=hero&provider=openai")
+            await page.wait_for_function(
+                "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'", timeout=15000)
+            assert await page.is_visible("#mic")
+            await page.click("#mic")
+            await page.wait_for_function("avatarkitPlayer.stats.micChunks > 5", timeout=10000)
+            appended = fake.events("input_audio_buffer.append")
+            assert appended and len(appended[0]["audio"]) > 1000
+            await page.wait_for_function("avatarkitPlayer.stats.utterancesStarted >= 1"
+                                         " && avatarkitPlayer.stats.audioFrames > 3",
+                                         timeout=20000)
+            assert fake.responses and fake.responses[0].text == "I hear you."
+            await page.click("#mic")  # mute
+        assert not errors, errors

@@ -120,8 +120,8 @@ async def test_malformed_ws_messages_keep_the_socket_open(aiohttp_client, avatar
     await ws.send_str(raw)
     await receive_until(ws, rec, typed("error"))
     assert rec.json("error")[0]["code"] == code
-    await ws.send_bytes(b"\x00\x01")
-    await receive_until(ws, rec, lambda m: typed("error")(m) and m["code"] == "bad_message")
+    await ws.send_bytes(b"\x00\x01")  # audio with no turn open (docs: "Pushing audio")
+    await receive_until(ws, rec, lambda m: typed("error")(m) and m["code"] == "no_audio_turn")
     await ws.send_str('{"type": "ping", "id": 1}')  # still open and answering
     await receive_until(ws, rec, typed("pong"))
     assert not ws.closed

@@ -107,6 +107,12 @@ def serve(
         help="... or when the oldest frame has waited this long, ms.")] = 8.0,
     patch_codec: Annotated[str, typer.Option(
         help="Mouth patch encoding: png (lossless) or webp (smaller, lossy).")] = "png",
+    listen_workers: Annotated[int, typer.Option(
+        help="Worker processes listening to audio-driven speech (pushed audio, OpenAI "
+             "Realtime); 0 = threads of the server process.")] = 1,
+    openai_model: Annotated[str, typer.Option(
+        help="OpenAI Realtime model of provider 'openai' (needs $OPENAI_API_KEY).")
+    ] = "gpt-realtime",
 ) -> None:
     """Run the live server: avatars, sessions, streamed audio + visemes, the browser player."""
     from aiohttp import web
@@ -135,6 +141,7 @@ def serve(
         max_pending_builds=max_pending_builds,
         build_timeout_s=build_timeout, max_uploaded_avatars=max_uploads,
         lipsync_avatar_cache=lipsync_cache,
+        listen_workers=listen_workers, openai_model=openai_model,
     )
     application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"

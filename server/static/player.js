@@ -38,7 +38,7 @@
   const stats = {
     avatar: null, variant: null, renderer: null, videoFrames: 0, trackFrame: 0, renders: 0,
     audioFrames: 0, audioBytes: 0, samplesScheduled: 0, secondsScheduled: 0, underruns: 0,
-    visemeEvents: 0, visemesApplied: 0, utterancesStarted: 0, utterancesEnded: 0,
+    visemeEvents: 0, visemesApplied: 0, utterancesStarted: 0, utterancesEnded: 0, micChunks: 0,
     lastEnd: null, errors: [], events: [], weights: { Rest: 1 }, mouthActive: false,
     latency: { firstAudioMs: null, firstVisemeMs: null, audibleMs: null },
     ws: "closed", session: null, hello: null, latencyUtterance: null, playingSources: 0,
@@ -872,6 +872,7 @@
     switch (msg.type) {
       case "hello":
         stats.hello = msg;
+        $("mic").hidden = msg.provider !== "openai"; // a speech-to-speech model listens
         note("hello", { provider: msg.provider });
         log(`connected: ${msg.provider} voice, ${msg.sample_rate} Hz, visemes at ${msg.viseme_fps} fps`
           + (msg.lipsync === "onnx" ? `, model patches at ${msg.patch_fps} fps` : ""));
@@ -950,6 +951,13 @@
   async function openSession(avatarId) {
     wsWanted = false;
     if (ws) { ws.close(1000); ws = null; }
+    const joined = params.get("session"); // watch a session made elsewhere (a voice pipeline)
+    if (joined) {
+      session = { id: joined, wsUrl: `session-2d/${encodeURIComponent(joined)}/ws`, avatarId };
+      stats.session = joined;
+      connect();
+      return;
+    }
     const body = { avatar_id: avatarId, lipsync: LIPSYNC };
     for (const k of ["provider", "voice_id", "lang"]) if (params.get(k)) body[k] = params.get(k);
     const res = await fetchJson("session-2d", {
@@ -963,6 +971,34 @@
   function send(obj) {
     if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(obj)); return true; }
     return false;
+  }
+
+  // The microphone, for OpenAI Realtime sessions: PCM16 24 kHz mono as `user_audio` messages
+  // (the model's server VAD hears the user, answers, and barges in when the user talks over it).
+  let mic = null;
+  async function toggleMic() {
+    if (mic) { mic.stop(); mic = null; $("mic").textContent = "Talk"; return; }
+    const media = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+    const ctx = new AudioContext({ sampleRate: 24000 });
+    const src = ctx.createMediaStreamSource(media);
+    const proc = ctx.createScriptProcessor(2048, 1, 1); // ~85 ms per message
+    proc.onaudioprocess = (ev) => {
+      const x = ev.inputBuffer.getChannelData(0);
+      const pcm = new Int16Array(x.length);
+      for (let i = 0; i < x.length; i++) pcm[i] = Math.max(-1, Math.min(1, x[i])) * 32767;
+      const bytes = new Uint8Array(pcm.buffer);
+      let bin = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) {
+        bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+      }
+      if (send({ type: "user_audio", data: btoa(bin) })) stats.micChunks++;
+    };
+    src.connect(proc);
+    proc.connect(ctx.destination); // (silent: the processor only runs when connected)
+    mic = { stop() { proc.disconnect(); src.disconnect(); media.getTracks().forEach((t) => t.stop());
+                     ctx.close(); } };
+    $("mic").textContent = "Mute";
   }
 
   async function speak() {
@@ -1032,6 +1068,7 @@
   }));
   $("speak-form").addEventListener("submit", guard(speak));
   $("stop").addEventListener("click", guard(stop));
+  $("mic").addEventListener("click", guard(toggleMic));
   $("variant").addEventListener("change", () => {
     if (!assets) return;
     renderer = makeRenderer($("variant").value);
