@@ -187,8 +187,8 @@ def main() -> None:
                                     args.espeak).items():
         sets[name] = (clips, name.split()[-1])
     print(f"fps {args.fps:g}; live look-ahead {options.lookahead_ms:.0f} ms "
-          f"(recogniser settle {options.recognizer.settle_ms:.0f} + coarticulation "
-          f"{options.coarticulation.lookahead_ms:.0f})")
+          f"(lip evidence context / recogniser settle, coarticulation "
+          f"{options.coarticulation.lookahead_ms:.0f}, one frame)")
     for name, (clips, lang) in sets.items():
         seconds = sum(len(c.samples) for c in clips) / RATE
         print(f"\n{name}: {len(clips)} clips, {seconds:.1f} s")

@@ -38,8 +38,13 @@ class ListenOptions:
 
     @property
     def lookahead_ms(self) -> float:
-        """Upper bound of how far frames trail the newest audio in a stream, ms."""
-        return self.recognizer.settle_ms + self.coarticulation.lookahead_ms
+        """Upper bound of how far frames trail the newest audio in a stream, ms: the lip
+        evidence's context (or the recogniser's settle time, if longer), the coarticulation's
+        look-ahead and one frame."""
+        from avatarkit.listen.lips import CONTEXT_MS
+
+        c = self.coarticulation
+        return max(self.recognizer.settle_ms, CONTEXT_MS) + c.lookahead_ms + 1000.0 / c.fps
 
     def with_fps(self, fps: float) -> ListenOptions:
         """These options at another output frame rate."""

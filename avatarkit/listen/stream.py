@@ -49,7 +49,8 @@ class AudioVisemeStream:
 
     @property
     def lookahead_ms(self) -> float:
-        """How far the newest frame trails the newest audio pushed, at most, ms."""
+        """How far the newest frame trails the newest audio pushed, at most, ms: the lip
+        evidence's context (or the recogniser's settle time) plus the coarticulation's."""
         return self.options.lookahead_ms
 
     @property
