@@ -374,6 +374,10 @@ async def speak(request: web.Request) -> web.Response:
     session = _session(request)
     body = await _json_body(request)
     config = request.app[CONFIG]
+    if not getattr(session.provider, "speaks_text", True):  # the same refusal as speak()
+        raise ApiError(400, "no_voice", f"this session's provider ({session.provider_name}) "
+                       "has no text voice - push its audio instead (docs/protocol.md "
+                       "\"Pushing audio\")")
     if not session.clients and not config.speak_without_client:
         raise ApiError(409, "no_client",
                        "no client is connected to this session: connect its WebSocket "
