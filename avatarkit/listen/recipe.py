@@ -80,9 +80,7 @@ def timeline_from_audio(
     options: ListenOptions | None = None,
 ) -> Timeline:
     """Mono samples at any rate (int16 or float) -> coarticulated viseme timeline."""
-    opts = (options or ListenOptions()).with_fps(fps).checked()
-    heard = listen(resample(np.asarray(samples), sample_rate), text=text, lang=lang, options=opts)
-    return timeline_from_phonemes(heard.phones, opts.coarticulation, duration_ms=heard.duration_ms)
+    return _timeline(resample(np.asarray(samples), sample_rate), text, lang, fps, options)
 
 
 def timeline_from_audio_file(
@@ -94,7 +92,12 @@ def timeline_from_audio_file(
     options: ListenOptions | None = None,
 ) -> Timeline:
     """Any audio file ffmpeg reads -> viseme timeline (audio only, or with its transcript)."""
+    return _timeline(load_speech(path), text, lang, fps, options)
+
+
+def _timeline(samples: np.ndarray, text: str | None, lang: str, fps: float,
+              options: ListenOptions | None) -> Timeline:
+    """16 kHz samples -> timeline at `fps` (what both public entry points share)."""
     opts = (options or ListenOptions()).with_fps(fps).checked()
-    samples = load_speech(path)
     heard = listen(samples, text=text, lang=lang, options=opts)
     return timeline_from_phonemes(heard.phones, opts.coarticulation, duration_ms=heard.duration_ms)
