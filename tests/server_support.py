@@ -34,6 +34,15 @@ def make_avatar(root: Path, avatar_id: str = "hero") -> Path:
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
+async def recording_client(aiohttp_client: Any, avatars: Path, **cfg: Any) -> Any:
+    """An in-process server over `avatars` whose sessions speak with a RecordingVoice."""
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    app = create_app(ServerConfig(avatars_dir=avatars, **cfg), provider_factory=RecordingVoice())
+    return await aiohttp_client(app)
+
+
 def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
     """Validate against the subset of JSON Schema docs/protocol.md uses (raises)."""
     if "const" in schema:

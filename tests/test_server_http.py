@@ -12,9 +12,13 @@ import aiohttp
 import pytest
 
 from server import wire
-from server.app import create_app
-from server.config import ServerConfig
-from tests.server_support import Received, RecordingVoice, make_avatar, receive_until, typed
+from tests.server_support import (
+    Received,
+    make_avatar,
+    receive_until,
+    recording_client,
+    typed,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 JSON = {"Content-Type": "application/json"}
@@ -27,8 +31,7 @@ def avatars(tmp_path):
 
 
 async def _client(aiohttp_client, avatars, **cfg):
-    app = create_app(ServerConfig(avatars_dir=avatars, **cfg), provider_factory=RecordingVoice())
-    return await aiohttp_client(app)
+    return await recording_client(aiohttp_client, avatars, **cfg)
 
 
 def test_protocol_doc_shows_exactly_the_wire_schemas() -> None:

@@ -13,7 +13,15 @@ import pytest
 from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes.elevenlabs import FakeElevenLabs
-from tests.server_support import Received, RecordingVoice, is_end, make_avatar, receive_until, typed
+from tests.server_support import (
+    Received,
+    RecordingVoice,
+    is_end,
+    make_avatar,
+    receive_until,
+    recording_client,
+    typed,
+)
 
 EVIL = "https://evil.example"
 
@@ -25,8 +33,7 @@ def avatars(tmp_path):
 
 
 async def _client(aiohttp_client, avatars, **cfg):
-    app = create_app(ServerConfig(avatars_dir=avatars, **cfg), provider_factory=RecordingVoice())
-    return await aiohttp_client(app)
+    return await recording_client(aiohttp_client, avatars, **cfg)
 
 
 async def _sessions(client) -> int:
