@@ -54,6 +54,24 @@ def test_audio_alone_on_real_speech_meets_its_floor(real) -> None:
     assert s.false_closure_rate <= 0.15, s
 
 
+def test_a_reused_decoder_hears_like_a_new_one(real) -> None:
+    """Decoders are pooled; what one heard before must not change what it hears next."""
+    from avatarkit.listen import phones as recogniser
+
+    samples, _, _ = real
+    clip, other = samples[: RATE * 4], samples[RATE * 8: RATE * 14]
+    opts = recogniser.RecognizerOptions()
+    fresh = recogniser.new_decoder(opts)
+    fresh.start_utt()
+    fresh.process_raw(recogniser._pcm16(clip), full_utt=True)
+    fresh.end_utt()
+    expected = recogniser._merge_pauses(recogniser._segments(fresh, 0.0))
+    recogniser.recognize(other, opts)  # leaves a decoder with another utterance's state idle
+    assert recogniser.recognize(clip, opts) == expected
+    stream = recogniser.PhoneRecognizer(opts)  # a stream takes the pooled one
+    assert stream.push(clip) + stream.finish() != []
+
+
 def test_stream_frames_are_continuous_and_trail_the_audio_by_the_lookahead(real) -> None:
     samples, _, _ = real
     pcm = (samples[: RATE * 6] * 32767).round().astype("<i2").tobytes()

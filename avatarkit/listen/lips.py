@@ -42,10 +42,15 @@ CLOSURE = "p"
 
 
 def _rolling_max(x: np.ndarray, half: int) -> np.ndarray:
-    """Maximum over [i - half, i + half] (clipped at the ends)."""
-    from scipy.ndimage import maximum_filter1d
+    """Maximum over [i - half, i + half] (clipped at the ends).
 
-    return maximum_filter1d(x, 2 * half + 1, mode="nearest")
+    NumPy rather than scipy.ndimage: importing ndimage costs ~0.45 s, a sixth of a
+    `visemes --audio` run; a window of 21 frames is cheap either way.
+    """
+    if len(x) == 0:
+        return x.copy()
+    padded = np.pad(x, half, mode="edge")
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).max(axis=-1)
 
 
 def frame_index(t_ms: float) -> int:
