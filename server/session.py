@@ -38,7 +38,7 @@ from avatarkit.visemes.stream import (
 from server import wire
 from server.blend import BlendedFrame, BlendPool
 from server.config import ServerConfig
-from server.listen import Engine, Listener, is_audio_only
+from server.listen import Engine, Listener, VoiceChannel, is_audio_only
 from server.metrics import Metrics
 
 log = logging.getLogger("avatarkit.server")
@@ -172,6 +172,8 @@ class Session:
         self.lipsync: Any = None
         #: Where the acoustic front end of audio-only utterances runs (server/listen.py).
         self.listen_engine: Engine | None = None
+        #: What earlier audio-driven turns learned about this session's voice channel.
+        self.voice_channel = VoiceChannel()
 
     # ------------------------------------------------------------------ commands
     def busy(self) -> bool:
@@ -317,7 +319,8 @@ class Session:
                             raise AvatarkitError("this server cannot listen to audio")
                         listener = Listener(self.listen_engine, chunk.sample_rate,
                                             self.config.viseme_fps, self.lang,
-                                            self.metrics.listen_delay.observe)
+                                            self.metrics.listen_delay.observe,
+                                            self.voice_channel)
                     heard, heard_frames = await listener.step(
                         chunk, getattr(u.source, "arrived", None))
                     if heard is not None or heard_frames:

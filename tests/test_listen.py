@@ -72,6 +72,27 @@ def test_a_reused_decoder_hears_like_a_new_one(real) -> None:
     assert stream.push(clip) + stream.finish() != []
 
 
+def test_a_voice_s_next_turn_starts_from_the_channel_its_last_turn_learned(real) -> None:
+    samples, _, truth = real
+    pcm = (samples * 32767).round().astype("<i2").tobytes()
+    first = AudioVisemeStream(RATE, fps=100)
+    first.push(pcm[: RATE * 2 * 8])
+    first.finish()
+    learned = first.channel
+    assert learned is not None and len(learned.split(",")) == 13
+    cold = AudioVisemeStream(RATE, fps=100)
+    warm = AudioVisemeStream(RATE, fps=100, channel=learned)
+    turn = pcm[RATE * 2 * 8: RATE * 2 * 11]
+    cold_frames = cold.push(turn) + cold.finish()
+    warm_frames = warm.push(turn) + warm.finish()
+    assert len(cold_frames) == len(warm_frames)
+    assert [f.weights for f in cold_frames] != [f.weights for f in warm_frames]
+    with pytest.raises(AvatarkitError, match="before the first audio"):
+        warm.channel = learned
+    with pytest.raises(AvatarkitError, match="channel estimate"):
+        AudioVisemeStream(RATE, channel="1,2,x")
+
+
 def test_stream_frames_are_continuous_and_trail_the_audio_by_the_lookahead(real) -> None:
     samples, _, _ = real
     pcm = (samples[: RATE * 6] * 32767).round().astype("<i2").tobytes()
