@@ -93,6 +93,34 @@ def test_a_voice_s_next_turn_starts_from_the_channel_its_last_turn_learned(real)
         AudioVisemeStream(RATE, channel="1,2,x")
 
 
+def _voiced(ms: float, formants: tuple[float, ...], level: float) -> np.ndarray:
+    """A 120 Hz voice through resonances at `formants` (a vowel; only ~250 Hz: a murmur)."""
+    t = np.arange(int(RATE * ms / 1000)) / RATE
+    x = sum(np.sin(2 * np.pi * 120 * k * t) / (1 + ((120 * k - f) / 80) ** 2)
+            for k in range(1, 60) for f in formants)
+    return level * x / np.abs(x).max()
+
+
+@pytest.mark.parametrize("ending, closes", [("murmur", True), ("silence", False)])
+def test_the_murmur_that_ends_um_closes_the_lips(ending: str, closes: bool) -> None:
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    rng = np.random.default_rng(0)
+    vowel = _voiced(300, (600, 1200, 2500), 0.3)
+    tail = _voiced(150, (250,), 0.02) if ending == "murmur" else np.zeros(int(RATE * 0.15))
+    x = np.concatenate([np.zeros(RATE // 2), vowel, tail, np.zeros(RATE // 2)])
+    x = x + rng.normal(0, 1e-4, len(x))  # a recording's noise floor
+    lips = LipReader()
+    lips.push(x)
+    heard = [TimedPhoneme("_", 0, 500), TimedPhoneme("ə", 500, 800),  # the filler model
+             TimedPhoneme("_", 800, len(x) * 1000 / RATE)]
+    closures = [p for p in lips.refine(heard, final=True) if p.symbol == "p"]
+    assert bool(closures) == closes, closures
+    if closes:
+        assert 790 <= closures[0].start_ms <= 830 and 900 <= closures[0].end_ms <= 970
+
+
 def test_stream_frames_are_continuous_and_trail_the_audio_by_the_lookahead(real) -> None:
     samples, _, _ = real
     pcm = (samples[: RATE * 6] * 32767).round().astype("<i2").tobytes()

@@ -8,6 +8,8 @@ speech around it (a stop gap, or the murmur of a nasal), while /f v/ keep their 
     levels (per 10 ms: band levels + total level)  ->  dips against the context around them
     recognised f/v/w over a dip of the whole and the upper band  ->  closure (p) over the dip
     a short pause inside speech next to a labial                 ->  closure (p)
+    the nasal murmur that ends a filler ("um") or a closure,
+      heard as the start of a pause                              ->  closure (p)
     a "phone" heard in near-digital silence                      ->  pause
 
 Only the frames of the dip become the closure, so a closure never spreads into the vowel
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from avatarkit.listen.features import HOP, N_BANDS, WINDOW, band_levels
+from avatarkit.listen.features import HOP, N_BANDS, WINDOW, band_centres_hz, band_levels
 from avatarkit.listen.options import LipOptions
 from avatarkit.listen.pcm import RATE
 from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
@@ -39,9 +41,21 @@ FRAME_CENTRE_MS = WINDOW / 2 * 1000.0 / RATE
 #: Bands above ~2.5 kHz (frication lives there).
 UPPER_BANDS = slice(14, N_BANDS)
 
+#: A nasal murmur keeps the low band (voicing through the nose) and loses the vowel's
+#: formant band: bands below / between these frequencies, Hz.
+_LOW_BANDS = band_centres_hz() < 450.0
+_MID_BANDS = (band_centres_hz() >= 500.0) & (band_centres_hz() < 2500.0)
+#: The floor a murmur must stand above is the quietest tenth of this many recent frames.
+FLOOR_FRAMES = 300
+#: Frames at the start of a pause that may still be the transition into its murmur.
+MURMUR_LEAD = 2
+#: What the recogniser's spoken-noise model (fillers: uh, um) is mapped to.
+_FILLER = "ə"
+
 #: Labials the recogniser hears in place of a closure (same place, wrong manner).
 _CLOSURE_LOOKALIKES = frozenset({"f", "v", "w"})
 _LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
+_BILABIAL = frozenset({"p", "b", "m"})
 CLOSURE = "p"
 
 
@@ -159,6 +173,14 @@ class LipReader:
                 inside = before != "_" and (after_s != "_")
                 closed = inside and bool({before, after_s} & _LABIAL) and bool(
                     dip[a:b].max() >= o.dip_db)
+            if not closed and s == "_":
+                murmur = self._murmur(base + a, base + b, p.start_ms)
+                if murmur:
+                    self._closure_until = p.start_ms + murmur * 10.0
+                    out.append(TimedPhoneme(CLOSURE, p.start_ms, self._closure_until))
+                    if self._closure_until < p.end_ms:
+                        out.append(TimedPhoneme("_", self._closure_until, p.end_ms))
+                    continue
             if not closed:
                 out.append(p)
                 continue
@@ -181,3 +203,45 @@ class LipReader:
             if c1 < p.end_ms:
                 out.append(TimedPhoneme(p.symbol, c1, p.end_ms))
         return out
+
+    def _murmur(self, a: int, b: int, start_ms: float) -> int:
+        """Frames of nasal murmur that open the pause over frames [a, b), if it follows a
+        filler or a closure (the "m" of "um", a phrase-final /m/): 0 when there is none.
+
+        A murmur is clearly quieter than the vowel before it yet above the recording's
+        floor (the quietest frames of the last seconds: a stream delivers a pause in
+        pieces), and tilted to the low band (the nose passes voicing, closed lips block
+        the formants).
+        """
+        o = self.options
+        first_piece = abs(start_ms - self._run[1]) < 1e-6
+        after_filler = first_piece and self._run[2] == _FILLER
+        after_closure = self._closure_until >= start_ms - 10.0 or (
+            first_piece and self._run[2] in _BILABIAL)
+        if not (after_filler or after_closure) or a < PAST_CONTEXT or b <= a:
+            return 0
+        levels = self.levels
+        total = levels[:, N_BANDS]
+        ref = int(np.argmax(total[a - PAST_CONTEXT: a])) + a - PAST_CONTEXT
+        bands = levels[a - PAST_CONTEXT: b + 1, :N_BANDS]
+        tilt = bands[:, _LOW_BANDS].max(axis=1) - bands[:, _MID_BANDS].max(axis=1)
+        tilt_ref, tilt = tilt[ref - (a - PAST_CONTEXT)], tilt[PAST_CONTEXT: PAST_CONTEXT + b - a]
+        floor = float(np.percentile(total[max(0, b - FLOOR_FRAMES): b], 10))
+        # a murmur can be a few dB above the floor only: judge its level over 30 ms
+        level = np.median(np.lib.stride_tricks.sliding_window_view(
+            total[a - 1: min(b + 1, len(total))], 3), axis=1)
+        level = np.pad(level, (0, b - a - len(level)), mode="edge")
+        is_murmur = ((level >= floor + o.murmur_above_floor_db)
+                     & (total[ref] - total[a:b] >= o.dip_db)
+                     & (tilt - tilt_ref >= o.murmur_tilt_db))
+        # the first frames straddle the phone boundary: the murmur may start a little later
+        lead = next((i for i in range(min(MURMUR_LEAD, len(is_murmur))) if is_murmur[i]), 0)
+        run = lead
+        while run < len(is_murmur) and is_murmur[run]:
+            run += 1
+        run = run if run > lead else 0
+        # a short murmur is a vowel's decay, unless it continues a closure (a live stream's
+        # first piece of a pause is often too short to tell: it stays a pause there)
+        if (run - lead) * 10.0 < o.min_murmur_ms and not after_closure:
+            return 0
+        return run

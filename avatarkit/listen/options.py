@@ -28,6 +28,12 @@ class LipOptions:
     #: A phone whose frames are (mostly) below this level is silence the recogniser
     #: mistook for a sound, dB full scale.
     silent_below_db: float = -60.0
+    #: A nasal murmur is at least this much above the floor of the pause it opens, dB...
+    murmur_above_floor_db: float = 2.0
+    #: ...its low band gains at least this much on the formant band against the vowel, dB...
+    murmur_tilt_db: float = 6.0
+    #: ...and lasts at least this long, ms (a vowel's decay passes through in less).
+    min_murmur_ms: float = 40.0
 
 
 @dataclass(frozen=True)
