@@ -12,9 +12,9 @@ Sets, each scored audio-only and audio + transcript:
 Reported per set: lip-closure hits (MBP >= 0.8 within +-30 ms of each p/b/m's middle),
 false closures in long vowels (>= 100 ms; MBP >= 0.8 in their middle half), f/v hits
 (FV >= 0.5 within +-30 ms), frame agreement of the dominant viseme; the streaming form
-(audio only, 20 ms chunks; cold, and as turns of one session) on the real sets; speed as x real time for the library call and
-for the whole `avatarkit visemes --audio` process (median of --runs), and how many live
-audio streams one core keeps up with.
+(audio only, 20 ms chunks; cold, and as turns of one session) on the real sets; speed as
+x real time for the library call and for the whole `avatarkit visemes --audio` process
+(median of --runs), and how many live audio streams one core keeps up with.
 """
 
 from __future__ import annotations
