@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from avatarkit.cli import app
 from avatarkit.errors import AvatarkitError
 from avatarkit.listen import AudioVisemeStream, ListenOptions, listen, timeline_from_audio
-from avatarkit.listen.pcm import RATE, ToListenerRate, as_mono_float, load_speech
+from avatarkit.listen.pcm import RATE, ToListenerRate, as_mono_float, load_speech, resample
 from avatarkit.listen.textgrid import read_phones
 from avatarkit.visemes.scoring import lip_score
 from avatarkit.visemes.timeline import timeline_from_phonemes
@@ -95,6 +95,26 @@ def test_a_voice_s_next_turn_starts_from_the_channel_its_last_turn_learned(real)
         warm.channel = learned
     with pytest.raises(AvatarkitError, match="channel estimate"):
         AudioVisemeStream(RATE, channel="1,2,x")
+
+
+def test_a_reused_aligner_aligns_like_a_new_one(real) -> None:
+    """The aligner is pooled and learns words; another call's words must not leak in."""
+    from avatarkit.listen import align as aligner
+    from avatarkit.tts.espeak_lib import engine
+
+    samples, text, _ = real
+    clip = samples[: RATE * 6]
+    words = " ".join(text.split()[:14])
+    aligner._idle.clear()
+    fresh = aligner.align(clip, words)
+    german = engine().synthesize("Haus und Maus", "de")
+    de = resample(np.frombuffer(german.pcm, "<i2") / 32768.0, german.sample_rate)
+    de_fresh = aligner.align(de, "Haus und Maus", "de")
+    aligner.align(de, "Haus Maus Haus", "de")  # other words, same names in the pool
+    assert len(aligner._idle) == 1
+    assert aligner.align(clip, words) == fresh
+    assert aligner.align(de, "Haus und Maus", "de") == de_fresh
+    assert [p.symbol for p in de_fresh if p.symbol in ("m", "h")] == ["h", "m"]
 
 
 def _voiced(ms: float, formants: tuple[float, ...], level: float) -> np.ndarray:
