@@ -13,7 +13,8 @@ from avatarkit.visemes.stream import VisemeStreamState, stream_finish, stream_st
 from server.app import create_app
 from server.blend import shared_pool
 from server.config import ServerConfig
-from server.session import PRODUCE_AHEAD_MS, SLICE_MS, _slices
+from server.pacing import PRODUCE_AHEAD_MS
+from server.produce import SLICE_MS, slices
 from server.state import SESSIONS
 from tests.server_support import Received, RecordingVoice, is_end, make_avatar, receive_until, typed
 
@@ -44,7 +45,7 @@ def _sliced_reference(chunks, fps: float) -> list:
     opts = CoarticulationOptions(fps=fps).checked()
     state, out = VisemeStreamState(), []
     for chunk in chunks:
-        for piece in _slices(chunk, SLICE_MS):
+        for piece in slices(chunk, SLICE_MS):
             frames, state = stream_step(state, piece, opts)
             out += frames
     frames, state = stream_finish(state, opts)
