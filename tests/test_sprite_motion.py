@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from avatarkit.build import BuildOptions, build_avatar
+from avatarkit.mouth.place import frame_box, to_box
 from avatarkit.render import Avatar, load_avatar, make_variant
-from avatarkit.render.place import frame_box, to_box
 from avatarkit.visemes.classes import VISEME_CLASSES
 from tests.render_cases import hero, hero_dir  # noqa: F401 (session fixtures)
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.mouth.interior import polygon_alpha
+from avatarkit.mouth.place import blend_box, frame_box, place_patch, shifted, to_box
 from avatarkit.render.avatar import Avatar
 from avatarkit.render.meshwarp import mesh_maps
-from avatarkit.render.place import blend_box, frame_box, place_patch, shifted, to_box
 from avatarkit.render.weights import REST
 from avatarkit.visemes.classes import VISEME_CLASSES
 
