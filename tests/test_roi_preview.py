@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from avatarkit.audio.io import Audio
 from avatarkit.build import build_avatar
 from avatarkit.cli import app
 from avatarkit.idle import read_frames
-from avatarkit.render.audio import Audio
-from avatarkit.render.onnx_variant import to_16k
 from avatarkit.roi import load_avatar
 from avatarkit.roi.providers import available
+from avatarkit.roi.variant import to_16k
 from tests.photo_cases import FAST, HERO
 from tests.roi_cases import audio_driven_model, wrong_signature_model
 from tests.test_roi_paste import _mouth_level
