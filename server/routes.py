@@ -21,8 +21,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from avatarkit import __version__
 from avatarkit.errors import AvatarkitError
+from avatarkit.version import __version__
 from server import wire
 from server.avatars import BuildTimeout, avatar_id_for
 from server.fanout import Client

@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from avatarkit.errors import AvatarkitError
+from avatarkit.tts.alignment import AlignmentChunk, CharAlignment, parse_alignment
 from avatarkit.tts.provider import ProviderError, SpeechChunk
-from avatarkit.visemes.alignment import AlignmentChunk, CharAlignment, parse_alignment
 
 log = logging.getLogger("avatarkit.tts.elevenlabs")
 
