@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,3 +210,9 @@ class _Recording:
             yield chunk
             if self.owner.delay_s:
                 await asyncio.sleep(self.owner.delay_s)
+
+
+def avatars_with_hero(hero_dir: Path, root: Path) -> Path:
+    """`root` as an avatars directory holding a copy of the example avatar as `hero`."""
+    shutil.copytree(hero_dir, root / "hero")
+    return root

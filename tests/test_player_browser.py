@@ -14,23 +14,20 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from avatarkit.build import build_avatar
 from avatarkit.render.avatar import load_avatar
 from avatarkit.render.variants import make_variant
 from avatarkit.render.weights import weight_vector
 from tests.browser import STATIC, browser_page, canvas_rgb, chromium_path, stats
-from tests.idle_cases import HERO
+from tests.server_support import avatars_with_hero
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="no Chromium binary (install Debian's `chromium`)")
 
 
 @pytest.fixture(scope="module")
-def avatars(tmp_path_factory) -> web.Application:
-    """An avatars folder holding `hero`, built once for the module."""
-    root = tmp_path_factory.mktemp("avatars")
-    build_avatar(HERO, root)
-    return root
+def avatars(tmp_path_factory, hero_dir):
+    """An avatars folder holding `hero` (the session's example avatar)."""
+    return avatars_with_hero(hero_dir, tmp_path_factory.mktemp("avatars"))
 
 
 def static_app(avatars) -> web.Application:

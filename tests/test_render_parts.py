@@ -30,7 +30,7 @@ from avatarkit.render.timeline_file import detect_format
 from avatarkit.render.weights import CLASS_INDEX, REST
 from avatarkit.visemes.exporters import FORMATS, export
 from avatarkit.visemes.timeline import speak
-from tests.render_cases import hero, hero_dir, write_wav  # noqa: F401 (session fixtures)
+from tests.render_cases import write_wav
 
 AI, MBP = CLASS_INDEX["AI"], CLASS_INDEX["MBP"]
 
@@ -151,7 +151,7 @@ def test_place_patch_lands_where_the_affine_says() -> None:
     assert np.array_equal(place_patch(frame + 7, patch, 0 * alpha, affine), frame + 7)
 
 
-def test_mesh_maps_are_piecewise_affine(hero) -> None:  # noqa: F811
+def test_mesh_maps_are_piecewise_affine(hero) -> None:
     """Inside every drawn triangle a pixel samples the source at the same barycentric
     coordinates in the undeformed triangle (the drawing a GPU client does); no offsets: the
     identity, pixel for pixel."""
@@ -204,7 +204,7 @@ def test_mesh_maps_are_piecewise_affine(hero) -> None:  # noqa: F811
     ("bad_atlas_json", "atlas.json is damaged"),
     ("bad_video", "could not read"),
 ])
-def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str,  # noqa: F811
+def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str,
                                      message: str) -> None:
     folder = tmp_path / "a"
     shutil.copytree(hero_dir, folder)
@@ -228,7 +228,7 @@ def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str
         _ = avatar.frames  # the video is decoded on first use
 
 
-def test_loader_reads_the_contract(hero) -> None:  # noqa: F811
+def test_loader_reads_the_contract(hero) -> None:
     assert hero.frames.shape == (hero.loop_frames, 400, 320, 3) and hero.fps == 25
     assert not hero.frames.flags.writeable
     assert hero.mask[0].max() == 0 and hero.mask.max() == 255

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatarkit.build import build_avatar
 from avatarkit.face import regions
 from avatarkit.face.landmarks import detect_faces
 from avatarkit.roi import (
@@ -25,17 +24,15 @@ from avatarkit.roi import (
 from avatarkit.roi.faces import frame_to_model, model_to_frame
 from avatarkit.roi.mel import SAMPLE_RATE
 from avatarkit.roi.paste import blend_alpha, paste_box
-from tests.photo_cases import DATA, FAST, HERO
+from tests.photo_cases import DATA, HERO
 from tests.roi_cases import MOUTH_COLS, MOUTH_ROWS, audio_driven_model
 
 CPU = RunnerOptions(provider="cpu", intra_op_threads=1)
 
 
 @pytest.fixture(scope="module")
-def avatar(tmp_path_factory):
-    out = tmp_path_factory.mktemp("roi_avatar")
-    build_avatar(HERO, out, FAST)
-    return load_avatar(out / "hero")
+def avatar(hero_dir):
+    return load_avatar(hero_dir)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,31 @@
+"""Fixtures every test module sees: the example avatar, built once per test session.
+
+Building it takes seconds; the renderer, ROI, server and browser tests all read the same
+folder. Tests must not change it: `tests.server_support.avatars_with_hero` copies it into a
+folder of the test's own (a server's avatars directory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from avatarkit.build import BuildOptions, build_avatar
+from avatarkit.render import Avatar, load_avatar
+
+HERO = Path(__file__).resolve().parent.parent / "examples" / "hero.jpg"
+
+
+@pytest.fixture(scope="session")
+def hero_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example avatar folder (`hero`), built with the default settings. Read only."""
+    result = build_avatar(HERO, tmp_path_factory.mktemp("avatars"), BuildOptions())
+    assert result.status == "built", result.error
+    return Path(result.output)
+
+
+@pytest.fixture(scope="session")
+def hero(hero_dir: Path) -> Avatar:
+    """The example avatar, loaded (idle frames decoded once for the session)."""
+    return load_avatar(hero_dir)
