@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.browser import browser_page, canvas_rgb, chromium_path, stats
+from tests.browser import browser_page, canvas_rgb, chromium_path, open_player, stats
 from tests.roi_cases import audio_driven_model
 from tests.server_support import avatars_with_hero
 
@@ -26,10 +26,7 @@ async def test_player_composites_model_patches(aiohttp_server, tmp_path, hero_di
         avatars_dir=avatars, model=model, onnx_provider="cpu")))
     errors: list[str] = []
     async with browser_page(errors) as page:
-        await page.goto(f"{server.make_url('/')}?avatar=hero&lipsync=onnx")
-        await page.wait_for_function(
-            "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
-            " && avatarkitPlayer.stats.renders > 2", timeout=15000)
+        await open_player(page, f"{server.make_url('/')}?avatar=hero&lipsync=onnx")
         s = await stats(page)
         assert s["hello"]["lipsync"] == "onnx" and s["hello"]["patch_fps"] == hero.fps
         await page.evaluate("avatarkitPlayer.seek(1.0)")  # hold the idle loop on one frame

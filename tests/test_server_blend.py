@@ -16,16 +16,10 @@ from server.config import ServerConfig
 from server.pacing import PRODUCE_AHEAD_MS
 from server.produce import SLICE_MS, slices
 from server.state import SESSIONS
-from tests.server_support import Received, RecordingVoice, is_end, make_avatar, receive_until, typed
+from tests.server_support import Received, RecordingVoice, is_end, receive_until, typed
 
 TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the "
         "quiet green forest. Maybe tomorrow.")
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
 
 
 async def _open(aiohttp_client, avatars, voice, **cfg):
