@@ -99,3 +99,13 @@ def test_the_graph_has_no_circle():
     for start in sorted(graph):
         if start not in state:
             assert visit(start, []) is None
+
+
+def test_the_readme_map_names_every_package_and_doc():
+    text = (ROOT / "README.md").read_text("utf-8")
+    layout = text[text.index("## Project layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    packages = {p.parent.name for p in (ROOT / "avatarkit").glob("*/__init__.py")}
+    missing = {f"{name}/" for name in packages if f"  {name}/" not in layout}
+    missing |= {d.name for d in (ROOT / "docs").glob("*.md") if d.name not in layout}
+    assert missing == set(), "README's project layout does not mention these"
