@@ -28,6 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from avatarkit.audio.io import read_audio  # noqa: E402
 from avatarkit.build import BuildOptions, build_avatar  # noqa: E402
 from avatarkit.face import regions  # noqa: E402
 from avatarkit.idle import quality as q  # noqa: E402
@@ -43,7 +44,6 @@ from avatarkit.render import (  # noqa: E402
     speech_from_files,
     speech_from_text,
 )
-from avatarkit.render.audio import read_audio  # noqa: E402
 from avatarkit.render.decode import read_video  # noqa: E402
 from avatarkit.render.weights import CLASS_INDEX, class_openness  # noqa: E402
 

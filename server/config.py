@@ -1,4 +1,8 @@
-"""Server settings: one dataclass the CLI, tests and benchmarks fill the same way."""
+"""Server settings: one dataclass the CLI, tests and benchmarks fill the same way.
+
+The CLI (typer) parses the options and three secrets come from the environment
+(`from_env`); a settings library (pydantic-settings) would add a dependency for three
+variables, so `checked()` validates by hand with one actionable message per field."""
 
 from __future__ import annotations
 

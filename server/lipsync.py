@@ -1,6 +1,6 @@
 """Variant C live: mouth patches from a Wav2Lip-compatible ONNX model, streamed with the audio.
 
-    speak -> provider chunks -> Session._produce -> PatchProducer.on_audio (no waiting)
+    speak -> provider chunks -> Producer (server/produce.py) -> PatchProducer.on_audio (no waiting)
           -> LiveFrames (16 kHz mel, per-frame windows as soon as final)   [CPU pool]
           -> face input of the idle frame under each patch (cached)        [CPU pool]
           -> InferenceBatcher: one worker per device, frames of every session batched
@@ -56,7 +56,8 @@ from server.config import ServerConfig
 from server.metrics import Metrics
 
 if TYPE_CHECKING:
-    from server.session import Session, Utterance
+    from server.pacing import Utterance
+    from server.session import Session
 
 log = logging.getLogger("avatarkit.server")
 

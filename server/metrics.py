@@ -1,7 +1,9 @@
 """Prometheus text exposition, written by hand: a few counters, gauges and one histogram.
 
 A dependency (prometheus_client) would bring a registry, locks and multiprocess modes this
-single-process server does not need; the text format is small and stable.
+single-process server does not need; the text format is small and stable. The pacer records
+a histogram observation per batch of events: ours takes ~0.5 us, prometheus_client's ~5x as
+long (`benchmarks/libraries.py`).
 """
 
 from __future__ import annotations

@@ -55,28 +55,34 @@ def default_provider_name(config: ServerConfig) -> str:
     return "elevenlabs" if config.elevenlabs_api_key else "espeak"
 
 
+def check_available(provider: str, config: ServerConfig) -> None:
+    """Raise AvatarkitError when this server cannot give a session `provider`: the one
+    check, made by the route before a session (or a rate-limit token) is spent, and by the
+    default factory."""
+    if provider not in PROVIDERS:
+        raise AvatarkitError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+    if provider == "elevenlabs" and not config.elevenlabs_api_key:
+        raise AvatarkitError(
+            "provider 'elevenlabs' is not available: the server has no "
+            "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
+    if provider == "openai" and not config.openai_api_key:
+        raise AvatarkitError(
+            "provider 'openai' is not available: the server has no OPENAI_API_KEY - "
+            "set it where the server runs")
+
+
 def make_default_factory(
     config: ServerConfig, http: Callable[[], aiohttp.ClientSession]
 ) -> ProviderFactory:
     """The real providers; `http()` gives the server's shared client session."""
 
     def factory(req: VoiceRequest) -> Provider:
+        check_available(req.provider, config)
         if req.provider == "openai":
-            if not config.openai_api_key:
-                raise AvatarkitError(
-                    "provider 'openai' is not available: the server has no OPENAI_API_KEY - "
-                    "set it where the server runs")
             from server.openai_realtime import OpenAIRealtimeProvider, RealtimeOptions
 
             return OpenAIRealtimeProvider(RealtimeOptions.from_config(config), session=http())
-        if req.provider == "espeak":
-            return EspeakProvider(EspeakOptions(lang=req.lang, variant=req.voice_id))
         if req.provider == "elevenlabs":
-            if not config.elevenlabs_api_key:
-                raise AvatarkitError(
-                    "provider 'elevenlabs' is not available: the server has no "
-                    "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'"
-                )
             from avatarkit.tts.elevenlabs import ElevenLabsOptions, ElevenLabsProvider
 
             kwargs: dict[str, Any] = {
@@ -90,8 +96,7 @@ def make_default_factory(
             if config.elevenlabs_http_base_url:
                 kwargs["http_base_url"] = config.elevenlabs_http_base_url
             return ElevenLabsProvider(ElevenLabsOptions(**kwargs), session=http())
-        raise AvatarkitError(
-            f"unknown provider {req.provider!r}; use one of {', '.join(PROVIDERS)}"
-        )
+        # `audio` sessions never reach a factory (server/sessions.py)
+        return EspeakProvider(EspeakOptions(lang=req.lang, variant=req.voice_id))
 
     return factory

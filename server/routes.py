@@ -21,14 +21,15 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from avatarkit import __version__
 from avatarkit.errors import AvatarkitError
+from avatarkit.version import __version__
 from server import wire
 from server.avatars import BuildTimeout, avatar_id_for
+from server.fanout import Client
 from server.http import ApiError
 from server.listen import MAX_RATE, MIN_RATE, AudioTurn
-from server.providers import PROVIDERS, VoiceRequest, default_provider_name
-from server.session import Client, Session
+from server.providers import VoiceRequest, check_available, default_provider_name
+from server.session import Session
 from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
 
 log = logging.getLogger("avatarkit.server")
@@ -271,13 +272,10 @@ async def create_session(request: web.Request) -> web.Response:
     if request.app[AVATARS].manifest(avatar_id) is None:
         raise ApiError(404, "not_found", f"no avatar {avatar_id!r} on this server")
     provider = _optional_str(body, "provider") or default_provider_name(config)
-    if provider not in PROVIDERS:
-        raise ApiError(400, "provider_unavailable",
-                       f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
-    if provider == "elevenlabs" and not config.elevenlabs_api_key:
-        raise ApiError(400, "provider_unavailable",
-                       "provider 'elevenlabs' is not available: the server has no "
-                       "ELEVENLABS_API_KEY - set it where the server runs, or use 'espeak'")
+    try:
+        check_available(provider, config)
+    except AvatarkitError as exc:
+        raise ApiError(400, "provider_unavailable", str(exc)) from None
     rate = body.get("sample_rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int)
                              or not MIN_RATE <= rate <= MAX_RATE):

@@ -63,3 +63,12 @@ async def canvas_rgb(page, selector: str = "#stage") -> np.ndarray:
 
 async def stats(page) -> dict:
     return await page.evaluate("window.avatarkitPlayer.stats")
+
+
+async def open_player(page, url: str, *, rendering: bool = True) -> None:
+    """Load the player at `url` and wait until its socket is open (and, with `rendering`,
+    it has drawn a few frames)."""
+    await page.goto(url)
+    await page.wait_for_function(
+        "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
+        + (" && avatarkitPlayer.stats.renders > 2" if rendering else ""), timeout=15000)

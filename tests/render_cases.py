@@ -1,8 +1,5 @@
-"""Shared fixtures for the renderer tests: the example avatar built once per session, and
-measurements on decoded frames of real preview MP4s.
-
-Import the fixtures into a test module (`from tests.render_cases import hero_dir  # noqa`);
-being session-scoped, the avatar is built only once however many modules use it.
+"""Helpers for the renderer tests: measurements on decoded frames of real preview MP4s.
+(The example avatar itself is the session fixture `hero` / `hero_dir` of tests/conftest.py.)
 """
 
 from __future__ import annotations
@@ -13,31 +10,14 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
-import pytest
 
-from avatarkit.build import BuildOptions, build_avatar
 from avatarkit.face import regions
-from avatarkit.render import Avatar, load_avatar
 from avatarkit.render.decode import read_video
 
 ROOT = Path(__file__).resolve().parent.parent
 HERO = ROOT / "examples" / "hero.jpg"
 #: A sentence with closures (b, m, p), lip-teeth (f, v), rounding and wide-open vowels.
 SENTENCE = "Bob bought five thin maps, and we all sang a song about the sea."
-
-
-@pytest.fixture(scope="session")
-def hero_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example avatar folder, built with the default settings."""
-    result = build_avatar(HERO, tmp_path_factory.mktemp("avatars"), BuildOptions())
-    assert result.status == "built", result.error
-    return Path(result.output)
-
-
-@pytest.fixture(scope="session")
-def hero(hero_dir: Path) -> Avatar:
-    """The example avatar, loaded (idle frames decoded once for the session)."""
-    return load_avatar(hero_dir)
 
 
 def decode_video(path: Path) -> np.ndarray:

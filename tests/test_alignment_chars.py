@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.visemes.alignment import (
+from avatarkit.tts.alignment import (
     AlignmentChunk,
     CharAlignment,
     load_alignment_file,

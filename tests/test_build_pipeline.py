@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatarkit import __version__
 from avatarkit.build import ASSET_STAGES, BuildOptions, IdleOptions, build_avatar, pipeline
 from avatarkit.errors import AvatarkitError
+from avatarkit.version import __version__
 from avatarkit.visemes.classes import VISEME_CLASSES
 from tests.photo_cases import (
     DATA,

@@ -12,10 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from avatarkit.cli import app
-from tests.render_cases import (  # noqa: F401 (session fixtures)
+from tests.render_cases import (
     decode_audio,
-    hero,
-    hero_dir,
     probe,
 )
 
@@ -38,7 +36,7 @@ def voice(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return wav, timeline
 
 
-def test_text_to_mp4_with_sound(hero_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_text_to_mp4_with_sound(hero_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "hello.mp4"
     res = preview(str(hero_dir), "--text", TEXT, "--variant", "mesh", "-o", str(out))
     assert res.exit_code == 0, res.output
@@ -54,14 +52,14 @@ def test_text_to_mp4_with_sound(hero_dir: Path, tmp_path: Path) -> None:  # noqa
     assert not list(tmp_path.glob(".*")), "no temporary files left behind"
 
 
-def test_default_output_name(hero_dir: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+def test_default_output_name(hero_dir: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     res = preview(str(hero_dir), "--text", "Hi.", "--lead-in", "0", "--tail", "0")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "hero_preview.mp4").is_file()
 
 
-def test_audio_and_timeline(hero_dir: Path, voice, tmp_path: Path) -> None:  # noqa: F811
+def test_audio_and_timeline(hero_dir: Path, voice, tmp_path: Path) -> None:
     wav, timeline = voice
     out = tmp_path / "v.mp4"
     res = preview(str(hero_dir), "--audio", str(wav), "--timeline", str(timeline), "-o", str(out))
@@ -71,7 +69,7 @@ def test_audio_and_timeline(hero_dir: Path, voice, tmp_path: Path) -> None:  # n
 
 
 @pytest.mark.parametrize(("scale", "says"), [(1.5, "trimmed"), (0.5, "padded")])
-def test_length_mismatch_warns(hero_dir: Path, voice, tmp_path: Path, scale: float,  # noqa: F811
+def test_length_mismatch_warns(hero_dir: Path, voice, tmp_path: Path, scale: float,
                                says: str) -> None:
     wav, timeline = voice
     events = [json.loads(line) for line in timeline.read_text().splitlines()]
@@ -85,7 +83,7 @@ def test_length_mismatch_warns(hero_dir: Path, voice, tmp_path: Path, scale: flo
     assert "warning:" in res.stderr and says in res.stderr and "say.wav" in res.stderr
 
 
-def test_sheet_only(hero_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_sheet_only(hero_dir: Path, tmp_path: Path) -> None:
     sheet = tmp_path / "sheet.png"
     res = preview(str(hero_dir), "--sheet", str(sheet))
     assert res.exit_code == 0, res.output
@@ -97,7 +95,7 @@ def test_sheet_only(hero_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     assert not list(tmp_path.glob("*.mp4")), "--sheet alone renders no video"
 
 
-def _bad_avatar(base: Path, hero_dir: Path, broken: str) -> Path:  # noqa: F811
+def _bad_avatar(base: Path, hero_dir: Path, broken: str) -> Path:
     folder = base / "broken"
     shutil.copytree(hero_dir, folder)
     if broken == "atlas.png":
@@ -122,7 +120,7 @@ def _bad_avatar(base: Path, hero_dir: Path, broken: str) -> Path:  # noqa: F811
         ("nothing", "nothing to render"),
     ],
 )
-def test_errors_are_one_red_line(hero_dir: Path, voice, tmp_path: Path, case: str,  # noqa: F811
+def test_errors_are_one_red_line(hero_dir: Path, voice, tmp_path: Path, case: str,
                                  message: str) -> None:
     wav, timeline = voice
     out = tmp_path / "never.mp4"
@@ -168,7 +166,7 @@ def test_help_explains() -> None:
         assert word in res.output, word
 
 
-def test_interrupted_render_leaves_nothing(hero, tmp_path: Path) -> None:  # noqa: F811
+def test_interrupted_render_leaves_nothing(hero, tmp_path: Path) -> None:
     from avatarkit.render import VideoWriter
 
     target = tmp_path / "keep.mp4"

@@ -41,3 +41,25 @@ def test_aiohttp_floor_covers_the_api_the_code_uses() -> None:
         f"{'.'.join(map(str, need))} ({newest})")
     # and the installed aiohttp has them (the table names real attributes)
     assert hasattr(aiohttp, "ClientWSTimeout") and hasattr(web.WebSocketResponse, "send_frame")
+
+
+def _recipes() -> dict[str, tuple[str, list[str]]]:
+    """Makefile target -> (its prerequisites, its recipe lines)."""
+    text = (ROOT / "Makefile").read_text()
+    return {m.group(1): (m.group(2), [x.strip() for x in m.group(3).splitlines()])
+            for m in re.finditer(r"^(\S+):([^=\n]*)\n((?:\t[^\n]*\n)*)", text, re.M)}
+
+
+def test_make_demo_installs_the_tool_only_and_make_test_adds_the_test_extra() -> None:
+    rules = _recipes()
+    assert "$(DEMO_STAMP)" in rules["demo"][0] and "$(TEST_STAMP)" in rules["test"][0]
+    demo, test = rules["$(DEMO_STAMP)"][1], rules["$(TEST_STAMP)"][1]
+    assert "$(BIN)/pip install -e ." in demo and not any("[" in line for line in demo)
+    assert "$(BIN)/pip install -e '.[test]'" in test
+    # every install is followed by the headless OpenCV swap (pip restores the GUI wheel)
+    for recipe in (demo, test):
+        install = next(i for i, line in enumerate(recipe) if "pip install -e" in line)
+        assert recipe[install + 1] == "$(headless_cv2)", recipe
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not {"librosa", "playwright", "pytest"} & {
+        re.match(r"[\w-]+", d).group(0) for d in extras["dependencies"]}

@@ -14,23 +14,20 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from avatarkit.build import build_avatar
 from avatarkit.render.avatar import load_avatar
 from avatarkit.render.variants import make_variant
 from avatarkit.render.weights import weight_vector
-from tests.browser import STATIC, browser_page, canvas_rgb, chromium_path, stats
-from tests.idle_cases import HERO
+from tests.browser import STATIC, browser_page, canvas_rgb, chromium_path, open_player, stats
+from tests.server_support import avatars_with_hero
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="no Chromium binary (install Debian's `chromium`)")
 
 
 @pytest.fixture(scope="module")
-def avatars(tmp_path_factory) -> web.Application:
-    """An avatars folder holding `hero`, built once for the module."""
-    root = tmp_path_factory.mktemp("avatars")
-    build_avatar(HERO, root)
-    return root
+def avatars(tmp_path_factory, hero_dir):
+    """An avatars folder holding `hero` (the session's example avatar)."""
+    return avatars_with_hero(hero_dir, tmp_path_factory.mktemp("avatars"))
 
 
 def static_app(avatars) -> web.Application:
@@ -137,10 +134,7 @@ async def test_live_speak_moves_mouth_and_stop_ends_it(aiohttp_server, avatars):
     server = await aiohttp_server(create_app(ServerConfig(avatars_dir=avatars, token="s3cret")))
     errors: list[str] = []
     async with browser_page(errors) as page:
-        await page.goto(f"{server.make_url('/')}?avatar=hero&variant=mesh&token=s3cret")
-        await page.wait_for_function(
-            "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
-            " && avatarkitPlayer.stats.renders > 2", timeout=15000)
+        await open_player(page, f"{server.make_url('/')}?avatar=hero&variant=mesh&token=s3cret")
         s = await stats(page)
         assert s["hello"]["avatar_id"] == "hero" and s["renderer"] == "mesh"
         # Hold the idle loop on one frame so any change in the mouth box is the mouth's.
@@ -213,10 +207,7 @@ async def test_player_joins_a_session_fed_with_pushed_audio(aiohttp_server, aioh
     sid = (await r.json())["session_id"]
     errors: list[str] = []
     async with browser_page(errors) as page:
-        await page.goto(f"{server.make_url('/')}?avatar=hero&session={sid}")
-        await page.wait_for_function(
-            "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
-            " && avatarkitPlayer.stats.renders > 2", timeout=15000)
+        await open_player(page, f"{server.make_url('/')}?avatar=hero&session={sid}")
         assert (await stats(page))["hello"]["provider"] == "audio"
         ws = await client.ws_connect(f"/session-2d/{sid}/ws")  # the pipeline's socket
         await ws.send_str(json.dumps({"type": "audio_start", "text": LONG_TEXT}))
@@ -246,9 +237,8 @@ async def test_player_talks_to_an_openai_realtime_session(aiohttp_server, avatar
             avatars_dir=avatars, openai_api_key="sk-browser", openai_ws_base_url=fake.base_url)))
         errors: list[str] = []
         async with browser_page(errors) as page:
-            await page.goto(f"{server.make_url('/')}?avatar=hero&provider=openai")
-            await page.wait_for_function(
-                "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'", timeout=15000)
+            await open_player(page, f"{server.make_url('/')}?avatar=hero&provider=openai",
+                              rendering=False)
             assert await page.is_visible("#mic")
             await page.click("#mic")
             await page.wait_for_function("avatarkitPlayer.stats.micChunks > 5", timeout=10000)

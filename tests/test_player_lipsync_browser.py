@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatarkit.build import build_avatar
-from tests.browser import browser_page, canvas_rgb, chromium_path, stats
-from tests.photo_cases import FAST, HERO
+from tests.browser import browser_page, canvas_rgb, chromium_path, open_player, stats
 from tests.roi_cases import audio_driven_model
+from tests.server_support import avatars_with_hero
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="no Chromium binary (install Debian's `chromium`)")
@@ -17,23 +16,19 @@ pytestmark = pytest.mark.skipif(chromium_path() is None,
 TEXT = "Hello there! Barbara and Bob ate a big apple pie by the river."
 
 
-async def test_player_composites_model_patches(aiohttp_server, tmp_path):
+async def test_player_composites_model_patches(aiohttp_server, tmp_path, hero_dir, hero):
     from server.app import create_app
     from server.config import ServerConfig
 
-    avatars = tmp_path / "avatars"
-    build_avatar(HERO, avatars, FAST)
+    avatars = avatars_with_hero(hero_dir, tmp_path / "avatars")
     model = audio_driven_model(tmp_path / "m.onnx")
     server = await aiohttp_server(create_app(ServerConfig(
         avatars_dir=avatars, model=model, onnx_provider="cpu")))
     errors: list[str] = []
     async with browser_page(errors) as page:
-        await page.goto(f"{server.make_url('/')}?avatar=hero&lipsync=onnx")
-        await page.wait_for_function(
-            "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
-            " && avatarkitPlayer.stats.renders > 2", timeout=15000)
+        await open_player(page, f"{server.make_url('/')}?avatar=hero&lipsync=onnx")
         s = await stats(page)
-        assert s["hello"]["lipsync"] == "onnx" and s["hello"]["patch_fps"] == 24
+        assert s["hello"]["lipsync"] == "onnx" and s["hello"]["patch_fps"] == hero.fps
         await page.evaluate("avatarkitPlayer.seek(1.0)")  # hold the idle loop on one frame
         await page.wait_for_timeout(60)
         idle = await canvas_rgb(page)

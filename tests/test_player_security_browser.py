@@ -15,11 +15,10 @@ import shutil
 import pytest
 from aiohttp import web
 
-from avatarkit.build import build_avatar
 from server.app import create_app
 from server.config import ServerConfig
 from tests.browser import browser_page, chromium_path, stats
-from tests.idle_cases import HERO
+from tests.server_support import avatars_with_hero
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="no Chromium binary (install Debian's `chromium`)")
@@ -28,10 +27,8 @@ TOKEN = "s3cret-server-token"
 
 
 @pytest.fixture(scope="module")
-def avatars(tmp_path_factory):
-    root = tmp_path_factory.mktemp("avatars")
-    build_avatar(HERO, root)
-    return root
+def avatars(tmp_path_factory, hero_dir):
+    return avatars_with_hero(hero_dir, tmp_path_factory.mktemp("avatars"))
 
 
 def evil_app(avatars, seen: list[dict]) -> web.Application:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from avatarkit.errors import AvatarkitError, AvatarkitWarning
+from avatarkit.mouth.mesh import triangles
 from avatarkit.mouth.warp import warp_maps
 from avatarkit.render import (
     Audio,
@@ -25,12 +26,11 @@ from avatarkit.render import (
     place_patch,
     read_audio,
 )
-from avatarkit.render.meshwarp import mesh_maps
 from avatarkit.render.timeline_file import detect_format
 from avatarkit.render.weights import CLASS_INDEX, REST
 from avatarkit.visemes.exporters import FORMATS, export
 from avatarkit.visemes.timeline import speak
-from tests.render_cases import hero, hero_dir, write_wav  # noqa: F401 (session fixtures)
+from tests.render_cases import write_wav
 
 AI, MBP = CLASS_INDEX["AI"], CLASS_INDEX["MBP"]
 
@@ -151,15 +151,46 @@ def test_place_patch_lands_where_the_affine_says() -> None:
     assert np.array_equal(place_patch(frame + 7, patch, 0 * alpha, affine), frame + 7)
 
 
-def test_mesh_maps_match_the_reference_warp(hero) -> None:  # noqa: F811
+def test_mesh_maps_are_piecewise_affine(hero) -> None:
+    """Inside every drawn triangle a pixel samples the source at the same barycentric
+    coordinates in the undeformed triangle (the drawing a GPU client does); no offsets: the
+    identity, pixel for pixel."""
     mesh = hero.mesh
     size = (hero.roi.w, hero.roi.h)
+    tris = triangles()
+    ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(np.float64)
+    pixels = np.stack([xs.ravel(), ys.ravel()])
     for cls in ("AI", "MBP", "O"):
         offsets = mesh.targets[CLASS_INDEX[cls]] * 0.8
-        ref = warp_maps(mesh.points, offsets, size)
-        fast = mesh_maps(mesh.points, offsets, size)
-        assert np.abs(ref[0] - fast[0]).max() < 1e-3 and np.abs(ref[1] - fast[1]).max() < 1e-3
-    ident = mesh_maps(mesh.points, np.zeros_like(mesh.points), size)
+        map_x, map_y = warp_maps(mesh.points, offsets, size)
+        got = np.stack([map_x.ravel(), map_y.ravel()], axis=1)
+        drawn = mesh.points + offsets
+        bary = []
+        for tri in tris:
+            d = drawn[tri]
+            t = np.array([[d[0, 0] - d[2, 0], d[1, 0] - d[2, 0]],
+                          [d[0, 1] - d[2, 1], d[1, 1] - d[2, 1]]])
+            if abs(np.linalg.det(t)) < 1.0:
+                bary.append(None)
+                continue
+            lam = np.linalg.solve(t, pixels - d[2][:, None])
+            # barycentric coordinate i x (twice the area / opposite edge) = distance to it, px
+            heights = abs(np.linalg.det(t)) / np.linalg.norm(d[[1, 2, 0]] - d[[2, 0, 1]], axis=1)
+            bary.append((np.vstack([lam, 1 - lam.sum(axis=0)]), heights))
+        # pixels one triangle alone covers (a fold puts two triangles over some)
+        covers = sum((b[0] * b[1][:, None] > -1.0).all(axis=0) for b in bary if b is not None)
+        checked = 0
+        for tri, b in zip(tris, bary, strict=True):
+            if b is None:
+                continue
+            # a pixel away from every edge: the rasteriser has no choice to make
+            inside = (b[0] * b[1][:, None] > 1.0).all(axis=0) & (covers == 1)
+            b = b[0]
+            want = b[:, inside].T @ mesh.points[tri]
+            assert np.abs(got[inside] - want).max(initial=0.0) < 1e-3, cls
+            checked += int(inside.sum())
+        assert checked > 0.2 * size[0] * size[1]
+    ident = warp_maps(mesh.points, np.zeros_like(mesh.points), size)
     img = cv2.remap(hero.cells["Rest"][..., :3], *ident, cv2.INTER_LINEAR)
     assert np.array_equal(img, hero.cells["Rest"][..., :3])
 
@@ -173,7 +204,7 @@ def test_mesh_maps_match_the_reference_warp(hero) -> None:  # noqa: F811
     ("bad_atlas_json", "atlas.json is damaged"),
     ("bad_video", "could not read"),
 ])
-def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str,  # noqa: F811
+def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str,
                                      message: str) -> None:
     folder = tmp_path / "a"
     shutil.copytree(hero_dir, folder)
@@ -197,7 +228,7 @@ def test_loader_errors_name_the_file(hero_dir: Path, tmp_path: Path, damage: str
         _ = avatar.frames  # the video is decoded on first use
 
 
-def test_loader_reads_the_contract(hero) -> None:  # noqa: F811
+def test_loader_reads_the_contract(hero) -> None:
     assert hero.frames.shape == (hero.loop_frames, 400, 320, 3) and hero.fps == 25
     assert not hero.frames.flags.writeable
     assert hero.mask[0].max() == 0 and hero.mask.max() == 255

@@ -20,13 +20,11 @@ from avatarkit.render import (
     speech_from_text,
 )
 from avatarkit.render.weights import CLASS_INDEX, class_openness, rest_weights
-from tests.render_cases import (  # noqa: F401 (session fixtures)
+from tests.render_cases import (
     SENTENCE,
     audio_onset_s,
     decode_audio,
     decode_video,
-    hero,
-    hero_dir,
     lip_openings,
     write_wav,
 )
@@ -40,7 +38,7 @@ def sentence() -> Speech:
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def rendered(request, hero, sentence, tmp_path_factory):  # noqa: ANN001, ANN201, F811
+def rendered(request, hero, sentence, tmp_path_factory):  # noqa: ANN001, ANN201
     """(variant, result, decoded frames, re-detected landmarks) of the sentence's preview."""
     out = tmp_path_factory.mktemp("preview") / f"{request.param}.mp4"
     result = render_preview(hero, sentence, out, PreviewOptions(variant=request.param))
@@ -50,7 +48,7 @@ def rendered(request, hero, sentence, tmp_path_factory):  # noqa: ANN001, ANN201
     return request.param, result, frames, points
 
 
-def test_lip_opening_follows_the_timeline(rendered, hero) -> None:  # noqa: F811
+def test_lip_opening_follows_the_timeline(rendered, hero) -> None:
     name, result, frames, points = rendered
     mesh = hero.mesh
     openness = class_openness([mesh.centre_gap(mesh.targets[k]) for k in range(len(mesh.targets))])
@@ -75,7 +73,7 @@ def test_lips_close_where_mbp_dominates(rendered) -> None:
     assert opening.max() >= 2.0 * rest
 
 
-def test_mouth_corners_follow_the_track(rendered, hero) -> None:  # noqa: F811
+def test_mouth_corners_follow_the_track(rendered, hero) -> None:
     name, result, _, points = rendered
     mesh = hero.mesh
     grid = (mesh.rows, mesh.cols, 2)
@@ -90,7 +88,7 @@ def test_mouth_corners_follow_the_track(rendered, hero) -> None:  # noqa: F811
     assert median <= 2.0, f"{name}: mouth corners {median:.2f} px (median) from the track"
 
 
-def test_rest_frames_are_the_idle_loop(rendered, hero, hero_dir) -> None:  # noqa: F811
+def test_rest_frames_are_the_idle_loop(rendered, hero, hero_dir) -> None:
     name, result, frames, _ = rendered
     idle = decode_video(hero_dir / "idle.mp4")
     plan = result.plan
@@ -110,7 +108,7 @@ def test_rest_frames_are_the_idle_loop(rendered, hero, hero_dir) -> None:  # noq
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_rest_weights_draw_the_idle_frame_exactly(hero, name) -> None:  # noqa: F811
+def test_rest_weights_draw_the_idle_frame_exactly(hero, name) -> None:
     from avatarkit.render import make_variant
 
     variant = make_variant(hero, name)
@@ -137,7 +135,7 @@ def _tone_case(folder: Path, onset_s: float) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_audio_and_mouth_are_in_sync(hero, tmp_path, name) -> None:  # noqa: F811
+def test_audio_and_mouth_are_in_sync(hero, tmp_path, name) -> None:
     onset = 0.713  # deliberately between video frames
     wav, timeline = _tone_case(tmp_path, onset)
     speech = speech_from_files(wav, timeline)
@@ -163,7 +161,7 @@ MESH_VS_SPRITE_MAX = 8.5
 
 
 @pytest.mark.parametrize("cls", ["E", "L", "TH", "CH", "O"])
-def test_mesh_shows_what_the_sprite_shows(hero, cls: str) -> None:  # noqa: F811
+def test_mesh_shows_what_the_sprite_shows(hero, cls: str) -> None:
     """The mesh's interior layers (lower teeth on the jaw, tongue, teeth in front) make each
     open shape look like its sprite, not like one shared dark interior."""
     import cv2

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from avatarkit.roi.live import LiveFrames, StreamResampler
+from avatarkit.audio.io import Audio
+from avatarkit.audio.resample import StreamResampler
+from avatarkit.roi.live import LiveFrames
 from avatarkit.roi.mel import frame_count, mel_windows, melspectrogram
+from avatarkit.roi.variant import to_16k
 
 
 def _speechy(rate: int, seconds: float, seed: int = 0) -> np.ndarray:
@@ -99,3 +102,19 @@ def test_pcm16_bytes_and_short_utterances():
     assert (frames[0].mel[:, -1] == -4).all() and frames[0].mel[:, 0].max() > -4
     with pytest.raises(RuntimeError):
         short.push(x[:10])
+
+
+@pytest.mark.parametrize("rate", [22050, 24000, 44100])
+def test_the_offline_preview_hears_what_the_server_hears(rate):
+    """The preview's ONNX variant (the whole track resampled at once) feeds the model the
+    same mel windows, bit for bit, as the live server computes from the same PCM16 arriving
+    in chunks."""
+    pcm = np.round(_speechy(rate, 1.3, seed=rate) * 20000).astype("<i2")
+    live = LiveFrames(rate, 25.0)
+    frames = [w for piece in _chunks(pcm, seed=rate) for w in live.push_pcm16(piece.tobytes())]
+    frames += live.finish()
+    offline = to_16k(Audio(pcm, rate))
+    count = frame_count(len(offline), 25.0)
+    assert [w.index for w in frames] == list(range(count))
+    ref = mel_windows(melspectrogram(offline), range(count), 25.0)[:, 0]
+    np.testing.assert_array_equal(np.stack([w.mel for w in frames]), ref)

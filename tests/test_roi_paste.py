@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatarkit.build import build_avatar
 from avatarkit.face import regions
 from avatarkit.face.landmarks import detect_faces
 from avatarkit.roi import (
@@ -24,18 +23,16 @@ from avatarkit.roi import (
 )
 from avatarkit.roi.faces import frame_to_model, model_to_frame
 from avatarkit.roi.mel import SAMPLE_RATE
-from avatarkit.roi.paste import _rect, blend_alpha
-from tests.photo_cases import DATA, FAST, HERO
+from avatarkit.roi.paste import blend_alpha, paste_box
+from tests.photo_cases import DATA, HERO
 from tests.roi_cases import MOUTH_COLS, MOUTH_ROWS, audio_driven_model
 
 CPU = RunnerOptions(provider="cpu", intra_op_threads=1)
 
 
 @pytest.fixture(scope="module")
-def avatar(tmp_path_factory):
-    out = tmp_path_factory.mktemp("roi_avatar")
-    build_avatar(HERO, out, FAST)
-    return load_avatar(out / "hero")
+def avatar(hero_dir):
+    return load_avatar(hero_dir)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +127,7 @@ def test_mouth_follows_the_audio(avatar, models):
     assert talking.min() > silent.max() + 15, (talking, silent)
     # outside the ROI every frame is the idle frame, byte for byte
     for i in (0, 20, 45):
-        x0, y0, x1, y1 = _rect(avatar.geometry(96), avatar.affine(i), frames[i].shape)
+        x0, y0, x1, y1 = paste_box(avatar.geometry(96), avatar.affine(i), frames[i].shape)
         outside = np.ones(frames[i].shape[:2], bool)
         outside[y0:y1, x0:x1] = False
         np.testing.assert_array_equal(frames[i][outside], avatar.frame(i)[outside])
@@ -158,7 +155,7 @@ def test_no_seam_even_with_a_colour_cast(avatar, models, level):
     patches = _patches(avatar, models["cast"], idx, level)
     for i, patch in zip(idx, patches, strict=True):
         frame = avatar.frame(i)
-        rect = _rect(geom, avatar.affine(i), frame.shape)
+        rect = paste_box(geom, avatar.affine(i), frame.shape)
         x0, y0, x1, y1 = rect
         alpha = blend_alpha(geom, avatar.affine(i), rect)
         band = (alpha > 0.08) & (alpha < 0.92)
@@ -195,7 +192,7 @@ def test_no_seam_even_with_a_colour_cast(avatar, models, level):
 
 def test_mouth_patch_matches_paste(avatar, models):
     """The RGBA patch a client composites (like a sprite) gives the same picture as paste."""
-    from avatarkit.render.place import place_patch
+    from avatarkit.mouth.place import place_patch
 
     geom = avatar.geometry(96)
     patch = _patches(avatar, models["cast"], [11], 0.6)[0]

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from avatarkit.build import build_avatar
+from avatarkit.audio.io import Audio
 from avatarkit.cli import app
 from avatarkit.idle import read_frames
-from avatarkit.render.audio import Audio
-from avatarkit.render.onnx_variant import to_16k
 from avatarkit.roi import load_avatar
 from avatarkit.roi.providers import available
-from tests.photo_cases import FAST, HERO
+from avatarkit.roi.variant import to_16k
 from tests.roi_cases import audio_driven_model, wrong_signature_model
 from tests.test_roi_paste import _mouth_level
 
@@ -23,10 +21,9 @@ cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, hero_dir):
     d = tmp_path_factory.mktemp("roi_preview")
-    build_avatar(HERO, d, FAST)
-    return {"dir": d, "avatar": d / "hero", "model": audio_driven_model(d / "m.onnx"),
+    return {"dir": d, "avatar": hero_dir, "model": audio_driven_model(d / "m.onnx"),
             "wrong": wrong_signature_model(d / "w.onnx")}
 
 

@@ -14,7 +14,7 @@ from server import wire
 from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes.listener import LoudListeners
-from tests.server_support import Received, RecordingVoice, is_end, make_avatar, receive_until, typed
+from tests.server_support import Received, RecordingVoice, is_end, receive_until, typed
 
 RATE = 16000
 
@@ -25,12 +25,6 @@ def signal(rate: int = RATE) -> np.ndarray:
     tone = (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
     return np.concatenate([np.zeros(int(0.3 * rate), np.int16), tone,
                            np.zeros(int(0.5 * rate), np.int16)])
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
 
 
 async def _client(aiohttp_client, avatars, listeners=None, **cfg):

@@ -13,18 +13,13 @@ from avatarkit.visemes.stream import VisemeStreamState, stream_finish, stream_st
 from server.app import create_app
 from server.blend import shared_pool
 from server.config import ServerConfig
-from server.session import PRODUCE_AHEAD_MS, SLICE_MS, _slices
+from server.pacing import PRODUCE_AHEAD_MS
+from server.produce import SLICE_MS, slices
 from server.state import SESSIONS
-from tests.server_support import Received, RecordingVoice, is_end, make_avatar, receive_until, typed
+from tests.server_support import Received, RecordingVoice, is_end, receive_until, typed
 
 TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the "
         "quiet green forest. Maybe tomorrow.")
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
 
 
 async def _open(aiohttp_client, avatars, voice, **cfg):
@@ -44,7 +39,7 @@ def _sliced_reference(chunks, fps: float) -> list:
     opts = CoarticulationOptions(fps=fps).checked()
     state, out = VisemeStreamState(), []
     for chunk in chunks:
-        for piece in _slices(chunk, SLICE_MS):
+        for piece in slices(chunk, SLICE_MS):
             frames, state = stream_step(state, piece, opts)
             out += frames
     frames, state = stream_finish(state, opts)

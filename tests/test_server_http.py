@@ -14,7 +14,6 @@ import pytest
 from server import wire
 from tests.server_support import (
     Received,
-    make_avatar,
     receive_until,
     recording_client,
     typed,
@@ -22,16 +21,6 @@ from tests.server_support import (
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
-
-
-async def _client(aiohttp_client, avatars, **cfg):
-    return await recording_client(aiohttp_client, avatars, **cfg)
 
 
 def test_protocol_doc_shows_exactly_the_wire_schemas() -> None:
@@ -47,7 +36,7 @@ def test_protocol_doc_shows_exactly_the_wire_schemas() -> None:
 
 
 async def test_token_on_every_route_and_the_websocket(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, token="s3cret")
+    client = await recording_client(aiohttp_client, avatars, token="s3cret")
     for path in ["/health", "/metrics", "/", "/avatars/hero", "/avatars/hero/atlas.json"]:
         r = await client.get(path)
         assert r.status == 401, path
@@ -72,7 +61,7 @@ async def test_token_on_every_route_and_the_websocket(aiohttp_client, avatars):
 
 
 async def test_cors(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, cors_origins=("https://app.example",),
+    client = await recording_client(aiohttp_client, avatars, cors_origins=("https://app.example",),
                            token="t")
     pre = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
            "Access-Control-Request-Headers": "authorization, content-type"}
@@ -91,7 +80,7 @@ async def test_cors(aiohttp_client, avatars):
 
 
 async def test_errors_are_json_with_codes(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, max_text_chars=50, max_sessions=2,
+    client = await recording_client(aiohttp_client, avatars, max_text_chars=50, max_sessions=2,
                            max_queued_utterances=1, speak_without_client=True)
     cases = [
         (client.post("/session-2d", data=b"{nope", headers=JSON), 400, "bad_json"),
@@ -146,7 +135,7 @@ async def test_errors_are_json_with_codes(aiohttp_client, avatars):
 
 
 async def test_avatar_assets_have_etags_and_304(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars)
+    client = await recording_client(aiohttp_client, avatars)
     body = await (await client.get("/avatars/hero")).json()
     assert body["lipsync_assets"]["type"] == "visemes"
     assert body["lipsync_assets"]["roi"] == {"x": 10, "y": 20, "w": 30, "h": 40}
@@ -166,7 +155,7 @@ async def test_avatar_assets_have_etags_and_304(aiohttp_client, avatars):
 
 
 async def test_index_works_without_the_player(aiohttp_client, avatars, tmp_path):
-    client = await _client(aiohttp_client, avatars, static_dir=tmp_path / "no-player")
+    client = await recording_client(aiohttp_client, avatars, static_dir=tmp_path / "no-player")
     r = await client.get("/")
     assert r.status == 200 and "player is not installed" in await r.text()
 
@@ -190,7 +179,7 @@ def _parse_prometheus(text: str) -> dict[str, float]:
 
 
 async def test_metrics_after_speech(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, send_ahead_ms=60_000)
+    client = await recording_client(aiohttp_client, avatars, send_ahead_ms=60_000)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
     ws = await client.ws_connect(f"/session-2d/{sid}/ws")
@@ -211,7 +200,7 @@ async def test_metrics_after_speech(aiohttp_client, avatars):
 async def test_slow_client_loses_visemes_not_audio_then_is_closed(aiohttp_client, avatars):
     """A client that never reads: visemes are skipped for it, then it is closed with 4008,
     while a reading client on the same session gets everything."""
-    client = await _client(aiohttp_client, avatars,
+    client = await recording_client(aiohttp_client, avatars,
                            viseme_drop_bytes=8 * 1024, max_client_backlog_bytes=32 * 1024,
                            socket_send_buffer_bytes=8 * 1024)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from avatarkit.build import build_avatar
 from avatarkit.errors import AvatarkitError
 from avatarkit.roi import load_avatar
 from avatarkit.roi.live import LiveFrames
@@ -24,11 +23,11 @@ from server import wire
 from server.app import create_app
 from server.config import ServerConfig
 from server.state import LIPSYNC
-from tests.photo_cases import FAST, HERO
 from tests.roi_cases import MOUTH_COLS, MOUTH_ROWS, audio_driven_model, wrong_signature_model
 from tests.server_support import (
     Received,
     RecordingVoice,
+    avatars_with_hero,
     is_end,
     make_avatar,
     receive_until,
@@ -39,10 +38,9 @@ TEXT = "Hello there. Nice to meet you."
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, hero_dir):
     root = tmp_path_factory.mktemp("lipsync")
-    avatars = root / "avatars"
-    build_avatar(HERO, avatars, FAST)
+    avatars = avatars_with_hero(hero_dir, root / "avatars")
     make_avatar(avatars, "fake")  # a manifest and placeholder files: not usable by variant C
     return {"avatars": avatars, "model": audio_driven_model(root / "m.onnx"),
             "wrong": wrong_signature_model(root / "w.onnx"), "roi": load_avatar(avatars / "hero")}

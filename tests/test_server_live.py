@@ -16,7 +16,6 @@ from tests.server_support import (
     Received,
     RecordingVoice,
     is_end,
-    make_avatar,
     receive_until,
     typed,
 )
@@ -31,12 +30,6 @@ async def _reference(text: str, nth: int = 0):
     """What the server's voice produced for `text`: its PCM, duration and batch timeline."""
     chunks = VOICE.chunks(text, nth)
     return VOICE.pcm(text, nth), chunks[-1].end_ms, VOICE.timeline(text, nth)
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
 
 
 async def _client(aiohttp_client, avatars, **cfg):

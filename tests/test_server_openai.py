@@ -15,15 +15,9 @@ from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes.listener import LoudListeners
 from tests.fakes.openai_realtime import FakeRealtime
-from tests.server_support import Received, is_end, make_avatar, receive_until, typed
+from tests.server_support import Received, is_end, receive_until, typed
 
 KEY = "sk-test-fake"
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
 
 
 async def _setup(aiohttp_client, avatars, fake, listeners=None, key=KEY):

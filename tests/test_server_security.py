@@ -17,23 +17,12 @@ from tests.server_support import (
     Received,
     RecordingVoice,
     is_end,
-    make_avatar,
     receive_until,
     recording_client,
     typed,
 )
 
 EVIL = "https://evil.example"
-
-
-@pytest.fixture
-def avatars(tmp_path):
-    make_avatar(tmp_path)
-    return tmp_path
-
-
-async def _client(aiohttp_client, avatars, **cfg):
-    return await recording_client(aiohttp_client, avatars, **cfg)
 
 
 async def _sessions(client) -> int:
@@ -43,7 +32,7 @@ async def _sessions(client) -> int:
 async def test_a_foreign_website_cannot_open_sessions_or_sockets(aiohttp_client, avatars):
     """No token (the default): a page on another site sends a "simple" request (text/plain,
     no preflight) and opens a WebSocket; neither may reach the server's state."""
-    client = await _client(aiohttp_client, avatars)
+    client = await recording_client(aiohttp_client, avatars)
     body = json.dumps({"avatar_id": "hero"})
     r = await client.post("/session-2d", data=body,
                           headers={"Content-Type": "text/plain", "Origin": EVIL})
@@ -74,7 +63,7 @@ async def test_a_foreign_website_cannot_open_sessions_or_sockets(aiohttp_client,
 
 
 async def test_listed_cors_origins_are_allowed(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, cors_origins=("https://app.example",))
+    client = await recording_client(aiohttp_client, avatars, cors_origins=("https://app.example",))
     r = await client.post("/session-2d", json={"avatar_id": "hero"},
                           headers={"Origin": "https://app.example"})
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
@@ -88,7 +77,7 @@ async def test_listed_cors_origins_are_allowed(aiohttp_client, avatars):
 async def test_dns_rebinding_host_names_are_refused(aiohttp_client, avatars):
     """A page on evil.example whose DNS now points at 127.0.0.1 is same-origin with itself:
     only the Host header shows it. IP literals and localhost are always answered."""
-    client = await _client(aiohttp_client, avatars)
+    client = await recording_client(aiohttp_client, avatars)
     port = client.port
     for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
         r = await client.get("/health", headers={"Host": host})
@@ -99,14 +88,14 @@ async def test_dns_rebinding_host_names_are_refused(aiohttp_client, avatars):
         assert r.status == 403
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "10.0.0.7"):
         assert (await client.get("/health", headers={"Host": host})).status == 200, host
-    named = await _client(aiohttp_client, avatars, allowed_hosts=("avatars.example",))
+    named = await recording_client(aiohttp_client, avatars, allowed_hosts=("avatars.example",))
     r = await named.get("/health", headers={"Host": "avatars.example"})
     assert r.status == 200
     assert (await named.get("/health", headers={"Host": "evil.example"})).status == 403
 
 
 async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, client_session_rate=0.6,
+    client = await recording_client(aiohttp_client, avatars, client_session_rate=0.6,
                            client_session_burst=3, max_sessions_per_client=5)
     replies = [await client.post("/session-2d", json={"avatar_id": "hero"}) for _ in range(6)]
     assert [r.status for r in replies] == [200, 200, 200, 429, 429, 429]
@@ -117,7 +106,7 @@ async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, a
     assert (await client.post("/session-2d", json={"avatar_id": "nobody"})).status == 404
     assert (await client.get("/health")).status == 200
 
-    capped = await _client(aiohttp_client, avatars, max_sessions_per_client=2)
+    capped = await recording_client(aiohttp_client, avatars, max_sessions_per_client=2)
     sids = [(await (await capped.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"] for _ in range(2)]
     r = await capped.post("/session-2d", json={"avatar_id": "hero"})
@@ -129,7 +118,7 @@ async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, a
 async def test_speak_floods_are_rate_limited_per_session(aiohttp_client, avatars):
     """200 barge-in speaks on one socket: the burst is accepted, the rest refused with an
     error the client can act on, and the session keeps answering."""
-    client = await _client(aiohttp_client, avatars, session_speak_burst=5,
+    client = await recording_client(aiohttp_client, avatars, session_speak_burst=5,
                            session_speak_rate=1.0)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
@@ -171,7 +160,7 @@ async def test_no_speech_for_a_session_nobody_watches(aiohttp_client, avatars):
     assert r.status == 200
     await receive_until(ws, rec, is_end(1))
     # asked for: a pipeline that connects later
-    asked = await _client(aiohttp_client, avatars, speak_without_client=True)
+    asked = await recording_client(aiohttp_client, avatars, speak_without_client=True)
     sid = (await (await asked.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
     assert (await asked.post(f"/session-2d/{sid}/speak", json={"text": "Hi."})).status == 200
@@ -239,7 +228,7 @@ async def test_upstream_connections_are_capped_and_queued(aiohttp_client, avatar
 
 
 async def test_a_session_token_opens_its_own_session_only(aiohttp_client, avatars):
-    client = await _client(aiohttp_client, avatars, token="server-token")
+    client = await recording_client(aiohttp_client, avatars, token="server-token")
     auth = {"Authorization": "Bearer server-token"}
     a = await (await client.post("/session-2d", json={"avatar_id": "hero"}, headers=auth)).json()
     b = await (await client.post("/session-2d", json={"avatar_id": "hero"}, headers=auth)).json()
@@ -268,7 +257,7 @@ async def test_a_session_token_opens_its_own_session_only(aiohttp_client, avatar
 async def test_behind_a_trusted_proxy_limits_count_the_forwarded_client(aiohttp_client, avatars):
     """The test client connects from 127.0.0.1: as a trusted proxy its X-Forwarded-For names
     the client; from an untrusted peer the header is ignored (anyone can write it)."""
-    proxied = await _client(aiohttp_client, avatars, trusted_proxies=("127.0.0.1",),
+    proxied = await recording_client(aiohttp_client, avatars, trusted_proxies=("127.0.0.1",),
                             max_sessions_per_client=1)
 
     def via(client_ip: str) -> dict:
@@ -279,7 +268,7 @@ async def test_behind_a_trusted_proxy_limits_count_the_forwarded_client(aiohttp_
         assert r.status == 200
     r = await proxied.post("/session-2d", json={"avatar_id": "hero"}, headers=via("203.0.113.1"))
     assert r.status == 429 and (await r.json())["error"] == "too_many_sessions"
-    direct = await _client(aiohttp_client, avatars, max_sessions_per_client=1)
+    direct = await recording_client(aiohttp_client, avatars, max_sessions_per_client=1)
     assert (await direct.post("/session-2d", json={"avatar_id": "hero"},
                               headers=via("203.0.113.1"))).status == 200
     r = await direct.post("/session-2d", json={"avatar_id": "hero"}, headers=via("203.0.113.2"))
@@ -350,7 +339,7 @@ LONG = " ".join(f"This is sentence number {n} of a long answer." for n in range(
 async def test_speech_stops_when_its_last_client_is_gone(aiohttp_client, avatars):
     """A client queues a long answer and leaves: after the grace period nothing is spoken
     for nobody; a client back within it resumes (tests/test_server_live.py)."""
-    client = await _client(aiohttp_client, avatars, orphan_grace_s=0.3)
+    client = await recording_client(aiohttp_client, avatars, orphan_grace_s=0.3)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
     ws = await client.ws_connect(f"/session-2d/{sid}/ws")

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from avatarkit.build import BuildOptions, build_avatar
+from avatarkit.mouth.place import frame_box, to_box
 from avatarkit.render import Avatar, load_avatar, make_variant
-from avatarkit.render.place import frame_box, to_box
 from avatarkit.visemes.classes import VISEME_CLASSES
-from tests.render_cases import hero, hero_dir  # noqa: F401 (session fixtures)
 
 DATA = Path(__file__).parent / "data"
 OPEN = ("AI", "E", "O", "L", "TH", "CH")
@@ -62,7 +61,7 @@ def _check(avatar: Avatar) -> None:
             f"{avatar.name}/{name}: {diff.max()} levels under the chin")
 
 
-def test_open_sprites_leave_no_band_on_the_moving_head(hero: Avatar) -> None:  # noqa: F811
+def test_open_sprites_leave_no_band_on_the_moving_head(hero: Avatar) -> None:
     _check(hero)
 
 

@@ -193,7 +193,7 @@ async def test_chunk_with_both_alignments_null_keeps_audio_and_clock(fake_eleven
 
 def word_spans_after(chunks: list[SpeechChunk], first: int) -> list[TruthWord]:
     """Word spans from chunks[first:] with the earlier audio counted (alignments dropped)."""
-    from avatarkit.visemes.alignment import AlignmentChunk
+    from avatarkit.tts.alignment import AlignmentChunk
 
     silent = [AlignmentChunk(None, None, c.duration_ms) for c in chunks[:first]]
     total = chunks[-1].end_ms

@@ -24,7 +24,7 @@ from avatarkit.visemes.stream import (
     stream_step,
     weights_at,
 )
-from server.session import SLICE_MS, _slices
+from server.produce import SLICE_MS, slices
 
 TEXT = "Hello there. My name is Bob, and I like pasta. Five big fish swam by!"
 
@@ -168,12 +168,12 @@ def _longer_last_pause(chunks: list[SpeechChunk], extra_samples: int) -> list[Sp
 
 
 def _server_blend(chunks: list[SpeechChunk], opts, worker: bool):
-    """What the server sends: each sentence cut by `_slices`; on the loop every slice goes
+    """What the server sends: each sentence cut by `slices`; on the loop every slice goes
     through `stream_step`, with the blend worker the first slice does and the rest of the
     sentence goes as one chunk (server/session.py `_produce`, server/blend.py `blend`)."""
     state, frames = VisemeStreamState(), []
     for chunk in chunks:
-        pieces = _slices(chunk, SLICE_MS)
+        pieces = slices(chunk, SLICE_MS)
         if worker and len(pieces) > 1:
             rest = SpeechChunk(chunk.pcm[len(pieces[0].pcm):], chunk.sample_rate,
                                pieces[1].start_ms,

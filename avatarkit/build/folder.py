@@ -14,10 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from avatarkit import __version__
 from avatarkit.build.options import BuildOptions
 from avatarkit.build.pipeline import BuildResult, build_avatar
 from avatarkit.errors import AvatarkitError
+from avatarkit.version import __version__
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

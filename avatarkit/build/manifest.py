@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from avatarkit import __version__
 from avatarkit.build.options import BuildOptions
 from avatarkit.face.landmarks import Face
 from avatarkit.face.photo import Photo
 from avatarkit.mouth.roi import Roi
+from avatarkit.version import __version__
 from avatarkit.visemes.classes import VISEME_CLASSES
 
 FORMAT = "avatarkit.avatar/1"

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from avatarkit import __version__
 from avatarkit.errors import AvatarkitError, AvatarkitWarning
+from avatarkit.version import __version__
 
 app = typer.Typer(
     name="avatarkit",

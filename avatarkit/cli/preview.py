@@ -148,8 +148,8 @@ def preview(
 
 def _onnx_variant(avatar, speech: Speech, model: Path, provider: str, options: PreviewOptions):
     """Variant C for this speech; provider fallback warnings are printed in yellow."""
-    from avatarkit.render.onnx_variant import onnx_variant
     from avatarkit.roi import OnnxRunner, RunnerOptions
+    from avatarkit.roi.variant import onnx_variant
 
     with printed_warnings(), console.status(f"loading {escape(model.name)}"):
         runner = OnnxRunner(model, RunnerOptions(provider=provider.lower()))

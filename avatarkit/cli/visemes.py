@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from avatarkit.cli.app import app, console, guarded
 from avatarkit.errors import AvatarkitError
-from avatarkit.visemes.alignment import load_alignment_file
+from avatarkit.tts.alignment import load_alignment_file
 from avatarkit.visemes.coarticulation import CoarticulationOptions
 from avatarkit.visemes.exporters import FORMATS, export
 from avatarkit.visemes.timeline import Timeline, speak, timeline_from_alignment

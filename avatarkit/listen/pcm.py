@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from avatarkit.audio.io import read_audio
+from avatarkit.audio.resample import StreamResampler
 from avatarkit.errors import AvatarkitError
-from avatarkit.render.audio import read_audio
-from avatarkit.roi.live import StreamResampler
 
 #: The acoustic model's sample rate (pocketsphinx en-us) and the listener's clock.
 RATE = 16000

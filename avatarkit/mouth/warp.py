@@ -1,10 +1,15 @@
 """Piecewise-affine mesh warp: the same drawing a GPU client does with the grid's triangles.
 
-Vertices sit at `points + offsets`, texture coordinates at `points`. We rasterise triangle ids
-once per target shape, then sample the source with one cv2.remap.
+Vertices sit at `points + offsets`, texture coordinates at `points`, two triangles per grid
+cell; pixels no triangle covers keep their place. Triangle ids are rasterised once per target
+shape, the per-triangle affines solved in one batched call and the source sampled with one
+cv2.remap - fast enough to rebuild every frame (the mesh variant's preview, and the sprites
+the build draws through the same warp).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -14,32 +19,47 @@ from avatarkit.mouth.mesh import triangles
 _TRIANGLES = triangles()
 
 
+@lru_cache(maxsize=8)
+def _identity(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.setflags(write=False)
+    ys.setflags(write=False)
+    return xs, ys
+
+
 def warp_maps(points: np.ndarray, offsets: np.ndarray, size: tuple[int, int]) -> tuple[
         np.ndarray, np.ndarray]:
-    """Sampling maps (map_x, map_y) for cv2.remap: target pixel -> source pixel.
+    """(map_x, map_y) for cv2.remap over an image of `size` (w, h): target -> source pixel.
 
-    `points` and `offsets` are (N, 2) in pixels of an image of `size` (w, h). Pixels no
-    triangle covers keep their own position.
-    """
+    `points` and `offsets` are (N, 2) in that image's pixels, row-major grid order."""
     w, h = size
-    src = points.astype(np.float64)
-    dst = src + offsets
-    ids = np.full((h, w), -1, dtype=np.int32)
-    affines = np.zeros((len(_TRIANGLES), 2, 3), dtype=np.float64)
-    for k, tri in enumerate(_TRIANGLES):
-        d = dst[tri]
-        area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
-        if abs(area) < 1e-6:
-            continue
-        affines[k] = cv2.getAffineTransform(d.astype(np.float32), src[tri].astype(np.float32))
-        cv2.fillConvexPoly(ids, np.round(d * 16).astype(np.int32), int(k), lineType=cv2.LINE_8,
-                           shift=4)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    covered = ids >= 0
-    a = affines[np.where(covered, ids, 0)].astype(np.float32)
-    map_x = np.where(covered, a[..., 0, 0] * xs + a[..., 0, 1] * ys + a[..., 0, 2], xs)
-    map_y = np.where(covered, a[..., 1, 0] * xs + a[..., 1, 1] * ys + a[..., 1, 2], ys)
-    return map_x.astype(np.float32), map_y.astype(np.float32)
+    src = np.asarray(points, np.float64)
+    d = (src + offsets)[_TRIANGLES]  # (T, 3, 2) drawn vertices
+    x0, x1, x2 = d[:, 0, 0], d[:, 1, 0], d[:, 2, 0]
+    y0, y1, y2 = d[:, 0, 1], d[:, 1, 1], d[:, 2, 1]
+    det = x0 * (y1 - y2) + x1 * (y2 - y0) + x2 * (y0 - y1)
+    ok = np.abs(det) > 1e-6  # degenerate (collapsed) triangles draw nothing
+    det = np.where(ok, det, 1.0)
+    # inverse of [[x y 1] per vertex] by its adjugate, then [x y 1] @ affine = source point
+    inverse = np.stack([
+        np.stack([y1 - y2, y2 - y0, y0 - y1], axis=1),
+        np.stack([x2 - x1, x0 - x2, x1 - x0], axis=1),
+        np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], axis=1),
+    ], axis=1) / det[:, None, None]
+    affine = np.einsum("tij,tjk->tik", inverse, src[_TRIANGLES])  # (T, 3, 2)
+    # Index 0 is the identity (pixels no triangle covers); triangle k is index k + 1.
+    coef = np.zeros((len(_TRIANGLES) + 1, 6), np.float32)
+    coef[0] = (1, 0, 0, 0, 1, 0)
+    coef[1:] = affine.transpose(0, 2, 1).reshape(-1, 6)
+    ids = np.zeros((h, w), np.int32)
+    vertices = np.round(d * 16).astype(np.int32)
+    for k in np.flatnonzero(ok):
+        cv2.fillConvexPoly(ids, vertices[k], int(k) + 1, lineType=cv2.LINE_8, shift=4)
+    xs, ys = _identity(w, h)
+    c = coef[ids]  # (h, w, 6)
+    map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+    return map_x, map_y
 
 
 def warp_image(image: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:

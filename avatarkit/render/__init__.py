@@ -11,9 +11,9 @@ Shared by `avatarkit preview` and the server. The pieces, smallest first:
     frame = place_patch(idle_frame, roi_patch, avatar.mask / 255, avatar.roi_affine(i))
 """
 
-from avatarkit.render.audio import Audio, read_audio
+from avatarkit.audio.io import Audio, read_audio
+from avatarkit.mouth.place import frame_box, place_patch
 from avatarkit.render.avatar import Avatar, MeshDef, load_avatar
-from avatarkit.render.place import frame_box, place_patch
 from avatarkit.render.preview import (
     FramePlan,
     PreviewOptions,

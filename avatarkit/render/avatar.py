@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from avatarkit.errors import AvatarkitError
 from avatarkit.idle.track import Track, read_track
 from avatarkit.mouth.atlas import unpack_atlas
+from avatarkit.mouth.place import roi_to_frame
 from avatarkit.mouth.roi import Roi
 from avatarkit.render.decode import read_video
 from avatarkit.visemes.classes import VISEME_CLASSES
@@ -126,9 +127,8 @@ class Avatar:
 
     def roi_affine(self, index: int) -> np.ndarray:
         """2x3 affine from ROI-local pixels to pixels of idle frame `index` (wraps around)."""
-        m = self.track.transforms[index % self.track.frames]
-        shift = np.array([[1.0, 0.0, self.roi.x], [0.0, 1.0, self.roi.y], [0.0, 0.0, 1.0]])
-        return m @ shift
+        return roi_to_frame(self.track.transforms[index % self.track.frames], self.roi.x,
+                            self.roi.y)
 
 
 def _read_json(folder: Path, name: str) -> Any:

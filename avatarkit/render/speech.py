@@ -13,8 +13,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from avatarkit.audio.io import Audio, read_audio
 from avatarkit.errors import AvatarkitWarning
-from avatarkit.render.audio import Audio, read_audio
 from avatarkit.render.timeline_file import read_timeline
 from avatarkit.render.weights import WeightTrack
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.mouth.interior import polygon_alpha
+from avatarkit.mouth.place import blend_box, frame_box, place_patch, shifted, to_box
+from avatarkit.mouth.warp import warp_maps
 from avatarkit.render.avatar import Avatar
-from avatarkit.render.meshwarp import mesh_maps
-from avatarkit.render.place import blend_box, frame_box, place_patch, shifted, to_box
 from avatarkit.render.weights import REST
 from avatarkit.visemes.classes import VISEME_CLASSES
 
@@ -108,7 +108,7 @@ class MeshVariant:
             return frame.copy()
         local = shifted(affine, x0, y0)
         lin, t = local[:, :2], local[:, 2]
-        map_x, map_y = mesh_maps(self.mesh.points @ lin.T + t, offsets @ lin.T, (x1 - x0, y1 - y0))
+        map_x, map_y = warp_maps(self.mesh.points @ lin.T + t, offsets @ lin.T, (x1 - x0, y1 - y0))
         crop = frame[y0:y1, x0:x1]
         warped = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)

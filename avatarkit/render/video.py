@@ -16,9 +16,9 @@ from types import TracebackType
 
 import numpy as np
 
+from avatarkit.audio.io import Audio
 from avatarkit.errors import AvatarkitError
 from avatarkit.idle.encode import FramePipe, h264_args
-from avatarkit.render.audio import Audio
 
 
 @dataclass(frozen=True)

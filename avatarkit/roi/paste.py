@@ -1,7 +1,8 @@
 """Paste-back: the model's S x S patch into the frame without a visible box.
 
 Wav2Lip's own inference pastes the whole resized patch as a hard rectangle, which users see as
-a box around the mouth whose colour and sharpness differ from the face. Here:
+a box around the mouth whose colour and sharpness differ from the face. Here (on the same
+frame box, warp and blend as every other overlay: avatarkit/mouth/place.py):
 
 - the patch goes back through the exact inverse of the crop transform (one warp, bicubic);
 - its alpha is the avatar's feathered `mask_mouth.png` (placed by the same track affine as
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from avatarkit.mouth.place import blend_box, frame_box, roi_to_frame, shifted, to_box
 from avatarkit.mouth.roi import Roi
 from avatarkit.roi.faces import FaceBox, model_to_frame
 
@@ -53,15 +55,6 @@ def paste_geometry(roi: Roi, mask: np.ndarray, box: FaceBox, size: int) -> Paste
     return PasteGeometry(roi, m, box, size, box_window(size))
 
 
-def _h(m: np.ndarray) -> np.ndarray:
-    return np.vstack([np.asarray(m, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
-
-
-def _shift(m: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """Compose a 2x3 affine with a translation applied after it."""
-    return (np.array([[1.0, 0, dx], [0, 1.0, dy], [0, 0, 1.0]]) @ _h(m))[:2]
-
-
 def colour_match(patch: np.ndarray, target: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """Map patch statistics onto target's inside `ring` (bool), per channel; float arrays."""
     if ring.sum() < 16:
@@ -72,55 +65,40 @@ def colour_match(patch: np.ndarray, target: np.ndarray, ring: np.ndarray) -> np.
     return (patch - mp) * ratio + mt
 
 
-def _rect(geom: PasteGeometry, track_affine: np.ndarray,
-          shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """Frame rectangle (x0, y0, x1, y1) the overlay can touch: the tracked ROI."""
+def paste_box(geom: PasteGeometry, track_affine: np.ndarray,
+              shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """Frame box (x0, y0, x1, y1) the overlay can touch: the tracked ROI (None: off-frame)."""
     r = geom.roi
-    corners = np.array([[r.x, r.y], [r.x + r.w, r.y], [r.x, r.y + r.h], [r.x + r.w, r.y + r.h]],
-                       dtype=np.float64)
-    m = np.asarray(track_affine, dtype=np.float64).reshape(2, 3)
-    pts = corners @ m[:, :2].T + m[:, 2]
-    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 1
-    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 1
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, shape[1]), min(y1, shape[0])
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+    box = frame_box(roi_to_frame(track_affine, r.x, r.y), (r.w, r.h), (shape[1], shape[0]))
+    return box if box[2] > box[0] and box[3] > box[1] else None
 
 
 def blend_alpha(geom: PasteGeometry, track_affine: np.ndarray,
-                rect: tuple[int, int, int, int]) -> np.ndarray:
-    """(h, w) float32 alpha over the frame rectangle: tracked mask x box window."""
-    x0, y0, x1, y1 = rect
-    size = (x1 - x0, y1 - y0)
-    roi_to_frame = (_h(track_affine) @ _h([[1, 0, geom.roi.x], [0, 1, geom.roi.y]]))[:2]
-    mask = cv2.warpAffine(geom.mask, _shift(roi_to_frame, -x0, -y0), size,
-                          flags=cv2.INTER_LINEAR, borderValue=0)
-    to_frame = model_to_frame(geom.box, track_affine, geom.size)
-    window = cv2.warpAffine(geom.box_window, _shift(to_frame, -x0, -y0), size,
-                            flags=cv2.INTER_LINEAR, borderValue=0)
+                box: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w) float32 alpha over the frame box: tracked mask x box window."""
+    r = geom.roi
+    mask = to_box(geom.mask, roi_to_frame(track_affine, r.x, r.y), box, fill_edge=False)
+    window = to_box(geom.box_window, model_to_frame(geom.box, track_affine, geom.size), box,
+                    fill_edge=False)
     return mask * window
 
 
 def paste(frame_rgb: np.ndarray, patch_bgr: np.ndarray, track_affine: np.ndarray,
           geom: PasteGeometry, *, match_colour: bool = True) -> np.ndarray:
-    """A copy of the RGB uint8 frame with the model patch ((3, S, S) BGR in [0, 1]) blended in."""
-    out = frame_rgb.copy()
-    rect = _rect(geom, track_affine, frame_rgb.shape)
-    if rect is None:
-        return out
-    x0, y0, x1, y1 = rect
-    alpha = blend_alpha(geom, track_affine, rect)
+    """A copy of the RGB uint8 frame with the model patch ((3, S, S) BGR in [0, 1]) blended in:
+    `mouth.place` with a bicubic warp of the patch and its colour matched to the frame."""
+    box = paste_box(geom, track_affine, frame_rgb.shape)
+    if box is None:
+        return frame_rgb.copy()
+    x0, y0, x1, y1 = box
+    alpha = blend_alpha(geom, track_affine, box)
     patch_rgb = np.ascontiguousarray(patch_bgr[::-1].transpose(1, 2, 0)) * 255.0
-    to_frame = _shift(model_to_frame(geom.box, track_affine, geom.size), -x0, -y0)
-    warped = cv2.warpAffine(patch_rgb.astype(np.float32), to_frame, (x1 - x0, y1 - y0),
-                            flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    region = out[y0:y1, x0:x1].astype(np.float32)
+    warped = to_box(patch_rgb, model_to_frame(geom.box, track_affine, geom.size), box,
+                    interpolation=cv2.INTER_CUBIC)
     if match_colour:
+        region = frame_rgb[y0:y1, x0:x1].astype(np.float32)
         warped = colour_match(warped, region, (alpha > RING[0]) & (alpha < RING[1]))
-    a = alpha[:, :, None]
-    blended = region * (1.0 - a) + np.clip(warped, 0, 255) * a
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return out
+    return blend_box(frame_rgb, box, np.clip(warped, 0, 255), alpha)
 
 
 def mouth_patch(frame_rgb: np.ndarray, patch_bgr: np.ndarray, track_affine: np.ndarray,
@@ -133,7 +111,7 @@ def mouth_patch(frame_rgb: np.ndarray, patch_bgr: np.ndarray, track_affine: np.n
     """
     r = geom.roi
     # photo-ROI pixels <- model pixels: ROI-local = photo - (roi.x, roi.y)
-    model_to_roi = _shift(np.linalg.inv(_h(geom.box.to_model(geom.size)))[:2], -r.x, -r.y)
+    model_to_roi = shifted(cv2.invertAffineTransform(geom.box.to_model(geom.size)), r.x, r.y)
     patch_rgb = np.ascontiguousarray(patch_bgr[::-1].transpose(1, 2, 0)).astype(np.float32)
     warped = cv2.warpAffine(patch_rgb * 255.0, model_to_roi, (r.w, r.h), flags=cv2.INTER_CUBIC,
                             borderMode=cv2.BORDER_REPLICATE)
@@ -141,8 +119,7 @@ def mouth_patch(frame_rgb: np.ndarray, patch_bgr: np.ndarray, track_affine: np.n
                             borderValue=0)
     alpha = geom.mask * window
     if match_colour:
-        roi_to_frame = (_h(track_affine) @ _h([[1, 0, r.x], [0, 1, r.y]]))[:2]
-        under = cv2.warpAffine(frame_rgb, roi_to_frame, (r.w, r.h),
+        under = cv2.warpAffine(frame_rgb, roi_to_frame(track_affine, r.x, r.y), (r.w, r.h),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         warped = colour_match(warped, under, (alpha > RING[0]) & (alpha < RING[1]))

@@ -8,16 +8,17 @@ response streams one JSON object per line with `audio_base64` and an `alignment`
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import aiohttp
 
-from avatarkit.tts.elevenlabs import (
+from avatarkit.tts.elevenlabs_api import (
     ChunkAssembler,
     ElevenLabsOptions,
     classify,
+    decode,
     error_details,
+    error_fields,
     provider_error,
 )
 from avatarkit.tts.provider import SpeechChunk
@@ -53,15 +54,9 @@ async def stream_http(
                                  detail=f"HTTP {resp.status}{f', {error}' if error else ''}")
         chunks = ChunkAssembler(o.sample_rate, o)
         async for line in _lines(resp, o):
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise provider_error("provider_error", f"streamed a line that is not JSON "
-                                     f"({exc.msg})", o) from exc
-            if not isinstance(data, dict):
-                raise provider_error("provider_error", "streamed JSON that is not an object", o)
+            data = decode(line, o)
             if data.get("error") or data.get("detail"):
-                error, message = error_details(line.decode("utf-8", "replace"))
+                error, message = error_fields(data) or (None, line.decode("utf-8", "replace")[:200])
                 raise provider_error(classify(None, error, message), message or str(error), o)
             chunk = chunks.chunk(data, "audio_base64")
             if chunk is not None:

@@ -14,12 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from avatarkit.errors import AvatarkitError
-
-if TYPE_CHECKING:  # the viseme package imports this module (G2P), so import late
-    from avatarkit.visemes.phonemes import TimedPhoneme
+from avatarkit.tts.provider import TimedPhoneme
 
 T = TypeVar("T")
 
@@ -327,8 +325,6 @@ def _timed(
     events: list[tuple[int, int, int, int, bytes]], total_ms: float
 ) -> tuple[tuple[TimedPhoneme, ...], tuple[WordEvent, ...]]:
     """Turn raw callback events into phoneme spans (each ends where the next starts)."""
-    from avatarkit.visemes.phonemes import TimedPhoneme
-
     onsets: list[tuple[str, float]] = []
     words: list[WordEvent] = []
     for etype, text_pos, length, audio_ms, raw in events:

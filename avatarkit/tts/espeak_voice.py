@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.espeak_lib import Synthesis, check_language, check_variant, engine
-from avatarkit.tts.provider import SpeechChunk
+from avatarkit.tts.provider import SpeechChunk, TimedPhoneme
 from avatarkit.tts.sentences import split_sentences
-from avatarkit.visemes.phonemes import TimedPhoneme
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.visemes.alignment import AlignmentChunk
-from avatarkit.visemes.phonemes import TimedPhoneme
+from avatarkit.tts.alignment import AlignmentChunk
+
+
+@dataclass(frozen=True)
+class TimedPhoneme:
+    """A phoneme placed on the audio clock (ms from the start of the utterance)."""
+
+    symbol: str
+    start_ms: float
+    end_ms: float
 
 
 @dataclass(frozen=True)

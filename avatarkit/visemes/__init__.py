@@ -7,7 +7,7 @@ What `preview` and `serve` call:
 - `chars_to_phonemes_step(state, chunk, lexicon)`: streaming ElevenLabs alignment.
 """
 
-from avatarkit.visemes.alignment import AlignmentChunk, CharAlignment, load_alignment_file
+from avatarkit.tts.alignment import AlignmentChunk, CharAlignment, load_alignment_file
 from avatarkit.visemes.char_timing import (
     CharTimingState,
     chars_to_phonemes,

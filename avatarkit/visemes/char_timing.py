@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from avatarkit.visemes.alignment import AlignmentChunk, CharAlignment
+from avatarkit.tts.alignment import AlignmentChunk, CharAlignment
 from avatarkit.visemes.g2p import Lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, lookup, pause_to_end
 

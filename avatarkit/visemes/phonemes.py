@@ -3,6 +3,8 @@
 A phoneme may be written in IPA (espeak-ng's output, stress and length marks included),
 ARPAbet or espeak-ng mnemonics. Unknown symbols are logged once and shown as `Rest`, so a
 new language or a new espeak release degrades gracefully instead of failing mid-stream.
+(`TimedPhoneme` itself is what a voice delivers: it lives with `SpeechChunk` in
+avatarkit/tts/provider.py and is imported from there.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from functools import lru_cache
 from typing import Literal
 
 from avatarkit.errors import AvatarkitError
+from avatarkit.tts.provider import TimedPhoneme
 from avatarkit.visemes.phoneme_tables import (
     ARPABET,
     DIPHTHONG_END,
@@ -37,15 +40,6 @@ _IPA_STRIP = set("ˈˌːˑ.-‿͜͡˞ʰʲʷˠˤⁿˡ'")
 _IPA_REPLACE = {"ɡ": "g", "ʤ": "dʒ", "ʧ": "tʃ", "ʦ": "ts", "ʣ": "dz", "ɝ": "ɝ"}
 _MAX_UNIT = max(len(k) for k in IPA)
 _warned: set[tuple[str, str]] = set()
-
-
-@dataclass(frozen=True)
-class TimedPhoneme:
-    """A phoneme placed on the audio clock (ms from the start of the utterance)."""
-
-    symbol: str
-    start_ms: float
-    end_ms: float
 
 
 #: Two computations of one audio end differ by float rounding (~1e-13 ms): a chunk's end vs.

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from avatarkit.tts.alignment import AlignmentChunk, CharAlignment
 from avatarkit.tts.espeak_lib import Synthesis
-from avatarkit.visemes.alignment import AlignmentChunk, CharAlignment
 from avatarkit.visemes.coarticulation import Frame
 from avatarkit.visemes.phonemes import Segment, TimedPhoneme, normalize_ipa, to_segments
 

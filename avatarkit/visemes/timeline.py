@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from avatarkit.errors import AvatarkitError
+from avatarkit.tts.alignment import AlignmentChunk
 from avatarkit.tts.espeak_lib import Synthesis, engine
-from avatarkit.visemes.alignment import AlignmentChunk
 from avatarkit.visemes.char_timing import chars_to_phonemes
 from avatarkit.visemes.classes import VISEME_CLASSES
 from avatarkit.visemes.coarticulation import CoarticulationOptions, Frame, coarticulate

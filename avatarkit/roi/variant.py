@@ -8,12 +8,10 @@ Frames are computed a batch at a time, on first request, by `avatarkit.roi`.
 
 from __future__ import annotations
 
-from math import gcd
-
 import numpy as np
-import scipy.signal
 
-from avatarkit.render.audio import Audio
+from avatarkit.audio.io import Audio
+from avatarkit.audio.resample import resample
 from avatarkit.render.avatar import Avatar
 from avatarkit.render.preview import PreviewOptions, plan_frames
 from avatarkit.render.speech import Speech
@@ -24,13 +22,10 @@ from avatarkit.roi.mel import SAMPLE_RATE, melspectrogram
 
 
 def to_16k(audio: Audio) -> np.ndarray:
-    """Mono float samples in [-1, 1] at 16 kHz (polyphase resampling)."""
-    x = audio.samples.astype(np.float64) / 32768.0
-    rate = int(audio.sample_rate)
-    if rate == SAMPLE_RATE:
-        return x
-    g = gcd(SAMPLE_RATE, rate)
-    return scipy.signal.resample_poly(x, SAMPLE_RATE // g, rate // g)
+    """Mono float samples in [-1, 1] at 16 kHz: the live server's resampler over the whole
+    track, so the preview's mel is the one the server computes from the same audio."""
+    return resample(audio.samples.astype(np.float64) / 32768.0, int(audio.sample_rate),
+                    SAMPLE_RATE)
 
 
 class OnnxVariant:

@@ -26,6 +26,15 @@ def frame_box(affine: np.ndarray, roi_size: tuple[int, int],
     return x0, y0, x1, y1
 
 
+def roi_to_frame(track_affine: np.ndarray, x: float, y: float) -> np.ndarray:
+    """2x3 affine from pixels of a ROI at (x, y) of the photo to frame pixels, given the
+    frame's track affine (photo -> frame)."""
+    m = np.asarray(track_affine, np.float64).reshape(2, 3)
+    out = m.copy()
+    out[:, 2] += m[:, :2] @ (x, y)
+    return out
+
+
 def shifted(affine: np.ndarray, x0: int, y0: int) -> np.ndarray:
     """The same affine with its target origin moved to (x0, y0) (for working in a box)."""
     m = np.array(affine, np.float64)
@@ -34,13 +43,13 @@ def shifted(affine: np.ndarray, x0: int, y0: int) -> np.ndarray:
 
 
 def to_box(image: np.ndarray, affine: np.ndarray, box: tuple[int, int, int, int], *,
-           fill_edge: bool = True) -> np.ndarray:
+           fill_edge: bool = True, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """A ROI-local image (float32) resampled into the frame box through `affine`.
 
     `fill_edge` replicates the border (colour layers); otherwise outside is 0 (alpha)."""
     x0, y0, x1, y1 = box
     return cv2.warpAffine(np.asarray(image, np.float32), shifted(affine, x0, y0),
-                          (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                          (x1 - x0, y1 - y0), flags=interpolation,
                           borderMode=cv2.BORDER_REPLICATE if fill_edge else cv2.BORDER_CONSTANT)
 
 

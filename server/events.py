@@ -1,0 +1,75 @@
+"""Wire encoding of a session's timeline: every message serialised once, for every client.
+
+An `Event` is one message on a session's timeline with its complete WebSocket frame, built
+when the event is produced; sending it is one socket write per client, however many watch.
+A mouth shape travels through the server in one form, `Shape`: produced frames become
+`Shape`s (and their viseme events) here, once, wherever they came from (the viseme stream,
+the blend worker or the audio listener).
+
+Both are plain tuples of atoms, which the cyclic garbage collector stops tracking after its
+first look: a server keeps ~100 live events per session, and as tracked objects (with their
+heap entries and frames) they made its passes scan ~130k objects at 200 sessions, up to
+90 ms with the loop held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from avatarkit.tts.provider import SpeechChunk
+from avatarkit.visemes.coarticulation import Frame
+from server import wire
+
+# event kinds
+START, AUDIO, VISEME, END, CONTROL = range(5)
+PATCH = 5  # a binary mouth-patch frame (variant C, server/lipsync.py)
+
+#: (kind, utterance id, pts_ms, complete WebSocket frame, PCM (audio only), sample rate).
+Event = tuple[int, int, float, bytes, "bytes | None", int]
+KIND, UID, PTS, FRAME, PCM, RATE = range(6)
+
+#: A mouth shape: (pts_ms, ((viseme class, weight), ...)).
+Shape = tuple[float, tuple[tuple[str, float], ...]]
+
+
+def event(kind: int, uid: int, pts_ms: float, payload: bytes, pcm: bytes | None = None,
+          sample_rate: int = 0) -> Event:
+    """An event with its WebSocket frame (UTF-8 JSON for text events, binary for audio and
+    patches), built once and shared by all clients."""
+    return (kind, uid, pts_ms, wire.ws_frame(payload, binary=kind in (AUDIO, PATCH)), pcm,
+            sample_rate)
+
+
+def event_frame(ev: Event, audio_json: bool = False) -> bytes:
+    """The bytes on the wire of `ev` for a client (the JSON/base64 audio form on request)."""
+    if audio_json and ev[KIND] == AUDIO:
+        pcm = ev[PCM]
+        assert pcm is not None
+        text = wire.encode_audio_json(ev[UID], ev[PTS], ev[RATE], pcm)
+        return wire.ws_frame(text.encode(), binary=False)
+    return ev[FRAME]
+
+
+def viseme_events(uid: int, frames: Iterable[Frame]) -> tuple[list[Event], list[Shape]]:
+    """Produced viseme frames -> their events and their shapes."""
+    events: list[Event] = []
+    shapes: list[Shape] = []
+    for f in frames:
+        events.append(event(VISEME, uid, f.pts_ms,
+                            wire.encode_viseme(uid, f.pts_ms, f.weights).encode()))
+        shapes.append((f.pts_ms, tuple(f.weights.items())))
+    return events, shapes
+
+
+def audio_events(uid: int, chunk: SpeechChunk, frame_ms: float) -> list[Event]:
+    """A chunk's audio cut into frames of `frame_ms` (binary audio events)."""
+    rate = chunk.sample_rate
+    step = max(1, int(rate * frame_ms / 1000.0)) * 2
+    pcm = chunk.pcm
+    out = []
+    for off in range(0, len(pcm) - len(pcm) % 2, step):
+        piece = pcm[off:off + step]
+        pts = chunk.start_ms + off / 2 / rate * 1000.0
+        out.append(event(AUDIO, uid, pts, wire.encode_audio(uid, pts, rate, piece),
+                         piece, rate))
+    return out
