@@ -12,9 +12,9 @@ Sets, each scored audio-only and audio + transcript:
 Reported per set: lip-closure hits (MBP >= 0.8 within +-30 ms of each p/b/m's middle),
 false closures in long vowels (>= 100 ms; MBP >= 0.8 in their middle half), f/v hits
 (FV >= 0.5 within +-30 ms), frame agreement of the dominant viseme; the streaming form
-(audio only, 20 ms chunks) on the real sets; speed as x real time for the library call and
-for the whole `avatarkit visemes --audio` process (median of --runs), and how many live
-audio streams one core keeps up with.
+(audio only, 20 ms chunks; cold, and as turns of one session) on the real sets; speed as
+x real time for the library call and for the whole `avatarkit visemes --audio` process
+(median of --runs), and how many live audio streams one core keeps up with.
 """
 
 from __future__ import annotations
@@ -104,13 +104,19 @@ def frames_for(phones, duration_ms: float, options: ListenOptions) -> list[Frame
                                        duration_ms=duration_ms).frames)
 
 
-def streamed(clip: Clip, options: ListenOptions) -> list[Frame]:
-    s = AudioVisemeStream(RATE, fps=options.coarticulation.fps, options=options)
+def streamed(clip: Clip, options: ListenOptions, channel: list | None = None) -> list[Frame]:
+    """20 ms chunks through a stream; `channel` ([estimate]) carries the audio channel from
+    one clip to the next, as a server session does from turn to turn."""
+    s = AudioVisemeStream(RATE, fps=options.coarticulation.fps, options=options,
+                          channel=channel[0] if channel else None)
     pcm = (np.clip(clip.samples, -1, 1) * 32767).round().astype("<i2").tobytes()
     frames: list[Frame] = []
     for i in range(0, len(pcm), 640):
         frames += s.push(pcm[i:i + 640])
-    return frames + s.finish()
+    frames += s.finish()
+    if channel is not None:
+        channel[0] = s.channel
+    return frames
 
 
 def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
@@ -118,11 +124,12 @@ def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
     total: LipScore | None = None
     agree, frames_n, audio_s, compute_s = 0, 0, 0.0, 0.0
     methods = set()
+    channel: list = [None]
     for c in clips:
         t0 = time.perf_counter()
-        if mode == "stream":
-            frames = streamed(c, options)
-            methods.add("stream")
+        if mode.startswith("stream"):
+            frames = streamed(c, options, channel if mode == "stream+ch" else None)
+            methods.add(mode)
         else:
             heard = listen(c.samples, text=c.text if mode == "text" else None, lang=lang,
                            options=options)
@@ -186,13 +193,16 @@ def main() -> None:
     for name, clips in espeak_clips({"en": "en-us", "de": "de", "fr": "fr", "es": "es"},
                                     args.espeak).items():
         sets[name] = (clips, name.split()[-1])
-    print(f"fps {args.fps:g}; live look-ahead {options.lookahead_ms:.0f} ms "
-          f"(lip evidence context / recogniser settle, coarticulation "
-          f"{options.coarticulation.lookahead_ms:.0f}, one frame)")
+    live = ListenOptions()
+    print(f"scored at {args.fps:g} fps; live look-ahead at {live.coarticulation.fps:g} fps "
+          f"{live.lookahead_ms:.0f} ms (lip evidence context / recogniser settle, "
+          f"coarticulation {live.coarticulation.lookahead_ms:.0f}, one frame)")
+    print("stream: each clip a cold stream; stream+ch: clips in a row as turns of one session"
+          " (each starts from the channel the last one learned)")
     for name, (clips, lang) in sets.items():
         seconds = sum(len(c.samples) for c in clips) / RATE
         print(f"\n{name}: {len(clips)} clips, {seconds:.1f} s")
-        modes = ["audio", "text"] + (["stream"] if name.startswith("real") else [])
+        modes = ["audio", "text"] + (["stream", "stream+ch"] if name.startswith("real") else [])
         for mode in modes:
             s, agree, speed, method = evaluate(clips, mode, lang, options)
             print(row(name, mode, s, agree, speed, method))

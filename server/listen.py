@@ -46,6 +46,24 @@ class VisemeListener(Protocol):
     def finish(self) -> list[Frame]: ...
 
 
+class VoiceChannel:
+    """What a session's earlier turns taught the listener about its voice's audio channel
+    (`AudioVisemeStream.channel`): each turn starts from it and hands on what it learned."""
+
+    def __init__(self) -> None:
+        self.estimate: str | None = None
+
+
+def _start_from(stream: VisemeListener, channel: str | None) -> None:
+    if channel is not None and hasattr(stream, "channel"):  # the shipped front end
+        stream.channel = channel  # type: ignore[attr-defined]
+
+
+def _finish(stream: VisemeListener) -> tuple[list[Frame], str | None]:
+    frames = list(stream.finish())
+    return frames, getattr(stream, "channel", None)
+
+
 T = TypeVar("T")
 
 #: Makes the listener of one utterance: (sample rate of its mono PCM16, fps, language).
@@ -73,11 +91,14 @@ class Engine(Protocol):
     """Where listeners run: `ThreadEngine` (the server's executor) or `WorkerEngine`
     (worker processes). Streams are addressed by a key the engine hands out."""
 
-    async def open(self, sample_rate: int, fps: float, lang: str) -> int: ...
+    async def open(self, sample_rate: int, fps: float, lang: str,
+                   channel: str | None = None) -> int: ...
 
     async def push(self, key: int, pcm: bytes, text: str) -> list[Frame]: ...
 
-    async def finish(self, key: int) -> list[Frame]: ...
+    async def finish(self, key: int) -> tuple[list[Frame], str | None]:
+        """The last frames and the channel estimate the stream learned."""
+        ...
 
     def close(self, key: int) -> None: ...
 
@@ -92,10 +113,12 @@ class ThreadEngine:
         self._streams: dict[int, VisemeListener] = {}
         self._keys = itertools.count(1)
 
-    async def open(self, sample_rate: int, fps: float, lang: str) -> int:
+    async def open(self, sample_rate: int, fps: float, lang: str,
+                   channel: str | None = None) -> int:
         loop = asyncio.get_running_loop()
         stream = await loop.run_in_executor(self._executor, self._factory, sample_rate, fps,
                                             lang)
+        _start_from(stream, channel)
         key = next(self._keys)
         self._streams[key] = stream
         return key
@@ -104,10 +127,10 @@ class ThreadEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _push, self._streams[key], pcm, text)
 
-    async def finish(self, key: int) -> list[Frame]:
+    async def finish(self, key: int) -> tuple[list[Frame], str | None]:
         loop = asyncio.get_running_loop()
         stream = self._streams.pop(key)
-        return list(await loop.run_in_executor(self._executor, stream.finish))
+        return await loop.run_in_executor(self._executor, _finish, stream)
 
     def close(self, key: int) -> None:
         self._streams.pop(key, None)
@@ -139,11 +162,12 @@ def _w_prepare(sample_rate: int, fps: float, lang: str) -> None:
         _w_spares[spec] = _w_factory(sample_rate, fps, lang)
 
 
-def _w_open(key: int, sample_rate: int, fps: float, lang: str) -> None:
+def _w_open(key: int, sample_rate: int, fps: float, lang: str, channel: str | None) -> None:
     spare = _w_spares.pop((sample_rate, fps, lang), None)
     if spare is None:
         assert _w_factory is not None
         spare = _w_factory(sample_rate, fps, lang)
+    _start_from(spare, channel)
     _w_streams[key] = spare
 
 
@@ -151,9 +175,9 @@ def _w_push(key: int, pcm: bytes, text: str) -> list[tuple[int, tuple[tuple[str,
     return [(f.pts_ms, tuple(f.weights.items())) for f in _push(_w_streams[key], pcm, text)]
 
 
-def _w_finish(key: int) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
-    stream = _w_streams.pop(key)
-    return [(f.pts_ms, tuple(f.weights.items())) for f in stream.finish()]
+def _w_finish(key: int) -> tuple[list[tuple[int, tuple[tuple[str, float], ...]]], str | None]:
+    frames, channel = _finish(_w_streams.pop(key))
+    return [(f.pts_ms, tuple(f.weights.items())) for f in frames], channel
 
 
 def _w_close(key: int) -> None:
@@ -209,14 +233,15 @@ class WorkerEngine:
         except RuntimeError:  # the pool broke or shut down meanwhile: nothing to do
             pass
 
-    async def open(self, sample_rate: int, fps: float, lang: str) -> int:
+    async def open(self, sample_rate: int, fps: float, lang: str,
+                   channel: str | None = None) -> int:
         i = min(range(len(self._pools)), key=self._open_count.__getitem__)
         key = next(self._keys)
         self._open_count[i] += 1
         self._where[key] = i
         self._spec[key] = (sample_rate, fps, lang)
         try:
-            await self._call(i, _w_open, key, sample_rate, fps, lang)
+            await self._call(i, _w_open, key, sample_rate, fps, lang, channel)
         except BaseException:
             self._forget(key)
             raise
@@ -232,10 +257,10 @@ class WorkerEngine:
         frames = await self._call(self._worker(key), _w_push, key, pcm, text)
         return [Frame(p, dict(w)) for p, w in frames]
 
-    async def finish(self, key: int) -> list[Frame]:
+    async def finish(self, key: int) -> tuple[list[Frame], str | None]:
         try:
-            frames = await self._call(self._worker(key), _w_finish, key)
-            return [Frame(p, dict(w)) for p, w in frames]
+            frames, channel = await self._call(self._worker(key), _w_finish, key)
+            return [Frame(p, dict(w)) for p, w in frames], channel
         finally:
             self._forget(key)
 
@@ -268,8 +293,10 @@ class Listener:
     was cut short. Work runs one push at a time, in order."""
 
     def __init__(self, engine: Engine, sample_rate: int, fps: float, lang: str,
-                 observe: Callable[[float], None] | None = None) -> None:
+                 observe: Callable[[float], None] | None = None,
+                 channel: VoiceChannel | None = None) -> None:
         self.sample_rate = sample_rate
+        self._channel = channel
         #: Called with each release's delay, s: arrival of the newest audio released to now.
         self._observe = observe
         self._arrivals: deque[tuple[float, float]] = deque()  # (audio end ms, loop time)
@@ -285,7 +312,9 @@ class Listener:
 
     async def _open(self) -> int:
         if self._key is None:
-            self._key = await self._engine.open(self.sample_rate, self._fps, self._lang)
+            estimate = self._channel.estimate if self._channel is not None else None
+            self._key = await self._engine.open(self.sample_rate, self._fps, self._lang,
+                                                estimate)
         return self._key
 
     async def step(self, chunk: SpeechChunk, arrived: float | None = None,
@@ -319,7 +348,9 @@ class Listener:
         """The last frames and all audio still held."""
         key = await self._open()
         self._done = True
-        frames = await self._engine.finish(key)
+        frames, learned = await self._engine.finish(key)
+        if self._channel is not None and learned is not None:
+            self._channel.estimate = learned
         return self._release(float("inf")), frames
 
     def close(self) -> None:

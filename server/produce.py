@@ -134,7 +134,7 @@ class Producer:
             if s.listen_engine is None:
                 raise AvatarkitError("this server cannot listen to audio")
             run.listener = Listener(s.listen_engine, chunk.sample_rate, s.config.viseme_fps,
-                                    s.lang, s.metrics.listen_delay.observe)
+                                    s.lang, s.metrics.listen_delay.observe, s.voice_channel)
         listener = run.listener
         if chunk is None:
             heard, frames = await listener.finish()

@@ -39,7 +39,7 @@ from server.events import (
     viseme_events,
 )
 from server.fanout import CLOSE_SESSION_ENDED, CLOSE_SLOW_CLIENT, Client, Fanout, send
-from server.listen import Engine
+from server.listen import Engine, VoiceChannel
 from server.metrics import Metrics
 from server.pacing import Timeline, Utterance, playback_ms, resume_point, trim
 from server.produce import Produced, Producer
@@ -91,6 +91,8 @@ class Session:
         self.lipsync: Any = None
         #: Where the acoustic front end of audio-only utterances runs (server/listen.py).
         self.listen_engine: Engine | None = None
+        #: What earlier audio-driven turns learned about this session's voice channel.
+        self.voice_channel = VoiceChannel()
 
     @property
     def clients(self) -> list[Client]:

@@ -263,6 +263,27 @@ async def test_a_tts_session_also_takes_pushed_audio_between_utterances(aiohttp_
     await ws.close()
 
 
+async def test_each_turn_starts_from_the_channel_the_session_s_last_turn_learned(
+        aiohttp_client, avatars):
+    listeners = LoudListeners()
+    client = await _client(aiohttp_client, avatars, listeners)
+    turns = {}
+    for name in ("a", "b"):
+        sid = await _session(client, provider="audio", sample_rate=RATE)
+        ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+        rec = await receive_until(ws, Received(), typed("hello"))
+        for n in (1, 2):
+            await ws.send_str(json.dumps({"type": "audio_start"}))
+            await ws.send_bytes(signal()[: 4000 * n].tobytes())
+            await ws.send_str(json.dumps({"type": "audio_end"}))
+            await receive_until(ws, rec, is_end(n), timeout=30)
+        turns[name] = [m for m in listeners.made if m.finished][-2:]
+        await ws.close()
+    for first, second in turns.values():
+        assert first.started_from is None  # a new session's voice is unknown
+        assert second.started_from == first.channel == "learned from 4000 samples"
+
+
 async def test_the_real_front_end_moves_the_mouth_for_speech(aiohttp_client, avatars):
     """With avatarkit.listen's AudioVisemeStream (skips until it is installed)."""
     listen = pytest.importorskip("avatarkit.listen")

@@ -3,13 +3,40 @@
     from avatarkit.build import BuildOptions, build_avatar, build_folder
     result = build_avatar("hero.jpg", "out")          # -> out/hero/
     results = build_folder("photos/", "out", jobs=2)  # -> out/<stem>/ per photo
+
+Names load on first use: the options are cheap, the pipeline pulls in mediapipe and OpenCV
+(a command line that only needs the options should not wait for them).
 """
 
-from avatarkit.build.folder import build_folder, find_photos, summarise, write_report
-from avatarkit.build.options import BuildOptions, IdleOptions
-from avatarkit.build.pipeline import ASSET_STAGES, BuildResult, StageContext, build_avatar
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from avatarkit.build.folder import build_folder, find_photos, summarise, write_report
+    from avatarkit.build.options import BuildOptions, IdleOptions
+    from avatarkit.build.pipeline import ASSET_STAGES, BuildResult, StageContext, build_avatar
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "build_folder": "avatarkit.build.folder", "find_photos": "avatarkit.build.folder",
+    "summarise": "avatarkit.build.folder", "write_report": "avatarkit.build.folder",
+    "BuildOptions": "avatarkit.build.options", "IdleOptions": "avatarkit.build.options",
+    "ASSET_STAGES": "avatarkit.build.pipeline", "BuildResult": "avatarkit.build.pipeline",
+    "StageContext": "avatarkit.build.pipeline", "build_avatar": "avatarkit.build.pipeline",
+}
 
 __all__ = [
     "ASSET_STAGES", "BuildOptions", "BuildResult", "IdleOptions", "StageContext",
     "build_avatar", "build_folder", "find_photos", "summarise", "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'avatarkit.build' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,20 +18,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from avatarkit.build import (
-    BuildOptions,
-    BuildResult,
-    IdleOptions,
-    build_avatar,
-    build_folder,
-    find_photos,
-    summarise,
-    write_report,
-)
+from avatarkit.build.options import BuildOptions, IdleOptions
 from avatarkit.cli.app import app, console, fail, guarded, state, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.face.photo import DEFAULT_MAX_SIDE, MIN_MAX_SIDE
 from avatarkit.native_stderr import quiet_native_stderr
+
+if TYPE_CHECKING:
+    from avatarkit.build import BuildResult
 
 stdout = Console(highlight=False)
 
@@ -105,6 +99,8 @@ def build(
     seed: Seed = IdleOptions.seed,
 ) -> None:
     """Turn a portrait photo (or a folder of them) into avatar folders."""
+    from avatarkit.build import write_report  # the pipeline loads on use: other commands start fast
+
     options = BuildOptions(
         max_side=max_side, face=face, force=force,
         idle=IdleOptions(seconds=seconds, fps=fps, blinks=blinks, motion=motion, seed=seed),
@@ -127,6 +123,8 @@ def build(
 def _build_photo(photo: Path, out: Path, options: BuildOptions) -> BuildResult:
     """One photo with a spinner naming the stage; a failure becomes a failed result so that
     --report is still written."""
+    from avatarkit.build import BuildResult, build_avatar
+
     with console.status(f"{photo.name}: starting") as status:
         def on_stage(stage: str) -> None:
             status.update(f"{photo.name}: {STAGE_LABELS.get(stage, stage)}")
@@ -142,6 +140,8 @@ def _build_photo(photo: Path, out: Path, options: BuildOptions) -> BuildResult:
 def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
                   ) -> list[BuildResult]:
     """Every photo in the folder, with a progress bar and one line per finished photo."""
+    from avatarkit.build import build_folder, find_photos
+
     count = len(find_photos(folder))
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
@@ -186,6 +186,8 @@ def _print_summary(results: list[BuildResult], single: bool) -> None:
                       f"{r.timings.get('total', 0):.1f} s" if r.timings else "-",
                       r.output if r.status != "failed" else f"[red]{r.error}[/]")
     stdout.print(table)
+    from avatarkit.build import summarise
+
     counts = summarise(results)
     stdout.print(", ".join(f"{n} {status}" for status, n in counts.items()))
 

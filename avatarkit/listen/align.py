@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -83,14 +84,40 @@ def _decoder():  # -> pocketsphinx.Decoder
     )
 
 
+#: One idle aligner kept for reuse: loading the dictionary costs ~0.4 s, as much as
+#: aligning a few seconds of speech. Words it was taught stay (their names say their phones).
+_idle: list = []
+_idle_lock = threading.Lock()
+
+
+def _acquire():  # -> pocketsphinx.Decoder
+    with _idle_lock:
+        decoder = _idle.pop() if _idle else None
+    if decoder is None:
+        return _decoder()
+    decoder.reinit_feat()  # a fresh cepstral mean: results do not depend on earlier calls
+    return decoder
+
+
+def _release(decoder) -> None:
+    with _idle_lock:
+        if not _idle:
+            _idle.append(decoder)
+
+
 def _pronounce(decoder, words: list[str], lang: str) -> list[str]:
-    """Make every word known to the decoder; returns the words as the decoder spells them."""
+    """Make every word known to the decoder; returns the words as the decoder spells them.
+
+    A word the dictionary lacks (or any word of another language) is added under a name
+    that carries its phones, so a reused decoder never mixes two pronunciations of it.
+    """
     from avatarkit.visemes.g2p import espeak_lexicon
 
     english = lang.lower().startswith("en")
     lexicon = None
     out: list[str] = []
-    for i, word in enumerate(words):
+    new: dict[str, str] = {}
+    for word in words:
         if english and decoder.lookup_word(word) is not None:
             out.append(word)
             continue
@@ -98,9 +125,13 @@ def _pronounce(decoder, words: list[str], lang: str) -> list[str]:
         phones = ipa_to_arpabet(list(lexicon(word)))
         if not phones:
             continue  # nothing pronounceable (a lone symbol)
-        name = f"{word}_{i}" if not english else word
-        decoder.add_word(name, " ".join(phones), update=True)
+        name = f"{word}__{'_'.join(phones).lower()}"
+        if name not in new and decoder.lookup_word(name) is None:
+            new[name] = " ".join(phones)
         out.append(name)
+    for i, (name, phones) in enumerate(new.items()):
+        # rebuilding the search per word cost ~60 ms each: only after the last one
+        decoder.add_word(name, phones, update=i == len(new) - 1)
     return out
 
 
@@ -183,7 +214,14 @@ def align(
     words = transcript_words(text)
     if not words or len(samples) < RATE // 10:
         return None
-    decoder = _decoder()
+    decoder = _acquire()
+    phones = _align(decoder, words, samples, lang)
+    _release(decoder)  # not after an error: its state is unknown then
+    return phones
+
+
+def _align(decoder, words: list[str], samples: np.ndarray, lang: str
+           ) -> list[TimedPhoneme] | None:
     words = _pronounce(decoder, words, lang)
     if not words:
         return None

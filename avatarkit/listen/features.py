@@ -43,6 +43,15 @@ def _mel_matrix() -> np.ndarray:
     return m
 
 
+def band_centres_hz() -> np.ndarray:
+    """Centre frequency of each of the N_BANDS mel bands, Hz."""
+    def hz_to_mel(f: float) -> float:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    mels = np.linspace(hz_to_mel(FMIN), hz_to_mel(FMAX), N_BANDS + 2)[1:-1]
+    return 700.0 * (10 ** (mels / 2595.0) - 1.0)
+
+
 @lru_cache(maxsize=1)
 def _window() -> np.ndarray:
     return np.hanning(WINDOW + 2)[1:-1]

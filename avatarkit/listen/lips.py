@@ -5,9 +5,11 @@ often hears the closure of a /p b m/ as a /v/ or /f/ (same place, wrong manner) 
 silence. The signal tells the manner: a closure is a drop of the whole spectrum against the
 speech around it (a stop gap, or the murmur of a nasal), while /f v/ keep their frication.
 
-    levels (per 10 ms: band levels + total level)  ->  dips against the +-100 ms context
+    levels (per 10 ms: band levels + total level)  ->  dips against the context around them
     recognised f/v/w over a dip of the whole and the upper band  ->  closure (p) over the dip
     a short pause inside speech next to a labial                 ->  closure (p)
+    the nasal murmur that ends a filler ("um") or a closure,
+      heard as the start of a pause                              ->  closure (p)
     a "phone" heard in near-digital silence                      ->  pause
 
 Only the frames of the dip become the closure, so a closure never spreads into the vowel
@@ -21,31 +23,55 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from avatarkit.listen.features import HOP, N_BANDS, WINDOW, band_levels
+from avatarkit.listen.features import HOP, N_BANDS, WINDOW, band_centres_hz, band_levels
 from avatarkit.listen.options import LipOptions
 from avatarkit.listen.pcm import RATE
 from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
 
-#: Half-width of the context a dip is measured against, frames (10 ms each).
-HALF_CONTEXT = 10
+#: A dip is measured against the loudest frame from this many frames (10 ms each) before...
+PAST_CONTEXT = 10
+#: ...to this many after. The future side is short because it is delay in a live stream: a
+#: closure's release (the level coming back) is seen within ~40 ms of its middle (10 frames
+#: after found one closure more in 60 on the real-speech sets, at 60 ms more delay).
+FUTURE_CONTEXT = 4
 #: Audio needed past a phone's end before it can be judged, ms.
-CONTEXT_MS = HALF_CONTEXT * 10.0 + WINDOW * 1000.0 / RATE
+CONTEXT_MS = FUTURE_CONTEXT * 10.0 + WINDOW * 1000.0 / RATE
 #: Frame i covers the 25 ms from sample 160 i: its centre on the clock, ms.
 FRAME_CENTRE_MS = WINDOW / 2 * 1000.0 / RATE
 #: Bands above ~2.5 kHz (frication lives there).
 UPPER_BANDS = slice(14, N_BANDS)
 
+#: A nasal murmur keeps the low band (voicing through the nose) and loses the vowel's
+#: formant band: bands below / between these frequencies, Hz.
+_LOW_BANDS = band_centres_hz() < 450.0
+_MID_BANDS = (band_centres_hz() >= 500.0) & (band_centres_hz() < 2500.0)
+#: The floor a murmur must stand above is the quietest tenth of this many recent frames.
+FLOOR_FRAMES = 300
+#: Frames at the start of a pause that may still be the transition into its murmur.
+MURMUR_LEAD = 2
+#: What the recogniser's spoken-noise model (fillers: uh, um) is mapped to.
+_FILLER = "ə"
+
 #: Labials the recogniser hears in place of a closure (same place, wrong manner).
 _CLOSURE_LOOKALIKES = frozenset({"f", "v", "w"})
 _LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
+_BILABIAL = frozenset({"p", "b", "m"})
 CLOSURE = "p"
 
 
-def _rolling_max(x: np.ndarray, half: int) -> np.ndarray:
-    """Maximum over [i - half, i + half] (clipped at the ends)."""
-    from scipy.ndimage import maximum_filter1d
+def _rolling_max(x: np.ndarray, past: int, future: int) -> np.ndarray:
+    """Maximum over [i - past, i + future] (clipped at the ends).
 
-    return maximum_filter1d(x, 2 * half + 1, mode="nearest")
+    Shifted maxima in place: a live stream calls this for a few frames per 20 ms chunk, where
+    padding and window views cost more than the work (and scipy.ndimage's import alone is
+    ~0.45 s, a sixth of a `visemes --audio` run).
+    """
+    out = x.copy()
+    for k in range(1, min(past, len(x) - 1) + 1):
+        np.maximum(out[k:], x[:-k], out=out[k:])
+    for k in range(1, min(future, len(x) - 1) + 1):
+        np.maximum(out[:-k], x[k:], out=out[:-k])
+    return out
 
 
 def frame_index(t_ms: float) -> int:
@@ -59,7 +85,8 @@ class LipReader:
     def __init__(self, options: LipOptions | None = None) -> None:
         self.options = options or LipOptions()
         self._tail = np.zeros(0)  # samples not yet covered by a whole frame
-        self._levels = np.zeros((0, N_BANDS + 1))
+        self._levels_buf = np.zeros((0, N_BANDS + 1))  # grows by doubling: cheap appends
+        self._n_levels = 0
         self._held: list[TimedPhoneme] = []
         #: The run of one symbol the last phone belongs to: (symbol, start, symbol before).
         self._run: tuple[str, float, str] = ("", 0.0, "_")
@@ -69,7 +96,7 @@ class LipReader:
     @property
     def levels(self) -> np.ndarray:
         """(frames, N_BANDS + 1) band levels and total level of the audio so far, dB."""
-        return self._levels
+        return self._levels_buf[: self._n_levels]
 
     def push(self, samples: np.ndarray) -> None:
         """Feed 16 kHz samples (the same the recogniser hears)."""
@@ -78,18 +105,27 @@ class LipReader:
         x = np.concatenate([self._tail, samples])
         n = (len(x) - WINDOW) // HOP + 1 if len(x) >= WINDOW else 0
         if n > 0:
-            self._levels = np.concatenate([self._levels, band_levels(x[: (n - 1) * HOP + WINDOW])])
+            self._append_levels(band_levels(x[: (n - 1) * HOP + WINDOW]))
             self._tail = x[n * HOP:]
         else:
             self._tail = x
+
+    def _append_levels(self, rows: np.ndarray) -> None:
+        need = self._n_levels + len(rows)
+        if need > len(self._levels_buf):
+            grown = np.zeros((max(need, 2 * len(self._levels_buf), 256), N_BANDS + 1))
+            grown[: self._n_levels] = self._levels_buf[: self._n_levels]
+            self._levels_buf = grown
+        self._levels_buf[self._n_levels: need] = rows
+        self._n_levels = need
 
     def refine(self, phones: Sequence[TimedPhoneme], *, final: bool) -> list[TimedPhoneme]:
         """Corrected phones, in order; those without enough context yet are held back."""
         self._held.extend(phones)
         if not self._held:
             return []
-        heard_ms = (len(self._levels) - 1) * 10.0 + FRAME_CENTRE_MS
-        ready_until = float("inf") if final else heard_ms - HALF_CONTEXT * 10.0
+        heard_ms = (len(self.levels) - 1) * 10.0 + FRAME_CENTRE_MS
+        ready_until = float("inf") if final else heard_ms - FUTURE_CONTEXT * 10.0
         ready: list[TimedPhoneme] = []
         while self._held and self._held[0].end_ms <= ready_until:
             ready.append(self._held.pop(0))
@@ -100,13 +136,18 @@ class LipReader:
 
     def _correct(self, phones: list[TimedPhoneme], after: list[TimedPhoneme]) -> list[TimedPhoneme]:
         o = self.options
-        n = len(self._levels)
+        n = len(self.levels)
         if n == 0:
             return phones
-        total = self._levels[:, N_BANDS]
-        upper = self._levels[:, UPPER_BANDS].max(axis=1)
-        dip = _rolling_max(total, HALF_CONTEXT) - total
-        upper_dip = _rolling_max(upper, HALF_CONTEXT) - upper
+        # only the frames these phones need (a live stream would otherwise redo the whole
+        # history on every chunk); frames before `base` are never looked at
+        base = max(0, frame_index(phones[0].start_ms) - PAST_CONTEXT)
+        end = min(n, frame_index(phones[-1].end_ms) + FUTURE_CONTEXT + 1)
+        levels = self.levels[base:end]
+        total = levels[:, N_BANDS]
+        upper = levels[:, UPPER_BANDS].max(axis=1)
+        dip = _rolling_max(total, PAST_CONTEXT, FUTURE_CONTEXT) - total
+        upper_dip = _rolling_max(upper, PAST_CONTEXT, FUTURE_CONTEXT) - upper
         out: list[TimedPhoneme] = []
         for j, p in enumerate(phones):
             s = normalize_ipa(p.symbol)
@@ -114,7 +155,8 @@ class LipReader:
             if s != self._run[0] or p.start_ms > self._run_end + 1e-6:
                 self._run = (s, p.start_ms, self._run[0] if self._run[0] else "_")
             self._run_end = p.end_ms
-            a, b = frame_index(p.start_ms), min(frame_index(p.end_ms), n)
+            a = frame_index(p.start_ms) - base
+            b = min(frame_index(p.end_ms), n) - base
             if b <= a:
                 out.append(p)
                 continue
@@ -134,15 +176,24 @@ class LipReader:
                 inside = before != "_" and (after_s != "_")
                 closed = inside and bool({before, after_s} & _LABIAL) and bool(
                     dip[a:b].max() >= o.dip_db)
+            if not closed and s == "_":
+                murmur = self._murmur(base + a, base + b, p.start_ms)
+                if murmur:
+                    self._closure_until = p.start_ms + murmur * 10.0
+                    out.append(TimedPhoneme(CLOSURE, p.start_ms, self._closure_until))
+                    if self._closure_until < p.end_ms:
+                        out.append(TimedPhoneme("_", self._closure_until, p.end_ms))
+                    continue
             if not closed:
                 out.append(p)
                 continue
             low = np.flatnonzero(dip[a:b] >= o.dip_db)
             # the closure covers the dip's frames; one that reaches the phone's first or last
             # frame reaches its edge
-            c0 = p.start_ms if low[0] == 0 else (a + low[0]) * 10.0 + FRAME_CENTRE_MS - 5.0
+            c0 = p.start_ms if low[0] == 0 else (
+                (base + a + low[0]) * 10.0 + FRAME_CENTRE_MS - 5.0)
             c1 = p.end_ms if low[-1] == b - a - 1 else min(
-                p.end_ms, (a + low[-1]) * 10.0 + FRAME_CENTRE_MS + 5.0)
+                p.end_ms, (base + a + low[-1]) * 10.0 + FRAME_CENTRE_MS + 5.0)
             # a short closure is noise unless it goes on in the next piece of a live stream
             continues = self._closure_until >= c0 - 10.0 or c1 >= p.end_ms - 1e-6
             if c1 - c0 < o.min_closure_ms and not continues:
@@ -155,3 +206,45 @@ class LipReader:
             if c1 < p.end_ms:
                 out.append(TimedPhoneme(p.symbol, c1, p.end_ms))
         return out
+
+    def _murmur(self, a: int, b: int, start_ms: float) -> int:
+        """Frames of nasal murmur that open the pause over frames [a, b), if it follows a
+        filler or a closure (the "m" of "um", a phrase-final /m/): 0 when there is none.
+
+        A murmur is clearly quieter than the vowel before it yet above the recording's
+        floor (the quietest frames of the last seconds: a stream delivers a pause in
+        pieces), and tilted to the low band (the nose passes voicing, closed lips block
+        the formants).
+        """
+        o = self.options
+        first_piece = abs(start_ms - self._run[1]) < 1e-6
+        after_filler = first_piece and self._run[2] == _FILLER
+        after_closure = self._closure_until >= start_ms - 10.0 or (
+            first_piece and self._run[2] in _BILABIAL)
+        if not (after_filler or after_closure) or a < PAST_CONTEXT or b <= a:
+            return 0
+        levels = self.levels
+        total = levels[:, N_BANDS]
+        ref = int(np.argmax(total[a - PAST_CONTEXT: a])) + a - PAST_CONTEXT
+        bands = levels[a - PAST_CONTEXT: b + 1, :N_BANDS]
+        tilt = bands[:, _LOW_BANDS].max(axis=1) - bands[:, _MID_BANDS].max(axis=1)
+        tilt_ref, tilt = tilt[ref - (a - PAST_CONTEXT)], tilt[PAST_CONTEXT: PAST_CONTEXT + b - a]
+        floor = float(np.percentile(total[max(0, b - FLOOR_FRAMES): b], 10))
+        # a murmur can be a few dB above the floor only: judge its level over 30 ms
+        level = np.median(np.lib.stride_tricks.sliding_window_view(
+            total[a - 1: min(b + 1, len(total))], 3), axis=1)
+        level = np.pad(level, (0, b - a - len(level)), mode="edge")
+        is_murmur = ((level >= floor + o.murmur_above_floor_db)
+                     & (total[ref] - total[a:b] >= o.dip_db)
+                     & (tilt - tilt_ref >= o.murmur_tilt_db))
+        # the first frames straddle the phone boundary: the murmur may start a little later
+        lead = next((i for i in range(min(MURMUR_LEAD, len(is_murmur))) if is_murmur[i]), 0)
+        run = lead
+        while run < len(is_murmur) and is_murmur[run]:
+            run += 1
+        run = run if run > lead else 0
+        # a short murmur is a vowel's decay, unless it continues a closure (a live stream's
+        # first piece of a pause is often too short to tell: it stays a pause there)
+        if (run - lead) * 10.0 < o.min_murmur_ms and not after_closure:
+            return 0
+        return run

@@ -8,8 +8,10 @@ from avatarkit.listen.phones import RecognizerOptions
 from avatarkit.visemes.coarticulation import CoarticulationOptions
 
 #: Coarticulation for audio-driven mouths: anticipation is capped lower than for text-driven
-#: speech, because in a live stream every millisecond of anticipation is a millisecond of delay.
-LISTEN_COARTICULATION = CoarticulationOptions(fps=30.0, max_anticipation_ms=90.0)
+#: speech (120 ms), because in a live stream every millisecond of anticipation is a
+#: millisecond of delay; 40 ms keeps the look-ahead under 150 ms at 30 fps and scored the
+#: same closure hits as 90 ms on the real-speech sets (benchmarks/audio_lipsync.py).
+LISTEN_COARTICULATION = CoarticulationOptions(fps=30.0, max_anticipation_ms=40.0)
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class LipOptions:
     """How acoustic evidence of closed lips corrects the recognised phones (`lips.py`)."""
 
     #: A closure is a drop of the total level (and the upper band's) by at least this much
-    #: against the loudest frame within +-100 ms, dB.
+    #: against the loudest frame from 100 ms before to 40 ms after, dB.
     dip_db: float = 8.0
     #: Longest pause inside speech that can be a stop closure, ms.
     max_gap_ms: float = 150.0
@@ -26,6 +28,12 @@ class LipOptions:
     #: A phone whose frames are (mostly) below this level is silence the recogniser
     #: mistook for a sound, dB full scale.
     silent_below_db: float = -60.0
+    #: A nasal murmur is at least this much above the floor of the pause it opens, dB...
+    murmur_above_floor_db: float = 2.0
+    #: ...its low band gains at least this much on the formant band against the vowel, dB...
+    murmur_tilt_db: float = 6.0
+    #: ...and lasts at least this long, ms (a vowel's decay passes through in less).
+    min_murmur_ms: float = 40.0
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,9 @@ def listen(
     if text:
         aligned = align(samples, text, lang)
         if aligned:
-            spans = quiet_spans(lips.levels)
-            return Heard(tuple(insert_pauses(aligned, spans)), duration, "aligned")
+            phones = insert_pauses(aligned, quiet_spans(lips.levels))
+            return Heard(tuple(_listen_where_unspoken(samples, phones, opts)), duration,
+                         "aligned")
         log.warning("the transcript did not align with the audio; listening without it")
     phones = lips.refine(recognize(samples, opts.recognizer), final=True)
     method = "recognized"
@@ -68,6 +69,38 @@ def listen(
         phones = matcher.relabel(phones, final=True)
         method = "recognized+text"
     return Heard(tuple(phones), duration, method)
+
+
+#: An aligned sound held longer than this (ms; vowels, others) is the aligner stretching a
+#: word over speech the transcript does not have: fillers, false starts, laughter.
+HELD_TOO_LONG_MS = {"vowel": 500.0, "other": 300.0}
+
+
+def _listen_where_unspoken(samples: np.ndarray, phones: list[TimedPhoneme],
+                           opts: ListenOptions) -> list[TimedPhoneme]:
+    """Aligned phones, with the stretches a transcript cannot have covered listened to.
+
+    Transcripts leave out "um", "uh", repeats and restarts; forced alignment must put the
+    audio somewhere and holds a neighbouring sound over it, a mouth frozen for a second.
+    Those stretches get the audio-only recipe instead (dev speech: 15 such stretches).
+    """
+    from avatarkit.visemes.phonemes import lookup
+
+    out: list[TimedPhoneme] = []
+    for p in phones:
+        kind = "vowel" if lookup(p.symbol).info.manner == "vowel" else "other"
+        # a long closure is plausible (a held stop, "mmm") and the transcript's word for it
+        if p.symbol in ("_", "p", "b", "m") or p.end_ms - p.start_ms <= HELD_TOO_LONG_MS[kind]:
+            out.append(p)
+            continue
+        a, b = int(p.start_ms * RATE / 1000), int(p.end_ms * RATE / 1000)
+        reader = LipReader(opts.lips)
+        reader.push(samples[a:b])
+        heard = reader.refine(recognize(samples[a:b], opts.recognizer), final=True)
+        out += [TimedPhoneme(q.symbol, q.start_ms + p.start_ms,
+                             min(q.end_ms + p.start_ms, p.end_ms)) for q in heard
+                if q.start_ms + p.start_ms < p.end_ms]
+    return out
 
 
 def timeline_from_audio(

@@ -5,6 +5,7 @@
         for frame in stream.push(pcm):                  # frames that became final
             send(frame.pts_ms, frame.weights)
     tail = stream.finish()
+    next_turn = AudioVisemeStream(sample_rate=24000, channel=stream.channel)  # same voice
 
 Frames are on the audio clock (ms since the first sample pushed) and trail the newest audio
 by at most `lookahead_ms`. `push` runs the phone recogniser: it is CPU work, so call it from
@@ -36,11 +37,12 @@ class AudioVisemeStream:
         fps: float = 30.0,
         lang: str = "en-us",
         options: ListenOptions | None = None,
+        channel: str | None = None,
     ) -> None:
         self.options = (options or ListenOptions()).with_fps(fps).checked()
         self.lang = lang
         self._input = ToListenerRate(sample_rate, channels)
-        self._phones = PhoneRecognizer(self.options.recognizer)
+        self._phones = PhoneRecognizer(self.options.recognizer, channel=channel)
         self._lips = LipReader(self.options.lips)
         self._text = TranscriptMatcher(lang)
         self._coart = CoarticulationState()
@@ -52,6 +54,17 @@ class AudioVisemeStream:
         """How far the newest frame trails the newest audio pushed, at most, ms: the lip
         evidence's context (or the recogniser's settle time) plus the coarticulation's."""
         return self.options.lookahead_ms
+
+    @property
+    def channel(self) -> str | None:
+        """What this turn learned about the voice's audio channel, once finished: give it to
+        the same voice's next stream (`channel=`, or set it before the first audio); short
+        turns then hear more closures from their start. Before finishing: the one given."""
+        return self._phones.channel
+
+    @channel.setter
+    def channel(self, value: str | None) -> None:
+        self._phones.channel = value
 
     @property
     def audio_ms(self) -> float:

@@ -26,6 +26,10 @@ class LoudListener:
         self.texts: list[str] = []
         self.k = 0  # next frame index
         self.finished = False
+        #: The channel estimate the server started this turn from; `channel` is what the
+        #: turn hands on when it finishes (here: a label naming the turn).
+        self.channel: str | None = None
+        self.started_from: str | None = None
 
     @property
     def audio_ms(self) -> float:
@@ -53,6 +57,8 @@ class LoudListener:
 
     def finish(self) -> list[Frame]:
         self.finished = True
+        self.started_from = self.channel
+        self.channel = f"learned from {len(self.samples)} samples"
         out = []
         while round(self.k * 1000 / self.fps) <= self.audio_ms:
             out.append(self._frame(self.k))
