@@ -270,8 +270,7 @@ async def test_each_turn_starts_from_the_channel_the_session_s_last_turn_learned
     turns = {}
     for name in ("a", "b"):
         sid = await _session(client, provider="audio", sample_rate=RATE)
-        ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-        rec = await receive_until(ws, Received(), typed("hello"))
+        ws, rec = await watch(client, sid)
         for n in (1, 2):
             await ws.send_str(json.dumps({"type": "audio_start"}))
             await ws.send_bytes(signal()[: 4000 * n].tobytes())
