@@ -16,10 +16,10 @@ thin layer over the same functions.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from avatarkit.errors import AvatarkitError
+from avatarkit.lazy import lazy_getattr
 from avatarkit.version import __version__
 
 if TYPE_CHECKING:
@@ -52,13 +52,7 @@ __all__ = [  # written out for type checkers and linters; the same names as _EXP
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'avatarkit' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Bottom to top; a package may import only packages of lower layers. (`avatarkit` is the
 #: facade in avatarkit/__init__.py, `server` the live server.)
 LAYERS: list[set[str]] = [
-    {"errors", "version", "native_stderr"},
+    {"errors", "version", "native_stderr", "lazy"},
     {"audio", "face"},
     {"tts"},  # what a voice delivers: audio, timed phonemes, character alignment
     {"visemes"},  # phonemes and alignments -> viseme timelines

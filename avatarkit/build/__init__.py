@@ -10,8 +10,9 @@ Names load on first use: the options are cheap, the pipeline pulls in mediapipe 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from avatarkit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from avatarkit.build.folder import build_folder, find_photos, summarise, write_report
@@ -33,10 +34,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'avatarkit.build' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
