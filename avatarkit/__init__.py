@@ -52,7 +52,7 @@ __all__ = [  # written out for type checkers and linters; the same names as _EXP
 ]
 
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import wave
@@ -42,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serve import Server, _avatars, _free_port, _pct, _session  # noqa: E402
+from benchmarks.serve import Server, _avatars, _pct, _session  # noqa: E402
 from server import wire  # noqa: E402
 
 SPEECH_DEV = ROOT.parent / "shared" / "speech-dev"
@@ -183,13 +182,10 @@ def run_server(port: int, avatars: str, standin_ms: float, workers: int = 1) -> 
 
 
 class AudioServer(Server):
+    module = "benchmarks.audio_live"
+
     def __init__(self, avatars: Path, standin_ms: float, workers: int = 1) -> None:
-        self.port = _free_port()
-        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                f"from benchmarks.audio_live import run_server; "
-                f"run_server({self.port}, {str(avatars)!r}, {standin_ms!r}, {workers!r})")
-        self.proc = subprocess.Popen([sys.executable, "-c", code])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._start(avatars, standin_ms, workers)
 
 
 def _pin(pid: int, cpu: int) -> None:

@@ -122,11 +122,18 @@ def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
 
 
 class Server:
+    """A server in its own process: `module.run_server(port, avatars, *args)`."""
+
+    module = "benchmarks.serve"
+
     def __init__(self, avatars: Path, **extra: Any) -> None:
+        self._start(avatars, extra)
+
+    def _start(self, avatars: Path, *args: Any) -> None:
         self.port = _free_port()
+        call = ", ".join(repr(a) for a in (self.port, str(avatars), *args))
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                f"from benchmarks.serve import run_server; "
-                f"run_server({self.port}, {str(avatars)!r}, {extra!r})")
+                f"from {self.module} import run_server; run_server({call})")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -16,5 +16,5 @@ def stop_ramp(u: Utterance, now: float, ramp_ms: float, fps: float) -> tuple[lis
     """The frames that take `u`'s mouth from where it is at loop time `now` to Rest, and
     the playback position they start from, ms (never past the audio produced)."""
     pos = min(playback_ms(u, now), u.audio_end_ms)
-    shown = weights_at([Frame(p, dict(w)) for p, w in u.frames], pos)
+    shown = weights_at([Frame(int(p), dict(w)) for p, w in u.frames], pos)  # pts: whole ms
     return ramp_to_rest(shown, pos, ramp_ms, fps), pos

@@ -15,6 +15,7 @@ heap entries and frames) they made its passes scan ~130k objects at 200 sessions
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from avatarkit.tts.provider import SpeechChunk
 from avatarkit.visemes.coarticulation import Frame
@@ -26,7 +27,13 @@ PATCH = 5  # a binary mouth-patch frame (variant C, server/lipsync.py)
 
 #: (kind, utterance id, pts_ms, complete WebSocket frame, PCM (audio only), sample rate).
 Event = tuple[int, int, float, bytes, "bytes | None", int]
-KIND, UID, PTS, FRAME, PCM, RATE = range(6)
+# its fields (literal indices: a type checker knows each field's type)
+KIND: Final = 0
+UID: Final = 1
+PTS: Final = 2
+FRAME: Final = 3
+PCM: Final = 4
+RATE: Final = 5
 
 #: A mouth shape: (pts_ms, ((viseme class, weight), ...)).
 Shape = tuple[float, tuple[tuple[str, float], ...]]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.provider import ProviderError, SpeechChunk
-from avatarkit.visemes.coarticulation import CoarticulationOptions
+from avatarkit.visemes.coarticulation import CoarticulationOptions, Frame
 from avatarkit.visemes.g2p import Lexicon, espeak_lexicon
 from avatarkit.visemes.stream import VisemeStreamState, stream_finish, stream_step
 from server.blend import BlendedFrame
@@ -125,29 +125,29 @@ class Producer:
             s.lipsync.on_end(u)
         s.flush()
 
-    async def _listened(self, run: _Run, chunk: SpeechChunk | None) -> None:
-        """Audio-only speech: through the listener (`None`: the end of the utterance)."""
-        s, u = self.s, run.u
+    async def _listened(self, run: _Run, chunk: SpeechChunk) -> None:
+        """Audio-only speech: through the utterance's listener (made on its first chunk)."""
+        s = self.s
         if run.listener is None:
-            if chunk is None:
-                return
             if s.listen_engine is None:
                 raise AvatarkitError("this server cannot listen to audio")
             run.listener = Listener(s.listen_engine, chunk.sample_rate, s.config.viseme_fps,
                                     s.lang, s.metrics.listen_delay.observe, s.voice_channel)
-        listener = run.listener
-        if chunk is None:
-            heard, frames = await listener.finish()
-        else:
-            heard, frames = await listener.step(chunk, getattr(u.source, "arrived", None))
-        if heard is None and not frames:
+        heard = await run.listener.step(chunk, getattr(run.u.source, "arrived", None))
+        self._heard(run, run.listener, *heard)
+
+    def _heard(self, run: _Run, listener: Listener, audio: SpeechChunk | None,
+               frames: list[Frame]) -> None:
+        """What the listener released: audio with the frames that cover it, onto the timeline."""
+        if audio is None and not frames:
             return
+        s, u = self.s, run.u
         s.begin(u, run.may_start, listener.sample_rate)
-        events = [] if heard is None else audio_events(u.id, heard, s.config.audio_frame_ms)
+        events = [] if audio is None else audio_events(u.id, audio, s.config.audio_frame_ms)
         visemes, shapes = viseme_events(u.id, frames)
-        s.put(u, (events + visemes, shapes), None if heard is None else heard.end_ms)
-        if heard is not None and s.lipsync is not None:
-            s.lipsync.on_audio(u, heard.pcm, heard.sample_rate)
+        s.put(u, (events + visemes, shapes), None if audio is None else audio.end_ms)
+        if audio is not None and s.lipsync is not None:
+            s.lipsync.on_audio(u, audio.pcm, audio.sample_rate)
         s.flush()
 
     async def _aligned(self, run: _Run, chunk: SpeechChunk) -> None:
@@ -184,8 +184,8 @@ class Producer:
     async def _finish(self, run: _Run) -> None:
         """The stream is done: the last frames, then `utterance_end` after the audio."""
         s, u = self.s, run.u
-        if run.listener is not None:  # its finish gives its last frames
-            await self._listened(run, None)
+        if run.listener is not None:  # its finish gives its last frames and the audio held
+            self._heard(run, run.listener, *await run.listener.finish())
         if u.t0 is None:
             raise ProviderError("the voice returned no audio for this text", "empty_audio")
         if run.listener is None:

@@ -74,7 +74,6 @@ class Session:
         self.executor = executor
         self.sample_rate = int(provider.sample_rate)
         self.fanout = Fanout(config, metrics)
-        self.clients: list[Client] = self.fanout.clients
         self.timeline = Timeline(config.send_ahead_ms, lambda: on_pending(self))
         self.queue: deque[Utterance] = deque()
         self.producing: Utterance | None = None
@@ -94,6 +93,11 @@ class Session:
         self.listen_engine: Engine | None = None
         #: What earlier audio-driven turns learned about this session's voice channel.
         self.voice_channel = VoiceChannel()
+
+    @property
+    def clients(self) -> list[Client]:
+        """The WebSockets watching this session (kept by its fan-out)."""
+        return self.fanout.clients
 
     # ------------------------------------------------------------------ commands
     def busy(self) -> bool:
@@ -284,9 +288,9 @@ class Session:
             batch.append(ev)
         if batch:
             self.fanout.broadcast(batch)
-        u = self.playing
-        if u is not None and len(u.sent) > 64:
-            trim(u, playback_ms(u, self.loop.time()) - 2 * self.config.audio_frame_ms)
+        playing = self.playing
+        if playing is not None and len(playing.sent) > 64:
+            trim(playing, playback_ms(playing, self.loop.time()) - 2 * self.config.audio_frame_ms)
 
     # ------------------------------------------------------------------ clients
     def attach(self, c: Client) -> None:

@@ -188,3 +188,9 @@ def avatars_with_hero(hero_dir: Path, root: Path) -> Path:
     """`root` as an avatars directory holding a copy of the example avatar as `hero`."""
     shutil.copytree(hero_dir, root / "hero")
     return root
+
+
+async def watch(client: Any, session_id: str, query: str = "") -> tuple[Any, Received]:
+    """A session's WebSocket (`?query` appended) and what it received up to its `hello`."""
+    ws = await client.ws_connect(f"/session-2d/{session_id}/ws{query}")
+    return ws, await receive_until(ws, Received(), typed("hello"))

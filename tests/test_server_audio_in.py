@@ -14,7 +14,7 @@ from server import wire
 from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes.listener import LoudListeners
-from tests.server_support import Received, RecordingVoice, is_end, receive_until, typed
+from tests.server_support import Received, RecordingVoice, is_end, receive_until, typed, watch
 
 RATE = 16000
 
@@ -66,8 +66,7 @@ async def test_pushed_audio_comes_back_with_covering_visemes(aiohttp_client, ava
                                                "sample_rate": RATE})
     body = await r.json()
     assert body["provider"] == "audio" and body["sample_rate"] == RATE
-    ws = await client.ws_connect(f"/session-2d/{body['session_id']}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, body['session_id'])
     assert rec.json("hello")[0]["provider"] == "audio"
     await ws.send_str(json.dumps({"type": "audio_start", "text": "ah", "id": 1}))
     assert (await _ack(ws, rec, "audio_start"))["utterance_id"] == 1
@@ -123,8 +122,7 @@ async def test_pushed_audio_comes_back_with_covering_visemes(aiohttp_client, ava
 async def test_stereo_48k_json_frames_are_mixed_to_mono(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars)
     sid = await _session(client, provider="audio")
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "audio_start", "sample_rate": 48000, "channels": 2}))
     await _ack(ws, rec, "audio_start")
     left = signal(48000)
@@ -160,8 +158,7 @@ async def test_malformed_audio_gets_an_error_and_the_turn_goes_on(aiohttp_client
     ws_other = await client.ws_connect(f"/session-2d/{other}/ws")
     rec_other = await receive_until(ws_other, Received(), typed("hello"))
     await ws_other.send_str(json.dumps({"type": "speak", "text": "Still here."}))
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     # before any turn, audio is refused
     await ws.send_bytes(b"\x00\x00" * 160)
     await receive_until(ws, rec, typed("error"))
@@ -195,8 +192,7 @@ async def test_malformed_audio_gets_an_error_and_the_turn_goes_on(aiohttp_client
 async def test_stop_ramps_to_rest_and_drops_audio_in_flight(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars)
     sid = await _session(client, provider="audio", sample_rate=RATE)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "audio_start"}))
     await _ack(ws, rec, "audio_start")
     x = signal()
@@ -252,8 +248,7 @@ async def test_a_tts_session_also_takes_pushed_audio_between_utterances(aiohttp_
                                                                          avatars):
     client = await _client(aiohttp_client, avatars)
     sid = await _session(client)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "speak", "text": "One."}))
     await ws.send_str(json.dumps({"type": "audio_start", "sample_rate": RATE}))
     x = signal()
@@ -275,8 +270,7 @@ async def test_each_turn_starts_from_the_channel_the_session_s_last_turn_learned
     turns = {}
     for name in ("a", "b"):
         sid = await _session(client, provider="audio", sample_rate=RATE)
-        ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-        rec = await receive_until(ws, Received(), typed("hello"))
+        ws, rec = await watch(client, sid)
         for n in (1, 2):
             await ws.send_str(json.dumps({"type": "audio_start"}))
             await ws.send_bytes(signal()[: 4000 * n].tobytes())
@@ -302,8 +296,7 @@ async def test_the_real_front_end_moves_the_mouth_for_speech(aiohttp_client, ava
     # (the default: the shipped front end in a worker process)
     client = await aiohttp_client(app)
     sid = await _session(client, provider="audio", sample_rate=voice.sample_rate)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "audio_start"}))
     await ws.send_bytes(pcm)
     await ws.send_str(json.dumps({"type": "audio_end"}))
@@ -318,8 +311,7 @@ async def test_the_real_front_end_moves_the_mouth_for_speech(aiohttp_client, ava
 async def test_a_turn_over_the_limit_and_an_empty_turn(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars, max_audio_turn_s=1.0)
     sid = await _session(client, provider="audio", sample_rate=RATE)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "audio_start"}))
     x = signal()
     step = RATE // 10 * 2  # 100 ms
@@ -345,8 +337,7 @@ async def test_a_listener_worker_that_dies_fails_one_utterance_not_the_server(ai
 
     client = await _client(aiohttp_client, avatars, listen_workers=1)
     sid = await _session(client, provider="audio", sample_rate=RATE)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "audio_start"}))
     x = signal()
     half = len(x) // 2

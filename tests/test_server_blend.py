@@ -16,7 +16,7 @@ from server.config import ServerConfig
 from server.pacing import PRODUCE_AHEAD_MS
 from server.produce import SLICE_MS, slices
 from server.state import SESSIONS
-from tests.server_support import Received, RecordingVoice, is_end, receive_until, typed
+from tests.server_support import RecordingVoice, is_end, receive_until, typed, watch
 
 TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the "
         "quiet green forest. Maybe tomorrow.")
@@ -29,8 +29,7 @@ async def _open(aiohttp_client, avatars, voice, **cfg):
     assert shared_pool().ready
     r = await client.post("/session-2d", json={"avatar_id": "hero"})
     sid = (await r.json())["session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     return client, app, sid, ws, rec
 
 

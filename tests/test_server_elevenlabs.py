@@ -10,7 +10,7 @@ from server import wire
 from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes.elevenlabs import fake_elevenlabs  # noqa: F401  (fixture)
-from tests.server_support import Received, is_end, make_avatar, receive_until, typed
+from tests.server_support import is_end, make_avatar, receive_until, watch
 
 
 async def _setup(aiohttp_client, tmp_path, fake, **cfg):
@@ -36,8 +36,7 @@ async def test_elevenlabs_session_streams_audio_and_visemes(
     client, body = await _setup(aiohttp_client, tmp_path, fake, send_ahead_ms=60_000)
     assert body["sample_rate"] == 16000
     sid = body["session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     assert rec.json("hello")[0]["provider"] == "elevenlabs"
     text = "Hello there. Maybe we should talk about fish."
     await client.post(f"/session-2d/{sid}/speak", json={"text": text})
@@ -63,8 +62,7 @@ async def test_elevenlabs_failure_is_an_error_event_and_the_session_survives(
     fake = await fake_elevenlabs(fail="quota", fail_after_chunks=1)
     client, body = await _setup(aiohttp_client, tmp_path, fake, send_ahead_ms=60_000)
     sid = body["session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await client.post(f"/session-2d/{sid}/speak", json={"text": "Hello there, how are you?"})
     await receive_until(ws, rec, is_end(1))
     err = rec.json("error")[0]
@@ -96,8 +94,7 @@ async def test_elevenlabs_barge_in_closes_the_upstream_socket(
     fake = await fake_elevenlabs(chunk_delay_s=0.05)
     client, body = await _setup(aiohttp_client, tmp_path, fake)
     sid = body["session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await client.post(f"/session-2d/{sid}/speak", json={
         "text": "A long answer that the user will interrupt before it is over, surely."})
     await receive_until(ws, rec, lambda m: isinstance(m, wire.AudioFrame))

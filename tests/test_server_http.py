@@ -17,6 +17,7 @@ from tests.server_support import (
     receive_until,
     recording_client,
     typed,
+    watch,
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -182,8 +183,7 @@ async def test_metrics_after_speech(aiohttp_client, avatars):
     client = await recording_client(aiohttp_client, avatars, send_ahead_ms=60_000)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await client.post(f"/session-2d/{sid}/speak", json={"text": "Hello."})
     await receive_until(ws, rec, typed("utterance_end"))
     r = await client.get("/metrics")

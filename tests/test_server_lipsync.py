@@ -32,6 +32,7 @@ from tests.server_support import (
     make_avatar,
     receive_until,
     typed,
+    watch,
 )
 
 TEXT = "Hello there. Nice to meet you."
@@ -88,8 +89,7 @@ async def test_patches_cover_the_audio_and_follow_it(aiohttp_client, setup):
     fps = avatar.fps
     assert info["lipsync"] == "onnx" and info["patch_fps"] == fps
     assert info["patch_codec"] == "png"
-    ws = await client.ws_connect(f"/session-2d/{info['session_id']}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, info['session_id'])
     hello = rec.json("hello")[0]
     assert (hello["lipsync"], hello["patch_fps"], hello["patch_codec"]) == ("onnx", fps, "png")
     await client.post(f"/session-2d/{info['session_id']}/speak", json={"text": TEXT})
@@ -173,8 +173,7 @@ async def test_two_sessions_are_batched_together(aiohttp_client, setup):
 async def test_barge_in_stops_patches(aiohttp_client, setup):
     client = await _client(aiohttp_client, setup)
     info = await _onnx_session(client)
-    ws = await client.ws_connect(f"/session-2d/{info['session_id']}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, info['session_id'])
     long = "This is a long sentence that keeps going for quite a while. " * 4
     await client.post(f"/session-2d/{info['session_id']}/speak", json={"text": long})
     await receive_until(ws, rec, lambda m: isinstance(m, wire.PatchFrame) and m.index >= 8)
@@ -213,8 +212,7 @@ async def test_onnx_needs_a_model_and_a_usable_avatar(aiohttp_client, setup):
     assert r.status == 400 and (await r.json())["error"] == "bad_message"
     r = await client.post("/session-2d", json={"avatar_id": "hero"})
     assert (await r.json())["lipsync"] == "visemes"
-    ws = await client.ws_connect(f"/session-2d/{(await r.json())['session_id']}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, (await r.json())['session_id'])
     assert rec.json("hello")[0]["lipsync"] == "visemes"
     assert "patch_fps" not in rec.json("hello")[0]
     # with a model: an avatar folder without idle loop / face box is refused clearly

@@ -18,6 +18,7 @@ from tests.server_support import (
     is_end,
     receive_until,
     typed,
+    watch,
 )
 
 TEXT = "Hello there. Nice to meet you."
@@ -51,8 +52,7 @@ async def _session(client, **body) -> str:
 async def test_speak_streams_exact_audio_and_covering_visemes(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars, send_ahead_ms=60_000)
     sid = await _session(client)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     r = await client.post(f"/session-2d/{sid}/speak", json={"text": TEXT})
     assert (await r.json()) == {"ok": True, "utterance_id": 1}
     await receive_until(ws, rec, is_end(1))
@@ -108,8 +108,7 @@ async def test_json_audio_and_ws_commands(aiohttp_client, avatars):
 async def test_malformed_ws_messages_keep_the_socket_open(aiohttp_client, avatars, raw, code):
     client = await _client(aiohttp_client, avatars, max_text_chars=100)
     sid = await _session(client)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(raw)
     await receive_until(ws, rec, typed("error"))
     assert rec.json("error")[0]["code"] == code
@@ -123,8 +122,7 @@ async def test_malformed_ws_messages_keep_the_socket_open(aiohttp_client, avatar
 async def test_queued_utterances_play_back_to_back(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars, send_ahead_ms=60_000)
     sid = await _session(client)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     ids = []
     for text in ("One.", "Two.", "Three."):
         r = await client.post(f"/session-2d/{sid}/speak", json={"text": text})
@@ -152,8 +150,7 @@ async def test_barge_in_ramps_to_rest_and_ends_early(aiohttp_client, avatars):
     long_text = "This is a long sentence that keeps going for quite a while, on and on."
     client = await _client(aiohttp_client, avatars, ramp_ms=150)
     sid = await _session(client)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await client.post(f"/session-2d/{sid}/speak", json={"text": long_text})
     await client.post(f"/session-2d/{sid}/speak", json={"text": "Queued."})
     # let it play a little: audio arrives paced, about 200 ms ahead of playback
@@ -195,8 +192,7 @@ async def test_stop_when_idle_and_when_playing(aiohttp_client, avatars):
     sid = await _session(client)
     r = await client.post(f"/session-2d/{sid}/stop")
     assert await r.json() == {"ok": True, "interrupted": False}
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "speak", "text": "A fairly long sentence to stop."}))
     await receive_until(ws, rec, lambda m: isinstance(m, wire.AudioFrame))
     await ws.send_str(json.dumps({"type": "stop", "id": "s"}))
@@ -238,8 +234,7 @@ async def test_two_clients_get_the_same_stream_and_a_late_one_resumes(aiohttp_cl
 async def test_session_close_and_unknown_session(aiohttp_client, avatars):
     client = await _client(aiohttp_client, avatars)
     sid = await _session(client)
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     r = await client.delete(f"/session-2d/{sid}")
     assert await r.json() == {"ok": True}
     await receive_until(ws, rec, lambda m: False)

@@ -15,7 +15,7 @@ from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes.listener import LoudListeners
 from tests.fakes.openai_realtime import FakeRealtime
-from tests.server_support import Received, is_end, receive_until, typed
+from tests.server_support import is_end, receive_until, typed, watch
 
 KEY = "sk-test-fake"
 
@@ -28,8 +28,7 @@ async def _setup(aiohttp_client, avatars, fake, listeners=None, key=KEY):
     body = await r.json()
     assert r.status == 200, body
     assert body["provider"] == "openai" and body["sample_rate"] == 24000
-    ws = await client.ws_connect(f"/session-2d/{body['session_id']}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, body['session_id'])
     return client, body["session_id"], ws, rec
 
 
@@ -139,8 +138,7 @@ async def test_openai_needs_a_key_and_user_audio_needs_openai(aiohttp_client, av
     assert r.status == 400 and (await r.json())["error"] == "provider_unavailable"
     r = await client.post("/session-2d", json={"avatar_id": "hero", "provider": "audio"})
     sid = (await r.json())["session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "user_audio", "data": ""}))
     await receive_until(ws, rec, typed("error"))
     assert rec.json("error")[0]["code"] == "bad_message"

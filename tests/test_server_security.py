@@ -20,6 +20,7 @@ from tests.server_support import (
     receive_until,
     recording_client,
     typed,
+    watch,
 )
 
 EVIL = "https://evil.example"
@@ -122,8 +123,7 @@ async def test_speak_floods_are_rate_limited_per_session(aiohttp_client, avatars
                            session_speak_rate=1.0)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     for i in range(200):
         await ws.send_str(json.dumps({"type": "speak", "text": "Hi.", "barge_in": True,
                                       "id": i}))
@@ -154,8 +154,7 @@ async def test_no_speech_for_a_session_nobody_watches(aiohttp_client, avatars):
     assert r.status == 409 and body["error"] == "no_client" and "WebSocket" in body["message"]
     await asyncio.sleep(0.2)
     assert voice.spoken == []  # nothing was synthesised
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     r = await client.post(f"/session-2d/{sid}/speak", json={"text": "Now someone does."})
     assert r.status == 200
     await receive_until(ws, rec, is_end(1))
@@ -342,8 +341,7 @@ async def test_speech_stops_when_its_last_client_is_gone(aiohttp_client, avatars
     client = await recording_client(aiohttp_client, avatars, orphan_grace_s=0.3)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
-    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
-    rec = await receive_until(ws, Received(), typed("hello"))
+    ws, rec = await watch(client, sid)
     await ws.send_str(json.dumps({"type": "speak", "text": LONG}))
     await ws.send_str(json.dumps({"type": "speak", "text": "And a queued one."}))
     await receive_until(ws, rec, typed("utterance_start"))

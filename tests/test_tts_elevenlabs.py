@@ -39,6 +39,15 @@ async def collect(provider: ElevenLabsProvider, text: str = TEXT) -> list[Speech
     return [chunk async for chunk in provider.stream(text)]
 
 
+async def speak_all(options: ElevenLabsOptions, text: str = TEXT) -> list[SpeechChunk]:
+    """Every chunk a fresh provider yields for `text` (the provider closed afterwards)."""
+    provider = ElevenLabsProvider(options)
+    try:
+        return await collect(provider, text)
+    finally:
+        await provider.aclose()
+
+
 def word_spans(chunks: list[SpeechChunk]) -> list[TruthWord]:
     """Words as the viseme engine times them from the yielded chunks' alignments."""
     total = chunks[-1].end_ms
@@ -81,11 +90,7 @@ async def test_wire_bytes_init_header_flushes_and_close(fake_elevenlabs) -> None
                            output_format="pcm_24000", inactivity_timeout_s=45,
                            chunk_length_schedule=(60, 100), language_code="en",
                            voice_settings=VoiceSettings(stability=0.3, similarity_boost=0.9))
-    provider = ElevenLabsProvider(options)
-    try:
-        chunks = await collect(provider)
-    finally:
-        await provider.aclose()
+    chunks = await speak_all(options)
     s = fake.last
     assert s.voice_id == "abcDEF123"
     assert s.headers["xi-api-key"] == fake.api_key
@@ -144,11 +149,7 @@ async def test_timeline_matches_ground_truth(
     fake_elevenlabs, switches: dict[str, Any]  # noqa: F811
 ) -> None:
     fake = await fake_elevenlabs(**switches)
-    provider = ElevenLabsProvider(fake.options())
-    try:
-        chunks = await collect(provider)
-    finally:
-        await provider.aclose()
+    chunks = await speak_all(fake.options())
     assert_contiguous(chunks, fake, 16000)
     # words really are cut across chunks
     texts = [c.text for c in chunks if c.text]
@@ -162,11 +163,7 @@ async def test_timeline_matches_ground_truth(
 @pytest.mark.parametrize("fmt", ["pcm_22050", "pcm_44100"])
 async def test_other_rates_resample_and_stay_on_time(fake_elevenlabs, fmt: str) -> None:  # noqa: F811
     fake = await fake_elevenlabs(time_base="stream")
-    provider = ElevenLabsProvider(fake.options(output_format=fmt))
-    try:
-        chunks = await collect(provider)
-    finally:
-        await provider.aclose()
+    chunks = await speak_all(fake.options(output_format=fmt))
     rate = int(fmt.split("_")[1])
     assert_contiguous(chunks, fake, rate)
     assert chunks[-1].end_ms == pytest.approx(fake.truth_phonemes[-1].end_ms, abs=5)
@@ -175,11 +172,7 @@ async def test_other_rates_resample_and_stay_on_time(fake_elevenlabs, fmt: str) 
 
 async def test_chunk_with_both_alignments_null_keeps_audio_and_clock(fake_elevenlabs) -> None:  # noqa: F811
     fake = await fake_elevenlabs(alignment_nulls={1}, normalized_nulls={1})
-    provider = ElevenLabsProvider(fake.options())
-    try:
-        chunks = await collect(provider)
-    finally:
-        await provider.aclose()
+    chunks = await speak_all(fake.options())
     assert_contiguous(chunks, fake, 16000)
     blind = chunks[1].alignment
     assert blind is not None and blind.alignment is None and blind.normalized is None

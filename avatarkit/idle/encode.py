@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import imageio_ffmpeg
 import numpy as np
@@ -111,7 +112,37 @@ class FramePipe:
             self._proc.stderr.close()
 
 
-class H264Writer:
+class PipeWriter:
+    """Frames into ffmpeg through a `FramePipe`: `close()` (or leaving the `with` block)
+    finishes the file, an exception in the block aborts it."""
+
+    _pipe: FramePipe
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one RGB uint8 frame of the writer's size (odd sizes are padded)."""
+        self._pipe.write(rgb)
+
+    def close(self) -> object:
+        """Finish the file; raise with ffmpeg's message if it failed."""
+        self._pipe.finish()
+        return None
+
+    def abort(self) -> None:
+        """Stop ffmpeg at once."""
+        self._pipe.kill()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class H264Writer(PipeWriter):
     """Streams RGB frames into an MP4: one keyframe at frame 0, yuv420p, faststart."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: int, *, frames: int,
@@ -126,24 +157,6 @@ class H264Writer:
             "-f", "mp4", str(self.path),
         ])
         self.size = self._pipe.size
-
-    def write(self, rgb: np.ndarray) -> None:
-        """Append one RGB uint8 frame of the writer's size (odd sizes are padded)."""
-        self._pipe.write(rgb)
-
-    def close(self) -> None:
-        """Finish the file; raise with ffmpeg's message if it failed."""
-        self._pipe.finish()
-
-    def __enter__(self) -> H264Writer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._pipe.kill()
 
 
 #: Our MP4s are BT.709 limited range; ffmpeg's default YUV->RGB conversion truncates, which

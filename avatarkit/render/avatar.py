@@ -8,6 +8,8 @@ Idle-loop frames are decoded once, on first use, and kept on the `Avatar` object
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -131,29 +133,28 @@ class Avatar:
                             self.roi.y)
 
 
-def _read_json(folder: Path, name: str) -> Any:
-    path = folder / name
+@contextmanager
+def _reading(folder: Path, name: str, damaged: tuple[type[Exception], ...]) -> Iterator[None]:
+    """Turn a missing or unreadable asset file into the user's one-line error."""
     try:
-        return json.loads(path.read_text("utf-8"))
+        yield
     except FileNotFoundError:
         raise AvatarkitError(f"{folder}: {name} is missing - rebuild the avatar with "
                              "`avatarkit build`") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except damaged as exc:
         raise AvatarkitError(f"{folder}: {name} is damaged ({exc}) - rebuild the avatar with "
                              "`avatarkit build`") from exc
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    with _reading(folder, name, (OSError, UnicodeDecodeError, ValueError)):
+        return json.loads((folder / name).read_text("utf-8"))
 
 
 def _read_png(folder: Path, name: str, mode: str, shape: tuple[int, int]) -> np.ndarray:
-    path = folder / name
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert(mode))
-    except FileNotFoundError:
-        raise AvatarkitError(f"{folder}: {name} is missing - rebuild the avatar with "
-                             "`avatarkit build`") from None
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise AvatarkitError(f"{folder}: {name} is damaged ({exc}) - rebuild the avatar with "
-                             "`avatarkit build`") from exc
+    with _reading(folder, name, (OSError, UnidentifiedImageError, ValueError)), \
+            Image.open(folder / name) as img:
+        arr = np.asarray(img.convert(mode))
     if arr.shape[:2] != shape:
         raise AvatarkitError(f"{folder}: {name} is {arr.shape[1]}x{arr.shape[0]}, expected "
                              f"{shape[1]}x{shape[0]} - rebuild the avatar with `avatarkit build`")

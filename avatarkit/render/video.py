@@ -12,13 +12,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from avatarkit.audio.io import Audio
 from avatarkit.errors import AvatarkitError
-from avatarkit.idle.encode import FramePipe, h264_args
+from avatarkit.idle.encode import FramePipe, PipeWriter, h264_args
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class VideoOptions:
     audio_bitrate: str = "128k"
 
 
-class VideoWriter:
+class VideoWriter(PipeWriter):
     """Streams RGB frames into `path`; `close()` (or leaving the `with` block) finishes it."""
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: float,
@@ -65,7 +64,7 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one RGB uint8 frame of the writer's size (odd sizes are padded)."""
-        self._pipe.write(rgb)
+        super().write(rgb)
         self.frames += 1
 
     def close(self) -> Path:
@@ -82,20 +81,10 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop ffmpeg and remove the partial file (the target is left as it was)."""
-        self._pipe.kill()
+        super().abort()
         self._cleanup()
 
     def _cleanup(self) -> None:
         for p in (self._tmp, self._wav):
             if p is not None:
                 p.unlink(missing_ok=True)
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
