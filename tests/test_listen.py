@@ -49,6 +49,19 @@ def test_transcript_alignment_closes_the_lips_on_real_speech(real) -> None:
     assert max(p.end_ms - p.start_ms for p in held) <= 500.0
 
 
+def test_clipped_speech_still_moves_the_mouth(real) -> None:
+    """A recording driven far into clipping (over a quarter of the samples at full scale)."""
+    samples, text, truth = real
+    clipped = np.clip(samples * 30.0, -1.0, 1.0)
+    assert np.mean(np.abs(clipped) >= 0.999) > 0.25
+    with_text = listen(clipped, text=text)
+    assert with_text.method == "aligned"
+    s = _score(with_text.phones, with_text.duration_ms, truth)
+    assert s.closure_hit_rate >= 0.7 and s.false_closure_rate <= 0.1, s  # 11/14, 0/28
+    alone = _score(listen(clipped).phones, with_text.duration_ms, truth)
+    assert alone.closure_hit_rate >= 0.35 and alone.false_closure_rate <= 0.15, alone  # 8/14
+
+
 def test_audio_alone_on_real_speech_meets_its_floor(real) -> None:
     samples, _, truth = real
     heard = listen(samples)
