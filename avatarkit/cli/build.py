@@ -28,6 +28,8 @@ from avatarkit.build import (
     summarise,
     write_report,
 )
+from avatarkit.build.ray_engine import import_ray
+from avatarkit.build.shard import Shard, parse_shard
 from avatarkit.cli.app import app, console, fail, guarded, state, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.face.photo import DEFAULT_MAX_SIDE, MIN_MAX_SIDE
@@ -48,9 +50,22 @@ Source = Annotated[Path, typer.Argument(
 Out = Annotated[Path, typer.Option(
     "--out", "-o", metavar="OUT",
     help="Output folder; each photo's avatar goes to OUT/<photo name without extension>/.")]
-Jobs = Annotated[int, typer.Option(
-    "--jobs", "-j", min=1, metavar="N",
-    help="Folder mode: photos built at once, each in its own worker process.")]
+Jobs = Annotated[int | None, typer.Option(
+    "--jobs", "-j", min=1, metavar="N", show_default=False,
+    help="Folder mode: photos built at once. local: worker processes \\[default: 1]; "
+         "ray: tasks in flight \\[default: twice the cluster's CPUs; a local Ray gets N CPUs].")]
+EngineOption = Annotated[str, typer.Option(
+    "--engine", metavar="local|ray",
+    help="Folder mode: local = worker processes on this machine; ray = one Ray task per "
+         "photo (pip install 'avatarkit\\[cluster]'), no shared filesystem needed.")]
+Address = Annotated[str | None, typer.Option(
+    "--address", metavar="ADDR", show_default=False,
+    help="--engine ray: the Ray cluster to join (host:port or ray://host:10001) "
+         "\\[default: $RAY_ADDRESS, else a local Ray started and stopped with the command]")]
+ShardOption = Annotated[str | None, typer.Option(
+    "--shard", metavar="I/N", show_default=False,
+    help="Folder mode: build only part I of N (1-based) of the folder, split by a hash of "
+         "each file name, so N CI jobs with 1/N ... N/N build every photo exactly once.")]
 Report = Annotated[Path | None, typer.Option(
     "--report", metavar="FILE",
     help="Write a JSON report: per photo status, error, warnings, timings, output files.")]
@@ -93,7 +108,10 @@ HELP = (
 def build(
     source: Source,
     out: Out = Path("out"),
-    jobs: Jobs = 1,
+    jobs: Jobs = None,
+    engine: EngineOption = "local",
+    address: Address = None,
+    shard: ShardOption = None,
     report: Report = None,
     force: Force = False,
     face: FaceIndex = None,
@@ -109,13 +127,23 @@ def build(
         max_side=max_side, face=face, force=force,
         idle=IdleOptions(seconds=seconds, fps=fps, blinks=blinks, motion=motion, seed=seed),
     )
+    part = parse_shard(shard) if shard is not None else None
+    if not source.is_dir() and (part or engine != "local"):
+        flag = "--shard" if part else "--engine"
+        raise AvatarkitError(f"{flag} needs a folder of photos; {source} is not a folder")
+    if engine == "ray":
+        import_ray()  # the install hint before any work
     with quiet_native_stderr(enabled=not state["verbose"]):
         if source.is_dir():
-            results = _build_folder(source, out, options, jobs)
+            results = _build_folder(source, out, options, jobs,
+                                    engine=engine, address=address, shard=part)
         else:
             results = [_build_photo(source, out, options)]
     if report:
-        write_report(report, results, source=source, out=out, options=options)
+        write_report(report, results, source=source, out=out, options=options, shard=part)
+    if part and not results:
+        stdout.print(f"shard {part}: no photos of {source} fall in this part")
+        return
     _print_summary(results, single=not source.is_dir())
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -139,10 +167,12 @@ def _build_photo(photo: Path, out: Path, options: BuildOptions) -> BuildResult:
             return BuildResult(str(photo), "failed", error=str(exc))
 
 
-def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
+def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int | None, *,
+                  engine: str, address: str | None, shard: Shard | None,
                   ) -> list[BuildResult]:
     """Every photo in the folder, with a progress bar and one line per finished photo."""
-    count = len(find_photos(folder))
+    photos = find_photos(folder)
+    count = len(shard.select(photos) if shard else photos)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -160,7 +190,9 @@ def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
                               f"-> {escape(str(result.output))} ({took:.1f} s)", soft_wrap=True)
             progress.advance(task)
 
-        return build_folder(folder, out, options, jobs=jobs, on_result=on_result)
+        return build_folder(folder, out, options, jobs=jobs, on_result=on_result,
+                            engine=engine, address=address, shard=shard,  # type: ignore[arg-type]
+                            verbose=state["verbose"])
 
 
 def _print_summary(results: list[BuildResult], single: bool) -> None:
