@@ -110,6 +110,11 @@ def serve(
     listen_workers: Annotated[int, typer.Option(
         help="Worker processes listening to audio-driven speech (pushed audio, OpenAI "
              "Realtime); 0 = threads of the server process.")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, metavar="N",
+        help="Server processes behind the one port: a front process hands each connection "
+             "to the worker that holds its session (the session id names it), others in "
+             "turn. Limits such as --max-sessions apply per worker.")] = 1,
     openai_model: Annotated[str, typer.Option(
         help="OpenAI Realtime model of provider 'openai' (needs $OPENAI_API_KEY).")
     ] = "gpt-realtime",
@@ -143,11 +148,15 @@ def serve(
         lipsync_avatar_cache=lipsync_cache,
         listen_workers=listen_workers, openai_model=openai_model,
     )
-    application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if os.environ.get(
         "AVATARKIT_ACCESS_LOG") else logging.WARNING)
+    if workers > 1:
+        _serve_workers(config, host, port, workers, f"voice: {provider}; avatars: "
+                       f"{escape(str(avatars or 'temporary folder'))}")
+        return
+    application = create_app(config)
 
     async def run() -> None:
         # SIGTERM (service managers, containers) and Ctrl+C both stop the server the way
@@ -168,12 +177,7 @@ def serve(
                 raise AvatarkitError(
                     f"cannot listen on {host}:{port}: {exc.strerror or exc} - is another "
                     "server running there? pick another --port") from None
-            auth = " (token required)" if config.token else ""
-            if not config.token and not is_loopback(host):
-                console.print(
-                    f"[bold red]warning: listening on {escape(host)} without a token - anyone "
-                    "who can reach this machine can build avatars and spend the voice "
-                    "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
+            auth = warn_if_open(host, config.token)
             lipsync = application.get(LIPSYNC)
             if lipsync is not None:
                 console.print(f"lipsync onnx: {lipsync.describe()}, batches of up to "
@@ -192,6 +196,37 @@ def serve(
     finally:
         stop_children()
     console.print("stopped")
+
+
+def _serve_workers(config: object, host: str, port: int, count: int, what: str) -> None:
+    """`--workers N`: this process is the front (server/front.py), N workers serve."""
+    from server.front import running_front
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with running_front(config, host, port, count) as front:  # type: ignore[arg-type]
+            shown = "localhost" if host in ("0.0.0.0", "::") else host
+            auth = warn_if_open(host, config.token)  # type: ignore[attr-defined]
+            console.print(f"avatarkit serving on [bold]http://{shown}:{front.port}/[/]{auth} "
+                          f"- {count} workers; {what}; Ctrl+C to stop")
+            await front.serve(stop)
+            console.print("stopping")
+
+    asyncio.run(run())
+    console.print("stopped")
+
+
+def warn_if_open(host: str, token: str | None) -> str:
+    """The red warning for a tokenless server beyond loopback; the URL line's auth note."""
+    if not token and not is_loopback(host):
+        console.print(
+            f"[bold red]warning: listening on {escape(host)} without a token - anyone "
+            "who can reach this machine can build avatars and spend the voice "
+            "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
+    return " (token required)" if token else ""
 
 
 def stop_children(timeout_s: float = 10.0) -> None:
