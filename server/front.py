@@ -4,8 +4,8 @@ in the path, and hands the socket itself to that session's worker over a Unix so
 (SCM_RIGHTS). It never copies a byte of the traffic, so one front keeps up with many workers.
 
 Routing rule (the same for N machines behind a load balancer, docs/protocol.md): a path
-`/session-2d/s<i>_.../...` goes to worker i; everything else (creating a session, the player,
-avatars, /health, /metrics) to the next worker in turn.
+`/session-2d/<letters><i>_.../...` goes to worker i; everything else (creating a session,
+the player, avatars, /health, /metrics) to the next worker in turn.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from avatarkit.errors import AvatarkitError
 from server.config import ServerConfig
 from server.workers import fd_socket_path, run_worker
 
-_SESSION_PATH = re.compile(rb"^[A-Z]+ /session-2d/s(\d+)_")
+_SESSION_PATH = re.compile(rb"^[A-Z]+ /session-2d/[a-z]+(\d+)_")
 MAX_HEAD = 8192  # the request line must arrive within this many bytes
 HEAD_TIMEOUT_S = 10.0  # a connection that sends no request line by then is closed
 WORKER_START_S = 120.0

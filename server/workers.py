@@ -3,9 +3,9 @@ connections the front process accepted (server/front.py) instead of listening on
 port itself. Also what makes /health and /metrics cover every worker: each worker serves an
 internal Unix socket its peers ask.
 
-Worker i names its sessions `s<i>_...`; the front hands every connection whose path names a
-session to that session's worker, so all of a session's requests and WebSockets meet the
-process that holds it.
+Worker i names its sessions `s<i>_...` (`<letters><i>_...` with --session-prefix); the
+front hands every connection whose path names a session to that session's worker, so all of
+a session's requests and WebSockets meet the process that holds it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def http_socket_path(run_dir: Path, index: int) -> Path:
 def worker_config(config: ServerConfig, index: int, count: int, run_dir: Path) -> ServerConfig:
     """Worker `index`'s config: its session id prefix and its peers' sockets."""
     peers = tuple(str(http_socket_path(run_dir, i)) for i in range(count) if i != index)
-    return dataclasses.replace(config, session_id_prefix=f"s{index}_", peer_sockets=peers)
+    letters = config.session_id_prefix.rstrip("_")  # `s_` -> worker i names `s<i>_...`
+    return dataclasses.replace(config, session_id_prefix=f"{letters}{index}_",
+                               peer_sockets=peers)
 
 
 def run_worker(config: ServerConfig, index: int, count: int, run_dir: Path) -> None:
@@ -143,9 +145,13 @@ async def ask_peers(config: ServerConfig, path: str) -> list[str | None]:
     return list(await asyncio.gather(*(ask(p) for p in config.peer_sockets)))
 
 
+#: Samples that are a maximum, not an amount: the largest over the workers.
+MAXIMA = ("avatarkit_onnx_max_batch",)
+
+
 def merge_metrics(texts: list[str]) -> str:
     """Prometheus texts of several workers as one: samples with the same name and labels are
-    added (counters, gauges of open things and histogram buckets all add up)."""
+    added (counters, gauges of open things and histogram buckets all add up), maxima kept."""
     lines: list[str] = []
     values: dict[str, float] = {}
     decimals: dict[str, bool] = {}
@@ -159,7 +165,8 @@ def merge_metrics(texts: list[str]) -> str:
             if key not in values:
                 lines.append(key)
                 values[key] = 0.0
-            values[key] += float(value)
+            values[key] = (max(values[key], float(value)) if key.startswith(MAXIMA)
+                           else values[key] + float(value))
             decimals[key] = decimals.get(key, False) or "." in value
     out = []
     for line in lines:

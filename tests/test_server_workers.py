@@ -114,10 +114,14 @@ def test_routing_rule():
     assert worker_for(b"POST /session-2d/s0_abc/speak HTTP/1.1\r\n", 2, turn) == 0
     assert worker_for(b"POST /session-2d HTTP/1.1\r\n", 2, turn) == 7
     assert worker_for(b"GET /session-2d/s9_abc/ws HTTP/1.1\r\n", 2, turn) == 8  # no such worker
+    assert worker_for(b"GET /session-2d/eu1_abc/ws HTTP/1.1\r\n", 2, turn) == 1  # prefix eu
 
 
 def test_metrics_of_workers_add_up():
-    a = "# HELP x X.\n# TYPE x counter\nx 2\ny{le=\"0.1\"} 1\ny_sum 0.250000\n"
-    b = "# HELP x X.\n# TYPE x counter\nx 3\ny{le=\"0.1\"} 4\ny_sum 0.500000\n"
+    a = ("# HELP x X.\n# TYPE x counter\nx 2\ny{le=\"0.1\"} 1\ny_sum 0.250000\n"
+         "avatarkit_onnx_max_batch 8\n")
+    b = ("# HELP x X.\n# TYPE x counter\nx 3\ny{le=\"0.1\"} 4\ny_sum 0.500000\n"
+         "avatarkit_onnx_max_batch 5\n")
     assert merge_metrics([a, b]) == (
-        "# HELP x X.\n# TYPE x counter\nx 5\ny{le=\"0.1\"} 5\ny_sum 0.750000\n")
+        "# HELP x X.\n# TYPE x counter\nx 5\ny{le=\"0.1\"} 5\ny_sum 0.750000\n"
+        "avatarkit_onnx_max_batch 8\n")

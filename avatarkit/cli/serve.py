@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -115,6 +116,11 @@ def serve(
         help="Server processes behind the one port: a front process hands each connection "
              "to the worker that holds its session (the session id names it), others in "
              "turn. Limits such as --max-sessions apply per worker.")] = 1,
+    session_prefix: Annotated[str, typer.Option(
+        "--session-prefix", metavar="LETTERS",
+        help="Session ids start with these letters (then the worker number with --workers): "
+             "give each machine behind a load balancer its own, and route /session-2d/"
+             "LETTERS... to it (docs/protocol.md).")] = "s",
     openai_model: Annotated[str, typer.Option(
         help="OpenAI Realtime model of provider 'openai' (needs $OPENAI_API_KEY).")
     ] = "gpt-realtime",
@@ -128,7 +134,10 @@ def serve(
     from server.http import RedactedAccessLogger
     from server.state import LIPSYNC
 
+    if not re.fullmatch(r"[a-z]{1,8}", session_prefix):
+        raise AvatarkitError(f"--session-prefix {session_prefix}: use 1-8 letters a-z")
     config = ServerConfig.from_env(
+        session_id_prefix=f"{session_prefix}_",
         avatars_dir=avatars, token=token, cors_origins=tuple(cors or ()),
         elevenlabs_voice_id=voice_id, default_lang=lang, viseme_fps=fps,
         max_sessions=max_sessions, max_text_chars=max_text, session_idle_ttl_s=idle_ttl,
