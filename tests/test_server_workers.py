@@ -19,6 +19,7 @@ import pytest
 from server.front import worker_for
 from server.workers import merge_metrics
 from tests.server_support import make_avatar
+from tests.test_cli_serve import _alive, _descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,10 +41,17 @@ def two_workers(tmp_path_factory):
     port = int(out.split("http://127.0.0.1:")[1].split("/")[0])
     assert "2 workers" in out
     yield f"http://127.0.0.1:{port}"
+    children = _descendants(proc.pid)
+    assert len(children) >= 2  # the two workers (and their helpers)
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + rest
     assert "stopped" in rest
+    time.sleep(1.0)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "worker processes outlived the server"
 
 
 async def _fresh(method: str, url: str, **kwargs) -> tuple[int, dict | str]:
@@ -106,6 +114,16 @@ async def test_sessions_are_reached_from_any_connection(two_workers):
             assert resp.status == 404
     status, health = await _fresh("GET", f"{base}/health")
     assert health["sessions"] == 0
+
+
+def test_bad_session_prefix_is_one_red_line():
+    from typer.testing import CliRunner
+
+    from avatarkit.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--session-prefix", "A1"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: --session-prefix A1: use 1-8 letters a-z\n"
 
 
 def test_routing_rule():
