@@ -458,8 +458,9 @@ async def _load_step(n: int, workers: int, seconds: float, tick_ms: float,
                                     if x.startswith("avatarkit_send_lateness")))
             stop.set()
             late = [x for c in clients for x in c.lateness((t0, t1), tick_ms)]
-            failed = sum(t.done() and not t.cancelled() and t.exception() is not None
-                         for t in tasks)
+            errors = [t.exception() for t in tasks
+                      if t.done() and not t.cancelled() and t.exception() is not None]
+            failed = len(errors)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -475,7 +476,8 @@ async def _load_step(n: int, workers: int, seconds: float, tick_ms: float,
         print(f"| {workers} | {n} | {len(late) / wall:.0f} | {_pct(late, 50):.1f} | {p99:.1f} | "
               f"{SEND_AHEAD_MS - p99:.0f} | {100 * (c1 - c0) / wall:.0f} | "
               f"{100 * (g1 - g0) / wall:.0f} |"
-              + (f" {failed} clients failed, {silent} got no audio" if failed or silent else ""),
+              + (f" {failed} clients failed ({errors[0]!r:.120})" if failed else "")
+              + (f" {silent} got no audio" if silent else ""),
               flush=True)
         return p99
     finally:

@@ -120,7 +120,8 @@ async def _one_request_per_connection(request: web.Request,
     request may name a session of another worker, so each HTTP connection carries one
     request (WebSockets are one request by nature)."""
     if not isinstance(response, web.WebSocketResponse):
-        response.force_close()
+        response.force_close()  # the server closes after it...
+        response.headers["Connection"] = "close"  # ...and says so (headers are made by now)
 
 
 # ------------------------------------------------------------------ all workers' view

@@ -116,6 +116,12 @@ async def test_sessions_are_reached_from_any_connection(two_workers):
     assert health["sessions"] == 0
 
 
+async def test_http_responses_say_connection_close(two_workers):
+    """A client must not send its next request on a connection routed for the previous one."""
+    async with aiohttp.ClientSession() as http, http.get(f"{two_workers}/health") as resp:
+        assert resp.headers["Connection"] == "close"
+
+
 def test_bad_session_prefix_is_one_red_line():
     from typer.testing import CliRunner
 
