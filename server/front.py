@@ -26,7 +26,7 @@ from pathlib import Path
 
 from avatarkit.errors import AvatarkitError
 from server.config import ServerConfig
-from server.workers import fd_socket_path, run_worker
+from server.workers import end_process, fd_socket_path, run_worker
 
 _SESSION_PATH = re.compile(rb"^[A-Z]+ /session-2d/[a-z]+(\d+)_")
 MAX_HEAD = 8192  # the request line must arrive within this many bytes
@@ -133,13 +133,7 @@ class Front:
         for channel in self.channels:
             channel.close()  # a worker stops when its channel closes
         for p in self.processes:
-            p.join(timeout_s)
-            if p.is_alive():
-                p.terminate()
-                p.join(2.0)
-            if p.is_alive():
-                p.kill()
-                p.join()
+            end_process(p, timeout_s)
         self._remove_dirs()
 
     def _remove_dirs(self) -> None:

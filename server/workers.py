@@ -27,6 +27,17 @@ from server.config import ServerConfig
 WORKER_ONLY = "X-Avatarkit-Worker-Only"
 
 
+def end_process(process: Any, timeout_s: float) -> None:
+    """Wait for a child process to exit; past `timeout_s` terminate it, then kill it."""
+    process.join(timeout_s)
+    if process.is_alive():
+        process.terminate()
+        process.join(2.0)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
 def fd_socket_path(run_dir: Path, index: int) -> Path:
     """Where worker `index` takes accepted connections from the front (SCM_RIGHTS)."""
     return run_dir / f"w{index}.fds"

@@ -244,16 +244,11 @@ def stop_children(timeout_s: float = 10.0) -> None:
     import multiprocessing
 
     from server.blend import shutdown_shared
+    from server.workers import end_process
 
     shutdown_shared(wait=False)
     for p in multiprocessing.active_children():
-        p.join(timeout_s)
-        if p.is_alive():
-            p.terminate()
-            p.join(2.0)
-        if p.is_alive():
-            p.kill()
-            p.join()
+        end_process(p, timeout_s)
 
 
 def is_loopback(host: str) -> bool:
