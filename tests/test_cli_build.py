@@ -153,3 +153,14 @@ def test_engine_and_shard_need_a_folder(tmp_path):
     result = run(str(HERO), "-o", str(tmp_path / "out"), "--shard", "1/2")
     assert result.exit_code == 1
     assert result.stderr == f"error: --shard needs a folder of photos; {HERO} is not a folder\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "spark"], "error: --engine spark: use one of local, ray\n"),
+    (["--address", "head:6379"], "error: --address names a Ray cluster: add --engine ray\n"),
+])
+def test_engine_options_are_checked_first(tmp_path, args, message):
+    result = run(str(DATA), "-o", str(tmp_path / "out"), *args)
+    assert result.exit_code == 1
+    assert result.stderr == message
+    assert not (tmp_path / "out").exists()

@@ -28,6 +28,7 @@ from avatarkit.build import (
     summarise,
     write_report,
 )
+from avatarkit.build.folder import ENGINES
 from avatarkit.build.ray_engine import import_ray
 from avatarkit.build.shard import Shard, parse_shard
 from avatarkit.cli.app import app, console, fail, guarded, state, warn
@@ -127,6 +128,10 @@ def build(
         max_side=max_side, face=face, force=force,
         idle=IdleOptions(seconds=seconds, fps=fps, blinks=blinks, motion=motion, seed=seed),
     )
+    if engine not in ENGINES:
+        raise AvatarkitError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
+    if address and engine != "ray":
+        raise AvatarkitError("--address names a Ray cluster: add --engine ray")
     part = parse_shard(shard) if shard is not None else None
     if not source.is_dir() and (part or engine != "local"):
         flag = "--shard" if part else "--engine"
