@@ -15,7 +15,12 @@
    (first audio arrival + pts - send_ahead, utterances back to back). Reports p50/p99
    lateness, the headroom before play time (send-ahead - p99 lateness), server CPU (with its
    child processes: the blend worker) and load-generator CPU, and the largest N with p99 <
-   20 ms.
+   20 ms, for each `--workers` count (default 1,2: `avatarkit serve --workers N`).
+4. relay: the same with ElevenLabs sessions: a fake ElevenLabs (tests/fakes) in a process of
+   its own on loopback streams the audio, so the server only relays and paces it (no
+   synthesis in the server). Counts from --relay-counts.
+
+    .venv/bin/python benchmarks/serve.py --part load --part relay --workers 1,2
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ def _pct(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------- the server process
 
 
-def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
-    """Entry point of the server subprocess."""
+def run_server(port: int, avatars: str, extra: dict[str, Any], workers: int = 1) -> None:
+    """Entry point of the server subprocess (with workers > 1: the front of N workers)."""
     from aiohttp import web
 
     import avatarkit.visemes  # noqa: F401  (import order)
@@ -77,6 +82,9 @@ def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
     # speaks and stops as fast as it can: no per-client or per-session rate limits
     config = ServerConfig(avatars_dir=Path(avatars), max_sessions=2000, client_session_rate=0,
                           max_sessions_per_client=2000, session_speak_rate=0, **extra)
+    if workers > 1:
+        asyncio.run(_run_front(config, port, workers))
+        return
     if os.environ.get("BENCH_SWITCH"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     profile = os.environ.get("BENCH_PROFILE")  # write cProfile stats of the server here
@@ -121,13 +129,56 @@ def run_server(port: int, avatars: str, extra: dict[str, Any]) -> None:
         Path(gc_log).write_text("\n".join(lines) + "\n")
 
 
+async def _run_front(config: Any, port: int, workers: int) -> None:
+    import signal
+
+    from server.front import running_front
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    with running_front(config, "127.0.0.1", port, workers) as front:
+        await front.serve(stop)
+
+
+def run_fake() -> None:
+    """Entry point of the fake ElevenLabs subprocess: prints its base URLs, serves forever."""
+    from tests.fakes.elevenlabs import FakeElevenLabs
+
+    async def serve() -> None:
+        fake = await FakeElevenLabs(chunk_delay_s=0.0).start()
+        print(json.dumps({"elevenlabs_api_key": fake.api_key,
+                          "elevenlabs_ws_base_url": fake.ws_base_url,
+                          "elevenlabs_http_base_url": fake.http_base_url}), flush=True)
+        while True:
+            await asyncio.sleep(5)
+            fake.ws_sessions.clear()  # the fake records every stream; not needed here
+            fake.http_requests.clear()
+
+    asyncio.run(serve())
+
+
+class FakeService:
+    """The fake ElevenLabs in its own process (its CPU is neither server's nor load gen's)."""
+
+    def __init__(self) -> None:
+        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                "from benchmarks.serve import run_fake; run_fake()")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                     text=True)
+        self.settings: dict[str, str] = json.loads(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 class Server:
     """A server in its own process: `module.run_server(port, avatars, *args)`."""
 
     module = "benchmarks.serve"
 
-    def __init__(self, avatars: Path, **extra: Any) -> None:
-        self._start(avatars, extra)
+    def __init__(self, avatars: Path, workers: int = 1, **extra: Any) -> None:
+        self._start(avatars, extra, workers)
 
     def _start(self, avatars: Path, *args: Any) -> None:
         self.port = _free_port()
@@ -149,14 +200,23 @@ class Server:
         raise RuntimeError("server did not start")
 
     def cpu(self) -> float:
-        """CPU seconds of the server and its child processes (the blend worker)."""
-        total = _cpu_s(self.proc.pid)
+        """CPU seconds of the server and every process below it (workers, blend worker)."""
+        parents: dict[int, int] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    total += _cpu_s(int(stat.parent.name))
+                parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 pass  # a process that ended meanwhile
+        tree, frontier = {self.proc.pid}, {self.proc.pid}
+        while frontier:
+            frontier = {p for p, pp in parents.items() if pp in frontier} - tree
+            tree |= frontier
+        total = 0.0
+        for pid in tree:
+            try:
+                total += _cpu_s(pid)
+            except (OSError, ValueError, IndexError):
+                pass
         return total
 
     def stop(self) -> None:
@@ -295,15 +355,15 @@ async def part_eleven(n_utt: int) -> None:
 class LoadClient:
     """One session, one WebSocket, always one utterance queued; records event arrivals."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http, self.url = http, url
+    def __init__(self, http: aiohttp.ClientSession, url: str, **session: Any) -> None:
+        self.http, self.url, self.session = http, url, session
         self.events: list[tuple[float, int, float]] = []  # arrival, uid, pts
         self.durations: dict[int, float] = {}
         self.first: float | None = None
         self.record = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        sid = await _session(self.http, self.url)
+        sid = await _session(self.http, self.url, **self.session)
         ws = await self.http.ws_connect(f"{self.url}/session-2d/{sid}/ws")
         await ws.receive()
         for _ in range(2):
@@ -349,64 +409,95 @@ class LoadClient:
         return [(a - origin - n) * 1000.0 for a, n in nominal if window[0] <= a <= window[1]]
 
 
-async def part_load(counts: list[int], seconds: float, tick_ms: float, fps: float) -> None:
+async def part_load(counts: list[int], seconds: float, tick_ms: float, fps: float,
+                    workers: list[int], relay: bool = False) -> None:
+    voice = ("ElevenLabs relayed from a fake on loopback (its own process), no synthesis in "
+             "the server" if relay else "embedded voice")
     print(f"\n## Concurrent sessions at real-time pace ({seconds:.0f} s measured per step, "
-          f"one client each, embedded voice, {fps:g} viseme frames/s, pacer tick {tick_ms:g} "
+          f"one client each, {voice}, {fps:g} viseme frames/s, pacer tick {tick_ms:g} "
           "ms, server in its own process)")
-    print("| sessions | events/s | p50 late ms | p99 late ms | p1 headroom ms | server CPU % | "
-          "load-gen CPU % |")
-    print("|---|---|---|---|---|---|---|")
-    best = 0
-    for n in counts:
-        server = Server(_avatars(), send_ahead_ms=SEND_AHEAD_MS, tick_ms=tick_ms,
-                        viseme_fps=fps)
-        try:
-            conn = aiohttp.TCPConnector(limit=0)
-            async with aiohttp.ClientSession(connector=conn) as http:
-                await server.wait(http)
-                stop = asyncio.Event()
-                clients = [LoadClient(http, server.url) for _ in range(n)]
-                tasks = []
-                for c in clients:  # stagger starts over ~1 s
-                    tasks.append(asyncio.create_task(c.run(stop)))
-                    await asyncio.sleep(1.0 / n)
-                await asyncio.sleep(2.0)  # settle
-                t0, c0, g0 = time.monotonic(), server.cpu(), time.process_time()
-                await asyncio.sleep(seconds)
-                t1, c1, g1 = time.monotonic(), server.cpu(), time.process_time()
-                if os.environ.get("BENCH_DEBUG"):
-                    async with http.get(server.url + "/metrics") as r:
-                        print("\n".join(x for x in (await r.text()).splitlines()
-                                        if x.startswith("avatarkit_send_lateness")))
-                stop.set()
-                late = [x for c in clients for x in c.lateness((t0, t1), tick_ms)]
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            wall = t1 - t0
-            p99 = _pct(late, 99)
+    print("| workers | sessions | events/s | p50 late ms | p99 late ms | p1 headroom ms | "
+          "server CPU % | load-gen CPU % |")
+    print("|---|---|---|---|---|---|---|---|")
+    best: dict[int, int] = {}
+    fake = FakeService() if relay else None
+    extra: dict[str, Any] = {"send_ahead_ms": SEND_AHEAD_MS, "tick_ms": tick_ms,
+                             "viseme_fps": fps}
+    if fake is not None:
+        extra.update(fake.settings, max_upstream=0)  # no cap on concurrent upstream streams
+    try:
+        for w in workers:
+            best[w] = 0
+            for n in counts:
+                p99 = await _load_step(n, w, seconds, tick_ms, extra, relay)
+                if p99 < 20.0:
+                    best[w] = max(best[w], n)
+    finally:
+        if fake is not None:
+            fake.stop()
+    for w, n in best.items():
+        print(f"\nLargest count with p99 lateness < 20 ms, --workers {w}: **{n}** "
+              f"(machine: {os.cpu_count()} cores, shared)")
+
+
+async def _load_step(n: int, workers: int, seconds: float, tick_ms: float,
+                     extra: dict[str, Any], relay: bool) -> float:
+    """One row of the load table: n sessions on a fresh server; returns p99 lateness."""
+    server = Server(_avatars(), workers=workers, **extra)
+    session = {"provider": "elevenlabs"} if relay else {}
+    try:
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn) as http:
+            await server.wait(http)
+            stop = asyncio.Event()
+            clients = [LoadClient(http, server.url, **session) for _ in range(n)]
+            tasks = []
+            for c in clients:  # stagger starts over ~1 s (2 s for a thousand)
+                tasks.append(asyncio.create_task(c.run(stop)))
+                await asyncio.sleep(max(1.0, n / 500) / n)
+            await asyncio.sleep(2.0)  # settle
+            t0, c0, g0 = time.monotonic(), server.cpu(), time.process_time()
+            await asyncio.sleep(seconds)
+            t1, c1, g1 = time.monotonic(), server.cpu(), time.process_time()
             if os.environ.get("BENCH_DEBUG"):
-                print("p90", _pct(late, 90), "p99.9", _pct(late, 99.9),
-                      ">20ms", sum(x > 20 for x in late) / max(1, len(late)),
-                      "sessions with >20ms", sum(any(x > 20 for x in c.lateness((t0, t1),
-                      tick_ms)) for c in clients))
-            # headroom: how long before its play time an event arrived (send-ahead - lateness)
-            print(f"| {n} | {len(late) / wall:.0f} | {_pct(late, 50):.1f} | {p99:.1f} | "
-                  f"{SEND_AHEAD_MS - p99:.0f} | {100 * (c1 - c0) / wall:.0f} | "
-                  f"{100 * (g1 - g0) / wall:.0f} |", flush=True)
-            if p99 < 20.0:
-                best = max(best, n)
-        finally:
-            server.stop()
-    print(f"\nLargest count with p99 lateness < 20 ms: **{best}** "
-          f"(machine: {os.cpu_count()} cores)")
+                async with http.get(server.url + "/metrics") as r:
+                    print("\n".join(x for x in (await r.text()).splitlines()
+                                    if x.startswith("avatarkit_send_lateness")))
+            stop.set()
+            late = [x for c in clients for x in c.lateness((t0, t1), tick_ms)]
+            errors = [t.exception() for t in tasks
+                      if t.done() and not t.cancelled() and t.exception() is not None]
+            failed = len(errors)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        wall = t1 - t0
+        p99 = _pct(late, 99)
+        silent = sum(c.first is None for c in clients)
+        if failed or silent:  # a session that never spoke would hide in the percentiles
+            p99 = float("inf")
+        if os.environ.get("BENCH_DEBUG"):
+            print("p90", _pct(late, 90), "p99.9", _pct(late, 99.9),
+                  ">20ms", sum(x > 20 for x in late) / max(1, len(late)))
+        # headroom: how long before its play time an event arrived (send-ahead - lateness)
+        print(f"| {workers} | {n} | {len(late) / wall:.0f} | {_pct(late, 50):.1f} | {p99:.1f} | "
+              f"{SEND_AHEAD_MS - p99:.0f} | {100 * (c1 - c0) / wall:.0f} | "
+              f"{100 * (g1 - g0) / wall:.0f} |"
+              + (f" {failed} clients failed ({errors[0]!r:.120})" if failed else "")
+              + (f" {silent} got no audio" if silent else ""),
+              flush=True)
+        return p99
+    finally:
+        server.stop()
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", action="append", choices=["latency", "eleven", "load"])
+    ap.add_argument("--part", action="append", choices=["latency", "eleven", "load", "relay"])
     ap.add_argument("--n", type=int, default=50, help="utterances for the latency part")
     ap.add_argument("--counts", default="25,50,100,150,200,250,300")
+    ap.add_argument("--relay-counts", default="250,500,750,1000")
+    ap.add_argument("--workers", default="1,2", help="server workers to compare (load, relay)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--tick-ms", type=float, default=None,
                     help="pacer tick of the server (default: the server's default)")
@@ -418,12 +509,17 @@ async def main() -> None:
         await part_latency(args.n)
     if "eleven" in parts:
         await part_eleven(10)
-    if "load" in parts:
-        from server.config import ServerConfig
+    from server.config import ServerConfig
 
-        tick = args.tick_ms or ServerConfig().tick_ms
-        fps = args.fps or ServerConfig().viseme_fps
-        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick, fps)
+    tick = args.tick_ms or ServerConfig().tick_ms
+    fps = args.fps or ServerConfig().viseme_fps
+    workers = [int(x) for x in args.workers.split(",")]
+    if "load" in parts:
+        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick, fps,
+                        workers)
+    if "relay" in parts:
+        await part_load([int(x) for x in args.relay_counts.split(",")], args.seconds, tick,
+                        fps, workers, relay=True)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,14 @@ class ServerConfig:
     #: Threads for the per-frame image work of patches (face crops, blending, encoding).
     lipsync_threads: int = 2
 
+    #: Start of every session id: letters and `_`. `serve --workers N` gives worker i
+    #: `<letters><i>_`, so the front (and a load balancer across machines, each with its own
+    #: letters: `serve --session-prefix`) can route a session's requests by its id.
+    session_id_prefix: str = "s_"
+    #: `serve --workers N`: the other workers' internal HTTP sockets (Unix paths), asked by
+    #: /health and /metrics so that they cover every worker.
+    peer_sockets: tuple[str, ...] = ()
+
     def checked(self) -> ServerConfig:
         """Validate the values a user can set, with actionable messages."""
         if not 100 <= self.ramp_ms <= 200:

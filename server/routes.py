@@ -31,6 +31,7 @@ from server.listen import MAX_RATE, MIN_RATE, AudioTurn
 from server.providers import VoiceRequest, check_available, default_provider_name
 from server.session import Session
 from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
+from server.workers import WORKER_ONLY, ask_peers, merge_metrics
 
 log = logging.getLogger("avatarkit.server")
 
@@ -81,16 +82,34 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.Response:
     manager = request.app[SESSIONS]
-    return web.json_response({
+    body = {
         "ok": True, "version": __version__, "sessions": len(manager.sessions),
         "clients": sum(len(s.clients) for s in manager.sessions.values()),
-    })
+    }
+    if _for_all_workers(request):  # serve --workers N: every worker's sessions
+        peers = [json.loads(t) if t else None
+                 for t in await ask_peers(request.app[CONFIG], "/health")]
+        body["ok"] = all(p is not None and p["ok"] for p in peers)
+        body["workers"] = 1 + len(peers)
+        body["workers_answering"] = 1 + sum(p is not None for p in peers)
+        for key in ("sessions", "clients"):
+            body[key] += sum(p[key] for p in peers if p is not None)
+    return web.json_response(body, status=200 if body["ok"] else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(),
-                        content_type="text/plain", charset="utf-8",
+    text = request.app[METRICS].render()
+    if _for_all_workers(request):
+        peers = await ask_peers(request.app[CONFIG], "/metrics")
+        text = merge_metrics([text, *(t for t in peers if t is not None)])
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _for_all_workers(request: web.Request) -> bool:
+    """With `serve --workers N`, /health and /metrics answer for all workers, unless a peer
+    worker is asking for this one's own figures."""
+    return bool(request.app[CONFIG].peer_sockets) and WORKER_ONLY not in request.headers
 
 
 # ------------------------------------------------------------------ avatars

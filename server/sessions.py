@@ -88,7 +88,7 @@ class SessionManager:
         # `audio` has no outside service to fake: never through the (injectable) factory
         provider = (PushedAudio(voice.sample_rate or DEFAULT_PUSHED_RATE)
                     if voice.provider == "audio" else self.factory(voice))
-        session_id = "s_" + secrets.token_urlsafe(9)
+        session_id = self.config.session_id_prefix + secrets.token_urlsafe(9)
         session = Session(session_id, avatar_id, provider, provider_name, voice.lang,
                           self.config, self.metrics, self.executor, self._pending.add)
         session.blend_pool = self._blend

@@ -138,3 +138,29 @@ def test_idle_option_checked_by_the_idle_stage(tmp_path):
     assert result.stderr.startswith("error: --blinks must be between 0 and 3")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_engine_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the cluster extra were not installed
+    result = run(str(DATA), "-o", str(tmp_path / "out"), "--engine", "ray")
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --engine ray needs Ray, which is not installed: "
+                             "pip install 'avatarkit[cluster]'\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_engine_and_shard_need_a_folder(tmp_path):
+    result = run(str(HERO), "-o", str(tmp_path / "out"), "--shard", "1/2")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: --shard needs a folder of photos; {HERO} is not a folder\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "spark"], "error: --engine spark: use one of local, ray\n"),
+    (["--address", "head:6379"], "error: --address names a Ray cluster: add --engine ray\n"),
+])
+def test_engine_options_are_checked_first(tmp_path, args, message):
+    result = run(str(DATA), "-o", str(tmp_path / "out"), *args)
+    assert result.exit_code == 1
+    assert result.stderr == message
+    assert not (tmp_path / "out").exists()

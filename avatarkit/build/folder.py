@@ -12,10 +12,12 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from avatarkit.build.options import BuildOptions
 from avatarkit.build.pipeline import BuildResult, build_avatar
+from avatarkit.build.ray_engine import build_on_ray
+from avatarkit.build.shard import Shard
 from avatarkit.errors import AvatarkitError
 from avatarkit.version import __version__
 
@@ -58,27 +60,42 @@ def build_one(photo: Path, out: Path, options: BuildOptions, name: str | None = 
     return BuildResult(str(photo), "failed", error=error, timings={"total": elapsed})
 
 
+Engine = Literal["local", "ray"]
+ENGINES: tuple[Engine, ...] = ("local", "ray")
+
+
 def build_folder(
     folder: str | Path,
     out: str | Path,
     options: BuildOptions | None = None,
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     on_result: Callable[[BuildResult], None] | None = None,
+    engine: Engine = "local",
+    address: str | None = None,
+    shard: Shard | None = None,
+    verbose: bool = False,
 ) -> list[BuildResult]:
     """Build every photo in `folder` into `out/<stem>/`; results in photo-name order.
 
-    jobs=1 works in this process; jobs>1 uses that many worker processes (spawned, so no
-    forked copy of a running mediapipe graph). `on_result` is called as each photo finishes.
+    engine "local": jobs=1 (the default) works in this process; jobs>1 uses that many worker
+    processes (spawned, so no forked copy of a running mediapipe graph). engine "ray": one Ray
+    task per photo (avatarkit.build.ray_engine), on `address` or a local Ray; `jobs` caps the
+    tasks in flight. `shard` keeps only its part of the folder (avatarkit.build.shard); an
+    empty part gives no results. `on_result` is called as each photo finishes.
     """
     options = options or BuildOptions()
     photos = find_photos(Path(folder))
     if not photos:
         raise AvatarkitError(
             f"{folder}: no photos found (looked for {', '.join(PHOTO_SUFFIXES)} files)")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise AvatarkitError(f"--jobs must be 1 or more (got {jobs})")
-    names = output_names(photos)
+    if engine not in ENGINES:
+        raise AvatarkitError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
+    names = output_names(photos)  # over the whole folder: every shard names alike
+    if shard is not None:
+        photos = shard.select(photos)
     out = Path(out)
     results: dict[Path, BuildResult] = {}
 
@@ -87,12 +104,15 @@ def build_folder(
         if on_result:
             on_result(result)
 
-    if jobs == 1 or len(photos) == 1:
+    if engine == "ray":
+        build_on_ray(photos, {p: out / names[p] for p in photos}, options, jobs=jobs,
+                     address=address, done=done, verbose=verbose)
+    elif (jobs or 1) == 1 or len(photos) <= 1:
         for photo in photos:
             done(photo, build_one(photo, out, options, names[photo]))
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(photos)), mp_context=context) as pool:
+        with ProcessPoolExecutor(min(jobs or 1, len(photos)), mp_context=context) as pool:
             futures: dict[Future[BuildResult], Path] = {
                 pool.submit(build_one, photo, out, options, names[photo]): photo
                 for photo in photos
@@ -124,13 +144,15 @@ def summarise(results: list[BuildResult]) -> dict[str, int]:
 
 
 def write_report(path: str | Path, results: list[BuildResult], *, source: str | Path,
-                 out: str | Path, options: BuildOptions) -> None:
-    """The `--report` JSON: per photo status, error, warnings, timings and output paths."""
+                 out: str | Path, options: BuildOptions, shard: Shard | None = None) -> None:
+    """The `--report` JSON: per photo status, error, warnings, timings and output paths
+    (of this shard's photos only, when built with --shard)."""
     report: dict[str, Any] = {
         "tool": {"name": "avatarkit", "version": __version__},
         "source": str(source),
         "output": str(out),
         "options": asdict(options),
+        "shard": str(shard) if shard else None,
         "summary": summarise(results),
         "photos": [r.as_dict() for r in results],
     }

@@ -106,11 +106,10 @@ def build_avatar(
 
     with run.stage("load"):
         data = read_bytes(path)
-        key = build_hash(hashlib.sha256(data).hexdigest(), options)
-        up_to_date = not options.force and is_complete(target, key)
+        up_to_date = is_up_to_date(data, target, options)
         photo = None if up_to_date else decode_photo(data, path, options.max_side)
     if photo is None:
-        return run.result("skipped", target, read_manifest(target)["files"] + [MANIFEST])
+        return run.skipped(target)
 
     with run.stage("detect"):
         faces = detect_faces(photo.rgb, max_faces=max(MAX_FACES, (options.face or 0) + 1))
@@ -134,6 +133,23 @@ def build_avatar(
             )
             (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return run.result("built", target, files + [MANIFEST])
+
+
+def is_up_to_date(data: bytes, target: Path, options: BuildOptions) -> bool:
+    """True when `target` holds a complete avatar of these photo bytes and settings."""
+    key = build_hash(hashlib.sha256(data).hexdigest(), options)
+    return not options.force and is_complete(target, key)
+
+
+def cached_build(photo_path: Path, target: Path, options: BuildOptions,
+                 ) -> tuple[bytes, BuildResult | None]:
+    """The photo's bytes, and its skipped result when `target` is up to date (else None).
+    Lets a driver that farms builds out skip the up-to-date photos without sending them."""
+    run = _Run(Path(photo_path), None, None)
+    with run.stage("load"):
+        data = read_bytes(Path(photo_path))
+        up_to_date = is_up_to_date(data, target, options)
+    return data, run.skipped(target) if up_to_date else None
 
 
 def choose_face(faces: list[Face], wanted: int | None, name: str,
@@ -213,6 +229,11 @@ class _Run:
 
             warnings.showwarning = showwarning
             yield
+
+    def skipped(self, target: Path) -> BuildResult:
+        manifest = read_manifest(target)
+        assert manifest is not None, "is_complete read it"
+        return self.result("skipped", target, manifest["files"] + [MANIFEST])
 
     def result(self, status: Status, target: Path, files: list[str]) -> BuildResult:
         self.timings["total"] = time.perf_counter() - self.started

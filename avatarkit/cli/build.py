@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from avatarkit.build.options import BuildOptions, IdleOptions
+from avatarkit.build.shard import Shard, parse_shard
 from avatarkit.cli.app import app, console, fail, guarded, state, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.face.photo import DEFAULT_MAX_SIDE, MIN_MAX_SIDE
@@ -42,9 +43,22 @@ Source = Annotated[Path, typer.Argument(
 Out = Annotated[Path, typer.Option(
     "--out", "-o", metavar="OUT",
     help="Output folder; each photo's avatar goes to OUT/<photo name without extension>/.")]
-Jobs = Annotated[int, typer.Option(
-    "--jobs", "-j", min=1, metavar="N",
-    help="Folder mode: photos built at once, each in its own worker process.")]
+Jobs = Annotated[int | None, typer.Option(
+    "--jobs", "-j", min=1, metavar="N", show_default=False,
+    help="Folder mode: photos built at once. local: worker processes \\[default: 1]; "
+         "ray: tasks in flight \\[default: twice the cluster's CPUs; a local Ray gets N CPUs].")]
+EngineOption = Annotated[str, typer.Option(
+    "--engine", metavar="local|ray",
+    help="Folder mode: local = worker processes on this machine; ray = one Ray task per "
+         "photo (pip install 'avatarkit\\[cluster]'), no shared filesystem needed.")]
+Address = Annotated[str | None, typer.Option(
+    "--address", metavar="ADDR", show_default=False,
+    help="--engine ray: the Ray cluster to join (host:port or ray://host:10001) "
+         "\\[default: $RAY_ADDRESS, else a local Ray started and stopped with the command]")]
+ShardOption = Annotated[str | None, typer.Option(
+    "--shard", metavar="I/N", show_default=False,
+    help="Folder mode: build only part I of N (1-based) of the folder, split by a hash of "
+         "each file name, so N CI jobs with 1/N ... N/N build every photo exactly once.")]
 Report = Annotated[Path | None, typer.Option(
     "--report", metavar="FILE",
     help="Write a JSON report: per photo status, error, warnings, timings, output files.")]
@@ -87,7 +101,10 @@ HELP = (
 def build(
     source: Source,
     out: Out = Path("out"),
-    jobs: Jobs = 1,
+    jobs: Jobs = None,
+    engine: EngineOption = "local",
+    address: Address = None,
+    shard: ShardOption = None,
     report: Report = None,
     force: Force = False,
     face: FaceIndex = None,
@@ -99,19 +116,36 @@ def build(
     seed: Seed = IdleOptions.seed,
 ) -> None:
     """Turn a portrait photo (or a folder of them) into avatar folders."""
-    from avatarkit.build import write_report  # the pipeline loads on use: other commands start fast
+    # the pipeline (mediapipe, OpenCV) loads on use: the other commands start fast
+    from avatarkit.build import write_report
+    from avatarkit.build.folder import ENGINES
+    from avatarkit.build.ray_engine import import_ray
 
     options = BuildOptions(
         max_side=max_side, face=face, force=force,
         idle=IdleOptions(seconds=seconds, fps=fps, blinks=blinks, motion=motion, seed=seed),
     )
+    if engine not in ENGINES:
+        raise AvatarkitError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
+    if address and engine != "ray":
+        raise AvatarkitError("--address names a Ray cluster: add --engine ray")
+    part = parse_shard(shard) if shard is not None else None
+    if not source.is_dir() and (part or engine != "local"):
+        flag = "--shard" if part else "--engine"
+        raise AvatarkitError(f"{flag} needs a folder of photos; {source} is not a folder")
+    if engine == "ray":
+        import_ray()  # the install hint before any work
     with quiet_native_stderr(enabled=not state["verbose"]):
         if source.is_dir():
-            results = _build_folder(source, out, options, jobs)
+            results = _build_folder(source, out, options, jobs,
+                                    engine=engine, address=address, shard=part)
         else:
             results = [_build_photo(source, out, options)]
     if report:
-        write_report(report, results, source=source, out=out, options=options)
+        write_report(report, results, source=source, out=out, options=options, shard=part)
+    if part and not results:
+        stdout.print(f"shard {part}: no photos of {source} fall in this part")
+        return
     _print_summary(results, single=not source.is_dir())
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -137,12 +171,14 @@ def _build_photo(photo: Path, out: Path, options: BuildOptions) -> BuildResult:
             return BuildResult(str(photo), "failed", error=str(exc))
 
 
-def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
+def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int | None, *,
+                  engine: str, address: str | None, shard: Shard | None,
                   ) -> list[BuildResult]:
     """Every photo in the folder, with a progress bar and one line per finished photo."""
     from avatarkit.build import build_folder, find_photos
 
-    count = len(find_photos(folder))
+    photos = find_photos(folder)
+    count = len(shard.select(photos) if shard else photos)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -160,7 +196,9 @@ def _build_folder(folder: Path, out: Path, options: BuildOptions, jobs: int,
                               f"-> {escape(str(result.output))} ({took:.1f} s)", soft_wrap=True)
             progress.advance(task)
 
-        return build_folder(folder, out, options, jobs=jobs, on_result=on_result)
+        return build_folder(folder, out, options, jobs=jobs, on_result=on_result,
+                            engine=engine, address=address, shard=shard,  # type: ignore[arg-type]
+                            verbose=state["verbose"])
 
 
 def _print_summary(results: list[BuildResult], single: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -110,6 +111,16 @@ def serve(
     listen_workers: Annotated[int, typer.Option(
         help="Worker processes listening to audio-driven speech (pushed audio, OpenAI "
              "Realtime); 0 = threads of the server process.")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, metavar="N",
+        help="Server processes behind the one port: a front process hands each connection "
+             "to the worker that holds its session (the session id names it), others in "
+             "turn. Limits such as --max-sessions apply per worker.")] = 1,
+    session_prefix: Annotated[str, typer.Option(
+        "--session-prefix", metavar="LETTERS",
+        help="Session ids start with these letters (then the worker number with --workers): "
+             "give each machine behind a load balancer its own, and route /session-2d/"
+             "LETTERS... to it (docs/protocol.md).")] = "s",
     openai_model: Annotated[str, typer.Option(
         help="OpenAI Realtime model of provider 'openai' (needs $OPENAI_API_KEY).")
     ] = "gpt-realtime",
@@ -123,7 +134,10 @@ def serve(
     from server.http import RedactedAccessLogger
     from server.state import LIPSYNC
 
+    if not re.fullmatch(r"[a-z]{1,8}", session_prefix):
+        raise AvatarkitError(f"--session-prefix {session_prefix}: use 1-8 letters a-z")
     config = ServerConfig.from_env(
+        session_id_prefix=f"{session_prefix}_",
         avatars_dir=avatars, token=token, cors_origins=tuple(cors or ()),
         elevenlabs_voice_id=voice_id, default_lang=lang, viseme_fps=fps,
         max_sessions=max_sessions, max_text_chars=max_text, session_idle_ttl_s=idle_ttl,
@@ -143,11 +157,15 @@ def serve(
         lipsync_avatar_cache=lipsync_cache,
         listen_workers=listen_workers, openai_model=openai_model,
     )
-    application = create_app(config)
     provider = "ElevenLabs" if config.elevenlabs_api_key else "embedded espeak-ng voice"
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if os.environ.get(
         "AVATARKIT_ACCESS_LOG") else logging.WARNING)
+    if workers > 1:
+        _serve_workers(config, host, port, workers, f"voice: {provider}; avatars: "
+                       f"{escape(str(avatars or 'temporary folder'))}")
+        return
+    application = create_app(config)
 
     async def run() -> None:
         # SIGTERM (service managers, containers) and Ctrl+C both stop the server the way
@@ -168,12 +186,7 @@ def serve(
                 raise AvatarkitError(
                     f"cannot listen on {host}:{port}: {exc.strerror or exc} - is another "
                     "server running there? pick another --port") from None
-            auth = " (token required)" if config.token else ""
-            if not config.token and not is_loopback(host):
-                console.print(
-                    f"[bold red]warning: listening on {escape(host)} without a token - anyone "
-                    "who can reach this machine can build avatars and spend the voice "
-                    "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
+            auth = warn_if_open(host, config.token)
             lipsync = application.get(LIPSYNC)
             if lipsync is not None:
                 console.print(f"lipsync onnx: {lipsync.describe()}, batches of up to "
@@ -194,22 +207,48 @@ def serve(
     console.print("stopped")
 
 
+def _serve_workers(config: object, host: str, port: int, count: int, what: str) -> None:
+    """`--workers N`: this process is the front (server/front.py), N workers serve."""
+    from server.front import running_front
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with running_front(config, host, port, count) as front:  # type: ignore[arg-type]
+            shown = "localhost" if host in ("0.0.0.0", "::") else host
+            auth = warn_if_open(host, config.token)  # type: ignore[attr-defined]
+            console.print(f"avatarkit serving on [bold]http://{shown}:{front.port}/[/]{auth} "
+                          f"- {count} workers; {what}; Ctrl+C to stop")
+            await front.serve(stop)
+            console.print("stopping")
+
+    asyncio.run(run())
+    console.print("stopped")
+
+
+def warn_if_open(host: str, token: str | None) -> str:
+    """The red warning for a tokenless server beyond loopback; the URL line's auth note."""
+    if not token and not is_loopback(host):
+        console.print(
+            f"[bold red]warning: listening on {escape(host)} without a token - anyone "
+            "who can reach this machine can build avatars and spend the voice "
+            "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
+    return " (token required)" if token else ""
+
+
 def stop_children(timeout_s: float = 10.0) -> None:
     """End the server's worker processes (blend worker, build workers): ask, wait, then kill.
     With them gone the multiprocessing resource tracker exits too."""
     import multiprocessing
 
     from server.blend import shutdown_shared
+    from server.workers import end_process
 
     shutdown_shared(wait=False)
     for p in multiprocessing.active_children():
-        p.join(timeout_s)
-        if p.is_alive():
-            p.terminate()
-            p.join(2.0)
-        if p.is_alive():
-            p.kill()
-            p.join()
+        end_process(p, timeout_s)
 
 
 def is_loopback(host: str) -> bool:
