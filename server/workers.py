@@ -38,6 +38,18 @@ def end_process(process: Any, timeout_s: float) -> None:
         process.join()
 
 
+def stop_children(timeout_s: float = 10.0) -> None:
+    """End this process's helper processes (blend worker, build workers, server workers): ask,
+    wait, then kill. With them gone the multiprocessing resource tracker exits too."""
+    import multiprocessing
+
+    from server.blend import shutdown_shared
+
+    shutdown_shared(wait=False)
+    for p in multiprocessing.active_children():
+        end_process(p, timeout_s)
+
+
 def fd_socket_path(run_dir: Path, index: int) -> Path:
     """Where worker `index` takes accepted connections from the front (SCM_RIGHTS)."""
     return run_dir / f"w{index}.fds"
@@ -66,8 +78,6 @@ def run_worker(config: ServerConfig, index: int, count: int, run_dir: Path) -> N
     except KeyboardInterrupt:
         pass
     finally:
-        from avatarkit.cli.serve import stop_children
-
         stop_children()
 
 

@@ -203,6 +203,8 @@ def serve(
     try:
         asyncio.run(run())
     finally:
+        from server.workers import stop_children
+
         stop_children()
     console.print("stopped")
 
@@ -236,19 +238,6 @@ def warn_if_open(host: str, token: str | None) -> str:
             "who can reach this machine can build avatars and spend the voice "
             "provider's budget; set --token or AVATARKIT_TOKEN (SECURITY.md)[/]")
     return " (token required)" if token else ""
-
-
-def stop_children(timeout_s: float = 10.0) -> None:
-    """End the server's worker processes (blend worker, build workers): ask, wait, then kill.
-    With them gone the multiprocessing resource tracker exits too."""
-    import multiprocessing
-
-    from server.blend import shutdown_shared
-    from server.workers import end_process
-
-    shutdown_shared(wait=False)
-    for p in multiprocessing.active_children():
-        end_process(p, timeout_s)
 
 
 def is_loopback(host: str) -> bool:
