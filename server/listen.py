@@ -378,7 +378,7 @@ class AudioTurn:
         if not isinstance(sample_rate, int) or not MIN_RATE <= sample_rate <= MAX_RATE:
             raise WireError("bad_message", f"'sample_rate' must be an integer from {MIN_RATE} "
                             f"to {MAX_RATE} Hz, got {sample_rate!r}")
-        if channels not in (1, 2):
+        if type(channels) is not int or channels not in (1, 2):  # 2.0 passed `in (1, 2)`
             raise WireError("bad_message", f"'channels' must be 1 or 2, got {channels!r}")
         self.sample_rate = sample_rate
         self.channels = channels

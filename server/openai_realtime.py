@@ -125,6 +125,12 @@ class _Response(AudioTurn):
         super().close()
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A field the service documents as an object; anything else reads as an empty one
+    (one malformed event must not end the reader, and with it the connection)."""
+    return value if isinstance(value, dict) else {}
+
+
 _ERROR_CODES = {"invalid_request_error": "bad_request", "authentication_error": "unauthorized",
                 "rate_limit_exceeded": "rate_limited", "insufficient_quota": "quota_exceeded"}
 
@@ -287,7 +293,7 @@ class OpenAIRealtimeProvider:
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "response.created":
-            response = event.get("response") or {}
+            response = _object(event.get("response"))
             await self._started(str(response.get("id", "")))
         elif kind in AUDIO_DELTAS or kind in TRANSCRIPT_DELTAS:
             turn = await self._started(str(event.get("response_id", "")))
@@ -309,20 +315,20 @@ class OpenAIRealtimeProvider:
                 turn.done = True
                 turn.end()
         elif kind == "response.done":
-            response = event.get("response") or {}
+            response = _object(event.get("response"))
             turn = self._by_id.get(str(response.get("id", "")))
             if turn is not None:
                 error = None
                 if response.get("status") == "failed":
-                    details = (response.get("status_details") or {}).get("error") or {}
-                    message = details.get("message") or "the response failed"
-                    error = ProviderError(f"OpenAI Realtime: {message}",
-                                          _ERROR_CODES.get(details.get("type"), "provider_error"))
+                    details = _object(_object(response.get("status_details")).get("error"))
+                    message = str(details.get("message") or "the response failed")
+                    code = _ERROR_CODES.get(str(details.get("type")), "provider_error")
+                    error = ProviderError(f"OpenAI Realtime: {message}", code)
                 self._finish(turn, error)
         elif kind == "input_audio_buffer.speech_started":
             await self._barge_in()
         elif kind == "error":
-            self._on_error(event.get("error") or {})
+            self._on_error(_object(event.get("error")))
 
     async def _started(self, response_id: str) -> _Response:
         """The turn of `response_id`: a waiting `speak`, else a new utterance of the session."""
