@@ -72,8 +72,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def static_file(request: web.Request) -> web.StreamResponse:
     root = request.app[CONFIG].static_root.resolve()
-    path = (root / request.match_info["path"]).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    try:
+        path = (root / request.match_info["path"]).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long: no such file either
+        found = False
+    if not found:
         raise ApiError(404, "not_found", f"no such file: {request.path}")
     return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
