@@ -26,6 +26,7 @@ from avatarkit.errors import AvatarkitError
 from server import wire
 from server.avatars import BuildTimeout, avatar_id_for
 from server.http import ApiError
+from server.limits import RateLimiter
 from server.listen import MAX_RATE, MIN_RATE, AudioTurn
 from server.providers import PROVIDERS, VoiceRequest, default_provider_name
 from server.session import Client, Session
@@ -430,8 +431,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     client = Client(ws, transport, audio_json=audio == "json")
     session.attach(client)
     pushing = _Pushing(session, config.max_audio_turn_s * 1000.0)
+    # per socket: a flood is read slower (the kernel's window pushes back), never dropped
+    pace = RateLimiter(config.ws_message_rate * 60.0, max(1, int(config.ws_message_rate)))
     try:
         async for msg in ws:
+            while wait := pace.take(""):
+                await asyncio.sleep(wait)
             if msg.type == WSMsgType.TEXT:
                 reply = await _command(request.app, session, pushing, msg.data,
                                        config.max_text_chars)
