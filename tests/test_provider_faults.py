@@ -18,6 +18,7 @@ from tests.fakes.elevenlabs import fake_elevenlabs  # noqa: F401  (fixture)
 from tests.fakes.listener import LoudListeners
 from tests.fakes.openai_realtime import FakeRealtime
 from tests.server_support import Received, is_end, make_avatar, receive_until, typed
+from tests.test_server_elevenlabs import _setup
 
 TEXT = "Hello there. Maybe we should talk about fish."
 KEY = "sk-test-fake"
@@ -94,13 +95,7 @@ async def test_retries_are_bounded_and_only_for_a_busy_service(fake_elevenlabs, 
 
 
 async def _eleven_session(aiohttp_client, tmp_path, fake, **cfg):
-    make_avatar(tmp_path)
-    config = ServerConfig(
-        avatars_dir=tmp_path, elevenlabs_api_key=fake.api_key,
-        elevenlabs_ws_base_url=fake.ws_base_url, elevenlabs_http_base_url=fake.http_base_url,
-        **cfg)
-    client = await aiohttp_client(create_app(config))
-    body = await (await client.post("/session-2d", json={"avatar_id": "hero"})).json()
+    client, body = await _setup(aiohttp_client, tmp_path, fake, **cfg)
     ws = await client.ws_connect(f"/session-2d/{body['session_id']}/ws")
     rec = await receive_until(ws, Received(), typed("hello"))
     return ws, rec
