@@ -115,7 +115,7 @@ async def _episode(server: LiveServer, provider: str, steps: list[tuple[str, Any
             else:
                 await ws.send_str(data)
         closed = await _drain_until_pong(ws, "fz-end")
-    except (ConnectionResetError, aiohttp.ClientConnectionError):
+    except (ConnectionError, aiohttp.ClientConnectionError):
         closed = ws.close_code  # the server closed it while we were still sending
     if closed is not None:
         # only a socket that broke the protocol is closed (1006: the server dropped it
@@ -152,6 +152,8 @@ async def _episode(server: LiveServer, provider: str, steps: list[tuple[str, Any
                                   ("json", '{"type": "audio_start", "channels": 2.0}'),
                                   ("binary", _pcm(63)), ("json", '{"type": "audio_end"}'),
                                   ("json", '{"type": "audio_end"}')], ending="abort")
+@example(provider="espeak", steps=[("huge", "x" * (2 * 1024 * 1024))] * 2,
+         ending="close")  # the second frame meets a socket the server closed (1009)
 def test_message_sequences(server, provider, steps, ending):
     server.call(_episode, server, provider, steps, ending)
     server.check_healthy()
