@@ -484,16 +484,23 @@ class Session:
         self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
 
     def _push_failure(self, u: Utterance, code: str, message: str) -> None:
-        """After the audio that did arrive: `error`, then `utterance_end {reason: error}`."""
+        """After the audio that did arrive: `error`, the mouth back to Rest (when it moved),
+        then `utterance_end {reason: error}` at the end of that ramp."""
         err = wire.error(code, message, utterance_id=u.id).encode()
         t0 = u.t0 if u.t0 is not None else max(self.loop.time(), self.clock_free_at)
         due = t0 + u.audio_end_ms / 1000.0 - self._lead
         self._push(due, event(CONTROL, u.id, u.audio_end_ms, err), u)
-        end = wire.utterance_end(u.id, interrupted=True, pts_ms=u.audio_end_ms,
+        end_ms = u.audio_end_ms
+        if u.frames:  # cut off mid-word: ramp from the last shape, as a barge-in does
+            ramp = ramp_to_rest(dict(u.frames[-1][1]), u.audio_end_ms, self.config.ramp_ms,
+                                self.config.viseme_fps)
+            self._push_all(u, [_viseme_event(u.id, f) for f in ramp], ramp)
+            end_ms = float(ramp[-1].pts_ms)
+        end = wire.utterance_end(u.id, interrupted=True, pts_ms=end_ms,
                                  reason="error").encode()
-        self._push(due, event(END, u.id, u.audio_end_ms, end), u)
+        self._push(t0 + end_ms / 1000.0 - self._lead, event(END, u.id, end_ms, end), u)
         if u.t0 is not None:
-            self.clock_free_at = u.t0 + u.audio_end_ms / 1000.0
+            self.clock_free_at = u.t0 + end_ms / 1000.0
 
     def _end(self, u: Utterance, *, pts_ms: float, reason: str) -> None:
         """Send an interrupted `utterance_end` now (barge-in) and count the outcome."""
