@@ -362,9 +362,11 @@ class ElevenLabsProvider:
         for attempt in range(o.retries + 1):
             yielded = False
             try:
-                async for chunk in self._stream_once(sentences):
-                    yielded = True
-                    yield chunk
+                # closed here at once when the consumer stops (barge-in closes the socket)
+                async with contextlib.aclosing(self._stream_once(sentences)) as chunks:
+                    async for chunk in chunks:
+                        yielded = True
+                        yield chunk
                 return
             except ProviderError as exc:
                 if yielded or exc.code not in RETRYABLE or attempt == o.retries:
