@@ -148,9 +148,10 @@ async def _episode(server: LiveServer, provider: str, steps: list[tuple[str, Any
        steps=st.lists(actions, max_size=8), ending=endings)
 @example(provider="espeak", steps=[("json", '{"type": "speak", "text": "Hi."}')] * 2
          + [("json", '{"type": "stop"}')] * 2, ending="barge_in_then_close")
+# channels 2.0 passed audio_start and its first frame crashed the socket's handler
 @example(provider="audio", steps=[("binary", _pcm(64)),
                                   ("json", '{"type": "audio_start", "channels": 2.0}'),
-                                  ("binary", _pcm(63)), ("json", '{"type": "audio_end"}'),
+                                  ("binary", _pcm(64)), ("json", '{"type": "audio_end"}'),
                                   ("json", '{"type": "audio_end"}')], ending="abort")
 @example(provider="espeak", steps=[("huge", "x" * (2 * 1024 * 1024))] * 2,
          ending="close")  # the second frame meets a socket the server closed (1009)
