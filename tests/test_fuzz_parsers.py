@@ -158,16 +158,20 @@ def test_photo_decoder(data, tmp_path_factory):
        channels=st.integers(-1, 9) | st.floats() | json_values,
        chunks=st.lists(st.binary(max_size=64), max_size=4))
 @example(rate=16000, channels=2.0, chunks=[bytes(64)])  # a float passed `in (1, 2)`
+@example(rate=8000, channels=1, chunks=[bytes(8)])
 def test_pushed_pcm(rate, channels, chunks):
-    try:
-        turn = AudioTurn(rate, channels, max_ms=1000.0)
-    except WireError:
-        return
-    for chunk in chunks:
+    async def feed() -> None:  # as the socket handler does, on the loop
         try:
-            turn.feed(chunk)
-        except WireError as exc:
-            assert exc.code in ("bad_audio", "audio_too_long")
+            turn = AudioTurn(rate, channels, max_ms=1000.0)
+        except WireError:
+            return
+        for chunk in chunks:
+            try:
+                turn.feed(chunk)
+            except WireError as exc:
+                assert exc.code in ("bad_audio", "audio_too_long")
+
+    asyncio.run(feed())
     try:
         conv = ToListenerRate(rate, channels)
     except AvatarkitError:
