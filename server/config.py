@@ -104,6 +104,17 @@ class ServerConfig:
     max_upstream: int = 4
     #: Longest wait for an upstream slot before the utterance fails (`upstream_busy`), s.
     upstream_wait_s: float = 30.0
+    #: WebSocket messages (text and binary) one socket may send per second, as many at once;
+    #: beyond it the server reads that socket slower (TCP backpressure), nothing is dropped.
+    #: 0 = no limit. 500/s leaves room for audio pushed in 10 ms frames faster than real time.
+    ws_message_rate: float = 500.0
+    #: Longest silence of the voice provider in the middle of an utterance (ElevenLabs
+    #: between messages, OpenAI Realtime between audio deltas) before it fails with
+    #: `provider_timeout`, seconds.
+    provider_timeout_s: float = 15.0
+    #: Retries of a voice request the provider refused before any audio (429, 5xx, a dropped
+    #: or garbled answer), with backoff 0.5 s, 1 s, ...; never once audio went out.
+    provider_retries: int = 2
     #: Voice ids sessions may ask for (`voice_id`); empty = any well-formed id.
     allowed_voices: tuple[str, ...] = ()
     #: Accept speak commands for a session that no WebSocket client watches (a pipeline
@@ -199,6 +210,9 @@ class ServerConfig:
                 or self.max_uploaded_avatars < 1 or self.lipsync_avatar_cache < 1):
             raise AvatarkitError("--max-pending-builds, --build-timeout, --max-uploads and "
                                  "--lipsync-cache must be >= 1")
+        if self.ws_message_rate < 0 or self.provider_timeout_s <= 0 or self.provider_retries < 0:
+            raise AvatarkitError("--ws-message-rate and --provider-retries must be >= 0 and "
+                                 "--provider-timeout > 0")
         if self.upstream_wait_s <= 0 or self.orphan_grace_s < 0:
             raise AvatarkitError("--upstream-wait must be > 0 and --orphan-grace >= 0 seconds")
         return self

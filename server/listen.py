@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.tts.provider import SpeechChunk
+from avatarkit.tts.provider import ProviderError, SpeechChunk
 from avatarkit.visemes.coarticulation import Frame
 from server.wire import WireError
 
@@ -405,15 +405,18 @@ class AudioTurn:
     a pipeline's frames already in flight are not errors."""
 
     def __init__(self, sample_rate: int, channels: int, *, max_ms: float,
-                 text: str = "") -> None:
+                 text: str = "", stall_s: float | None = None) -> None:
         if not isinstance(sample_rate, int) or not MIN_RATE <= sample_rate <= MAX_RATE:
             raise WireError("bad_message", f"'sample_rate' must be an integer from {MIN_RATE} "
                             f"to {MAX_RATE} Hz, got {sample_rate!r}")
-        if channels not in (1, 2):
+        if type(channels) is not int or channels not in (1, 2):  # 2.0 passed `in (1, 2)`
             raise WireError("bad_message", f"'channels' must be 1 or 2, got {channels!r}")
         self.sample_rate = sample_rate
         self.channels = channels
         self.max_ms = max_ms
+        #: A source that goes silent this long fails with `timeout` (a provider that
+        #: stalled); None: wait as long as it takes (a client pushing its own audio).
+        self.stall_s = stall_s
         self.received_ms = 0.0
         self.ended = False
         self.closed = False
@@ -473,7 +476,11 @@ class AudioTurn:
         start = 0.0
         try:
             while True:
-                await self._wake.wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.stall_s)
+                except TimeoutError:
+                    raise ProviderError(f"the voice sent nothing for {self.stall_s:g} s "
+                                        "(--provider-timeout)", "timeout") from None
                 self._wake.clear()
                 if self.closed:
                     return

@@ -8,9 +8,12 @@ long (`benchmarks/libraries.py`).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import os
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 #: Buckets of the first-audio latency histogram, seconds.
 FIRST_AUDIO_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -118,6 +121,11 @@ class Metrics:
         metric("avatarkit_avatar_builds_total", "counter", "Avatar builds, by status.",
                [f"avatarkit_avatar_builds_total{_labels(status=k)} {self.builds.get(k, 0)}"
                 for k in ("built", "skipped", "failed")])
+        metric("avatarkit_asyncio_tasks", "gauge", "asyncio tasks alive on the server's loop "
+               "(back to its idle count when every session ended: benchmarks/soak.py).",
+               [f"avatarkit_asyncio_tasks {len(asyncio.all_tasks())}"])
+        for name, help_, value in _process_gauges():
+            metric(name, "gauge", help_, [f"{name} {value}"])
         if self.lipsync is not None:
             b = self.lipsync()
             metric("avatarkit_patches_total", "counter", "Mouth patches sent (lipsync onnx), "
@@ -133,3 +141,16 @@ class Metrics:
             metric("avatarkit_onnx_max_batch", "gauge", "Largest batch run so far.",
                    [f"avatarkit_onnx_max_batch {int(b['max_batch'])}"])
         return "\n".join(lines) + "\n"
+
+
+def _process_gauges() -> list[tuple[str, str, int]]:
+    """Open file descriptors and resident memory of this process, under the names of
+    Prometheus' process collector (Linux /proc; nothing elsewhere)."""
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return []
+    return [("process_open_fds", "Open file descriptors.", fds),
+            ("process_resident_memory_bytes", "Resident memory size in bytes.",
+             pages * os.sysconf("SC_PAGE_SIZE"))]

@@ -71,6 +71,11 @@ class RealtimeOptions:
     connect_timeout_s: float = 10.0
     #: Longest response, seconds (a runaway answer ends as an error).
     max_response_s: float = 600.0
+    #: Longest silence of the model while an answer is awaited or under way, seconds.
+    stall_timeout_s: float = 15.0
+    #: Retries of a connection refused with 429 or 5xx, after `retry_backoff_s`, twice that...
+    retries: int = 2
+    retry_backoff_s: float = 0.5
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> RealtimeOptions:
@@ -78,7 +83,8 @@ class RealtimeOptions:
         return cls(api_key=config.openai_api_key, model=config.openai_model,
                    ws_base_url=config.openai_ws_base_url, voice=config.openai_voice,
                    instructions=config.openai_instructions,
-                   max_response_s=config.max_audio_turn_s)
+                   max_response_s=config.max_audio_turn_s,
+                   stall_timeout_s=config.provider_timeout_s, retries=config.provider_retries)
 
     def url(self) -> str:
         return f"{self.ws_base_url}?{urlencode({'model': self.model})}"
@@ -103,7 +109,8 @@ class _Response(AudioTurn):
     prompt is sent when the utterance's turn comes, and the next response fills it."""
 
     def __init__(self, owner: OpenAIRealtimeProvider, max_ms: float, prompt: str = "") -> None:
-        super().__init__(SAMPLE_RATE, 1, max_ms=max_ms)
+        super().__init__(SAMPLE_RATE, 1, max_ms=max_ms,
+                         stall_s=owner.options.stall_timeout_s)
         self.owner = owner
         self.prompt = prompt
         self.response_id: str | None = None
@@ -123,6 +130,29 @@ class _Response(AudioTurn):
                 self.owner.cancel_soon(self.response_id)
             self.owner.forget(self)
         super().close()
+
+
+class _Busy(Exception):
+    """The service refused a connection with 429 or 5xx: worth another try."""
+
+    def __init__(self, error: ProviderError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _named(response_id: Any, kind: str) -> bool:
+    """True for a usable response id; an event without one belongs to no answer (ignored:
+    as a new answer it would hold the session's queue until it timed out)."""
+    if isinstance(response_id, str) and response_id:
+        return True
+    log.warning("OpenAI Realtime sent %s without a response id; ignored", kind)
+    return False
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A field the service documents as an object; anything else reads as an empty one
+    (one malformed event must not end the reader, and with it the connection)."""
+    return value if isinstance(value, dict) else {}
 
 
 _ERROR_CODES = {"invalid_request_error": "bad_request", "authentication_error": "unauthorized",
@@ -220,28 +250,42 @@ class OpenAIRealtimeProvider:
             if self._closed:
                 raise ProviderError("the session is closed", "connection_lost")
             o = self.options
-            http = self._http
-            if http is None:
-                http = self._own_http = self._own_http or aiohttp.ClientSession()
-            try:
-                async with asyncio.timeout(o.connect_timeout_s):
-                    ws = await http.ws_connect(
-                        o.url(), headers={"Authorization": f"Bearer {o.api_key}"},
-                        heartbeat=30.0, max_msg_size=16 * 1024 * 1024)
-            except aiohttp.WSServerHandshakeError as exc:
-                code = {401: "unauthorized", 403: "unauthorized", 429: "rate_limited"}.get(
-                    exc.status, "provider_error")
-                raise ProviderError(f"OpenAI Realtime refused the connection with HTTP "
-                                    f"{exc.status}", code) from None
-            except TimeoutError:
-                raise ProviderError(f"no connection to OpenAI Realtime within "
-                                    f"{o.connect_timeout_s:g} s", "timeout") from None
-            except aiohttp.ClientError as exc:
-                raise ProviderError(f"could not connect to {urlsplit(o.ws_base_url).netloc} "
-                                    f"({type(exc).__name__})", "connection_lost") from None
+            for attempt in range(o.retries + 1):
+                try:
+                    ws = await self._connect()
+                    break
+                except _Busy as exc:  # nothing was asked yet: another try is safe
+                    if attempt == o.retries:
+                        raise exc.error from None
+                    await asyncio.sleep(o.retry_backoff_s * 2 ** attempt)
             self._ws = ws
             await self._send(o.session_update())
             self._reader = asyncio.create_task(self._read(ws), name="openai-realtime")
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        o = self.options
+        http = self._http
+        if http is None:
+            http = self._own_http = self._own_http or aiohttp.ClientSession()
+        try:
+            async with asyncio.timeout(o.connect_timeout_s):
+                return await http.ws_connect(
+                    o.url(), headers={"Authorization": f"Bearer {o.api_key}"},
+                    heartbeat=30.0, max_msg_size=16 * 1024 * 1024)
+        except aiohttp.WSServerHandshakeError as exc:
+            code = {401: "unauthorized", 403: "unauthorized", 429: "rate_limited"}.get(
+                exc.status, "provider_error")
+            error = ProviderError(f"OpenAI Realtime refused the connection with HTTP "
+                                  f"{exc.status}", code)
+            if exc.status == 429 or exc.status >= 500:
+                raise _Busy(error) from None
+            raise error from None
+        except TimeoutError:
+            raise ProviderError(f"no connection to OpenAI Realtime within "
+                                f"{o.connect_timeout_s:g} s", "timeout") from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"could not connect to {urlsplit(o.ws_base_url).netloc} "
+                                f"({type(exc).__name__})", "connection_lost") from None
 
     async def _send(self, event: dict[str, Any], quiet: bool = False) -> None:
         ws = self._ws
@@ -287,10 +331,13 @@ class OpenAIRealtimeProvider:
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "response.created":
-            response = event.get("response") or {}
-            await self._started(str(response.get("id", "")))
+            response_id = _object(event.get("response")).get("id")
+            if _named(response_id, kind):
+                await self._started(response_id)
         elif kind in AUDIO_DELTAS or kind in TRANSCRIPT_DELTAS:
-            turn = await self._started(str(event.get("response_id", "")))
+            if not _named(event.get("response_id"), kind):
+                return
+            turn = await self._started(event["response_id"])
             if turn.item_id is None and isinstance(event.get("item_id"), str):
                 turn.item_id = event["item_id"]
             delta = event.get("delta")
@@ -309,20 +356,20 @@ class OpenAIRealtimeProvider:
                 turn.done = True
                 turn.end()
         elif kind == "response.done":
-            response = event.get("response") or {}
+            response = _object(event.get("response"))
             turn = self._by_id.get(str(response.get("id", "")))
             if turn is not None:
                 error = None
                 if response.get("status") == "failed":
-                    details = (response.get("status_details") or {}).get("error") or {}
-                    message = details.get("message") or "the response failed"
-                    error = ProviderError(f"OpenAI Realtime: {message}",
-                                          _ERROR_CODES.get(details.get("type"), "provider_error"))
+                    details = _object(_object(response.get("status_details")).get("error"))
+                    message = str(details.get("message") or "the response failed")
+                    code = _ERROR_CODES.get(str(details.get("type")), "provider_error")
+                    error = ProviderError(f"OpenAI Realtime: {message}", code)
                 self._finish(turn, error)
         elif kind == "input_audio_buffer.speech_started":
             await self._barge_in()
         elif kind == "error":
-            self._on_error(event.get("error") or {})
+            self._on_error(_object(event.get("error")))
 
     async def _started(self, response_id: str) -> _Response:
         """The turn of `response_id`: a waiting `speak`, else a new utterance of the session."""

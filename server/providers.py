@@ -90,6 +90,8 @@ def make_default_factory(
                 "voice_id": req.voice_id or config.elevenlabs_voice_id,
                 "model_id": config.elevenlabs_model_id,
                 "output_format": config.elevenlabs_output_format,
+                "receive_timeout_s": config.provider_timeout_s,
+                "retries": config.provider_retries,
             }
             if config.elevenlabs_ws_base_url:
                 kwargs["ws_base_url"] = config.elevenlabs_ws_base_url

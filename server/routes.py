@@ -27,6 +27,7 @@ from server import wire
 from server.avatars import BuildTimeout, avatar_id_for
 from server.fanout import Client
 from server.http import ApiError
+from server.limits import RateLimiter
 from server.listen import MAX_RATE, MIN_RATE, AudioTurn
 from server.providers import VoiceRequest, check_available, default_provider_name
 from server.session import Session
@@ -74,8 +75,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def static_file(request: web.Request) -> web.StreamResponse:
     root = request.app[CONFIG].static_root.resolve()
-    path = (root / request.match_info["path"]).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    try:
+        path = (root / request.match_info["path"]).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long: no such file either
+        found = False
+    if not found:
         raise ApiError(404, "not_found", f"no such file: {request.path}")
     return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
@@ -443,8 +448,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     client = Client(ws, transport, audio_json=audio == "json")
     session.attach(client)
     pushing = _Pushing(session, config.max_audio_turn_s * 1000.0)
+    # per socket: a flood is read slower (the kernel's window pushes back), never dropped
+    pace = RateLimiter(config.ws_message_rate * 60.0, max(1, int(config.ws_message_rate)))
     try:
         async for msg in ws:
+            while wait := pace.take(""):
+                await asyncio.sleep(wait)
             if msg.type == WSMsgType.TEXT:
                 reply = await _command(request.app, session, pushing, msg.data,
                                        config.max_text_chars)

@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from avatarkit.tts.provider import Provider
+from avatarkit.visemes.stream import ramp_to_rest
 from server import wire
 from server.bargein import stop_ramp
 from server.blend import BlendPool
@@ -228,16 +229,24 @@ class Session:
         self.timeline.ends(u)
 
     def push_failure(self, u: Utterance, code: str, message: str) -> None:
-        """After the audio that did arrive: `error`, then `utterance_end {reason: error}`."""
+        """After the audio that did arrive: `error`, the mouth back to Rest (when it moved),
+        then `utterance_end {reason: error}` at the end of that ramp."""
         err = wire.error(code, message, utterance_id=u.id).encode()
         t0 = u.t0 if u.t0 is not None else max(self.loop.time(), self.timeline.free_at)
         due = t0 + u.audio_end_ms / 1000.0 - self.timeline.lead
         self.timeline.push(due, event(CONTROL, u.id, u.audio_end_ms, err), u)
-        end = wire.utterance_end(u.id, interrupted=True, pts_ms=u.audio_end_ms,
+        end_ms = u.audio_end_ms
+        if u.frames and u.t0 is not None:  # cut off mid-word: ramp, as a barge-in does
+            ramp = ramp_to_rest(dict(u.frames[-1][1]), u.audio_end_ms, self.config.ramp_ms,
+                                self.config.viseme_fps)
+            self.put(u, viseme_events(u.id, ramp), None)
+            end_ms = float(ramp[-1].pts_ms)
+        end = wire.utterance_end(u.id, interrupted=True, pts_ms=end_ms,
                                  reason="error").encode()
-        self.timeline.push(due, event(END, u.id, u.audio_end_ms, end), u)
-        if u.t0 is not None:
-            self.timeline.ends(u)
+        self.timeline.push(t0 + end_ms / 1000.0 - self.timeline.lead,
+                           event(END, u.id, end_ms, end), u)
+        if u.t0 is not None:  # the clock is free once the ramp has played
+            self.timeline.free_at = u.t0 + end_ms / 1000.0
 
     def _end(self, u: Utterance, *, pts_ms: float, reason: str) -> None:
         """Send an interrupted `utterance_end` now (barge-in) and count the outcome."""

@@ -374,7 +374,7 @@ def _audio_start(obj: Mapping[str, Any], max_chars: int, rid: Any) -> AudioStart
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int)):
         raise WireError("bad_message", "'sample_rate' must be an integer (Hz)", rid)
     channels = obj.get("channels", 1)
-    if channels not in (1, 2) or isinstance(channels, bool):
+    if type(channels) is not int or channels not in (1, 2):  # not True, not 2.0
         raise WireError("bad_message", "'channels' must be 1 or 2", rid)
     text = obj.get("text", "")
     if not isinstance(text, str) or len(text) > max_chars:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from pathlib import Path
 
@@ -195,6 +196,10 @@ async def test_metrics_after_speech(aiohttp_client, avatars):
     assert m['avatarkit_first_audio_seconds_bucket{le="+Inf"}'] == 1
     assert 0 < m["avatarkit_first_audio_seconds_sum"] < 5
     assert m["avatarkit_viseme_frames_dropped_total"] == 0
+    # what benchmarks/soak.py watches for leaks: the loop's tasks, fds and resident memory
+    assert m["avatarkit_asyncio_tasks"] >= 2  # at least the pacer and the idle sweep
+    assert m["process_open_fds"] == pytest.approx(len(os.listdir("/proc/self/fd")), abs=20)
+    assert 20e6 < m["process_resident_memory_bytes"] < 64e9
 
 
 async def test_slow_client_loses_visemes_not_audio_then_is_closed(aiohttp_client, avatars):

@@ -356,3 +356,21 @@ async def test_speech_stops_when_its_last_client_is_gone(aiohttp_client, avatars
     assert 'avatarkit_utterances_total{outcome="interrupted"} 2' in metrics
     await back.send_str(json.dumps({"type": "speak", "text": "Hello again."}))
     await receive_until(back, rec, is_end(3))  # the session still speaks
+
+
+async def test_a_socket_flooding_messages_is_read_slower_not_dropped(aiohttp_client, avatars):
+    """--ws-message-rate: past the burst, the server reads a flooding socket at the rate
+    (the kernel's window pushes back on the client); every message is still answered."""
+    client = await recording_client(aiohttp_client, avatars, ws_message_rate=20)
+    sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
+        "session_id"]
+    ws = await client.ws_connect(f"/session-2d/{sid}/ws")
+    rec = await receive_until(ws, Received(), typed("hello"))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(60):
+        await ws.send_json({"type": "ping", "id": i})
+    await receive_until(ws, rec, lambda m: isinstance(m, dict) and m.get("id") == 59)
+    took = loop.time() - start
+    assert [m["id"] for m in rec.json("pong")] == list(range(60))
+    assert took >= 1.8  # 20 at once, then 40 at 20 a second

@@ -92,8 +92,10 @@ def read_audio(path: str | Path) -> Audio:
         raise AvatarkitError(f"could not read audio {path}: no such file")
     try:
         audio = _read_wav(path)
-    except (wave.Error, EOFError, ValueError):
-        audio = _decode_ffmpeg(path)  # not a PCM WAV: let ffmpeg try
+    except (wave.Error, EOFError, ValueError, RuntimeError):
+        # not a PCM WAV, or a damaged one (the stdlib raises RuntimeError for a chunk that
+        # claims more bytes than the file has): let ffmpeg try, or say why it cannot
+        audio = _decode_ffmpeg(path)
     except OSError as exc:
         raise AvatarkitError(f"could not read audio {path}: {exc.strerror or exc}") from exc
     if len(audio.samples) == 0 or audio.sample_rate <= 0:

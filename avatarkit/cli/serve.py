@@ -80,6 +80,15 @@ def serve(
         help="Speak commands per session per minute (0 = no limit).")] = 60.0,
     speak_burst: Annotated[int, typer.Option(
         help="... of which this many at once.")] = 10,
+    ws_message_rate: Annotated[float, typer.Option(
+        help="WebSocket messages per second one socket may send; beyond it the socket is "
+             "read slower, nothing is dropped (0 = no limit).")] = 500.0,
+    provider_timeout: Annotated[float, typer.Option(
+        help="Longest silence of the voice provider mid-utterance before it fails "
+             "(provider_timeout), seconds.")] = 15.0,
+    provider_retries: Annotated[int, typer.Option(
+        help="Retries of a voice request refused before any audio (429, 5xx, dropped or "
+             "garbled), with backoff; never after audio went out.")] = 2,
     max_upstream: Annotated[int, typer.Option(
         help="Concurrent ElevenLabs streams for the whole server; more wait their turn "
              "(0 = no cap).")] = 4,
@@ -150,6 +159,8 @@ def serve(
         client_session_burst=session_burst, max_sessions_per_client=max_sessions_per_client,
         client_upload_rate=upload_rate, session_speak_rate=speak_rate,
         session_speak_burst=speak_burst, max_upstream=max_upstream,
+        ws_message_rate=ws_message_rate, provider_timeout_s=provider_timeout,
+        provider_retries=provider_retries,
         upstream_wait_s=upstream_wait, allowed_voices=tuple(allow_voice or ()),
         speak_without_client=speak_without_client, orphan_grace_s=orphan_grace,
         max_pending_builds=max_pending_builds,

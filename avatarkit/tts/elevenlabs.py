@@ -25,6 +25,7 @@ from avatarkit.errors import AvatarkitError
 from avatarkit.tts.elevenlabs_api import (
     DEFAULT_VOICE_ID,
     OUTPUT_FORMATS,
+    RETRYABLE,
     TRANSPORTS,
     ChunkAssembler,
     ElevenLabsOptions,
@@ -76,10 +77,32 @@ class ElevenLabsProvider:
             self._session = None
 
     async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
-        """Speak `text`; yield chunks as they arrive. Closing the iterator stops the service."""
+        """Speak `text`; yield chunks as they arrive. Closing the iterator stops the service.
+
+        A refusal before any audio (`RETRYABLE`) is retried with backoff; once a chunk went
+        out, a failure ends the stream (replaying would repeat what was heard)."""
         sentences = split_sentences(text)
         if not sentences:
             raise AvatarkitError("no text to speak: the text is empty")
+        o = self.options
+        for attempt in range(o.retries + 1):
+            yielded = False
+            try:
+                # closed here at once when the consumer stops (barge-in closes the socket)
+                async with contextlib.aclosing(self._stream_once(sentences)) as chunks:
+                    async for chunk in chunks:
+                        yielded = True
+                        yield chunk
+                return
+            except ProviderError as exc:
+                if yielded or exc.code not in RETRYABLE or attempt == o.retries:
+                    raise
+                delay = o.retry_backoff_s * 2 ** attempt
+                log.info("ElevenLabs refused before any audio (%s); retry %d of %d in %.1f s",
+                         exc.code, attempt + 1, o.retries, delay)
+                await asyncio.sleep(delay)
+
+    async def _stream_once(self, sentences: list[str]) -> AsyncIterator[SpeechChunk]:
         transport = self.options.transport
         if transport == "http":
             async for chunk in self._stream_http(sentences):

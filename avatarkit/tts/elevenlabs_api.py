@@ -80,6 +80,11 @@ class ElevenLabsOptions:
     connect_timeout_s: float = 10.0
     #: Seconds allowed between two messages from the service before giving up.
     receive_timeout_s: float = 15.0
+    #: Retries of a request the service refused before any audio came (rate limit, 5xx, a
+    #: dropped or garbled answer), after `retry_backoff_s`, then twice that, ...; a stream
+    #: that already yielded audio is never replayed (the listener heard it).
+    retries: int = 2
+    retry_backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key.strip():
@@ -124,6 +129,8 @@ class ElevenLabsOptions:
                                                              vs.similarity_boost)):
             if not 0.0 <= value <= 1.0:
                 raise AvatarkitError(f"voice setting {name} must be 0–1, got {value}")
+        if self.retries < 0 or self.retry_backoff_s < 0:
+            raise AvatarkitError("retries and retry_backoff_s must be >= 0")
         if self.connect_timeout_s <= 0 or self.receive_timeout_s <= 0:
             raise AvatarkitError("connect_timeout_s and receive_timeout_s must be positive")
         _check_base(self.ws_base_url, ("ws", "wss"), "ws_base_url")
@@ -179,6 +186,11 @@ _AUTH_ERRORS = {"invalid_api_key", "unauthorized", "auth_error", "authentication
                 "invalid_authorization", "missing_api_key"}
 _RATE_ERRORS = {"too_many_concurrent_requests", "rate_limited", "rate_limit_exceeded",
                 "system_busy", "concurrent_limit_exceeded"}
+
+
+#: Failures worth another try when no audio came yet: the service was busy or broke, not
+#: the request (a bad key, quota or text fails the same way again; a timeout already waited).
+RETRYABLE = frozenset({"rate_limited", "provider_error", "connection_lost"})
 
 
 def classify(status: int | None, error: str | None, message: str) -> str:

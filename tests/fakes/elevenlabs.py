@@ -52,7 +52,8 @@ from avatarkit.visemes.phonemes import TimedPhoneme
 
 PCM_RATES = {"pcm_16000": 16000, "pcm_22050": 22050, "pcm_24000": 24000, "pcm_44100": 44100}
 DURATION_KEYS = ("charDurationsMs", "charsDurationsMs", "char_durations_ms")
-FAILURES = ("bad_request", "quota", "rate_limit", "unauthorized", "inactivity", "drop", "stall")
+FAILURES = ("bad_request", "quota", "rate_limit", "unauthorized", "inactivity", "drop", "stall",
+            "garbage", "server_error")
 INACTIVITY_REASON = (
     "Have not received a new text input within the timeout of {n} seconds. Streaming input "
     'terminated. Please make sure to either feed the input in the timely manner, or to send '
@@ -238,6 +239,7 @@ class FakeElevenLabs:
         chunk_delay_s: float = 0.0,
         fail: str | None = None,
         fail_after_chunks: int = 0,
+        fail_times: int | None = None,
         auth_failure: str = "http",
         ws_handshake_status: int | None = None,
         rate_wpm: int = 175,
@@ -259,8 +261,12 @@ class FakeElevenLabs:
         - `fail` + `fail_after_chunks`: after that many chunks, `bad_request` (error message
           + close 1008), `quota`, `rate_limit`, `unauthorized` (error messages + 1008),
           `inactivity` (close 1008 with the service's inactivity reason), `drop` (connection
-          cut without a close frame), `stall` (stays open, sends nothing more). Over HTTP,
-          `quota`/`rate_limit`/`bad_request` are error statuses before any audio.
+          cut without a close frame), `stall` (stays open, sends nothing more), `garbage` (a
+          message that is not JSON), `server_error` (the service's internal error + close
+          1011). Over HTTP, `quota`/`rate_limit`/`bad_request`/`server_error` (503) are error
+          statuses before any audio, and `garbage` a line that is not JSON.
+        - `fail_times`: carry out the failure (or the handshake refusal) on this many requests
+          only, then behave (a busy service that recovers); None = every request.
         - `auth_failure`: a bad key is answered with HTTP 401 at the handshake (`"http"`) or
           with an error message + close 1008 after it (`"message"`).
         - `ws_handshake_status`: refuse every WebSocket upgrade with this HTTP status
@@ -283,6 +289,9 @@ class FakeElevenLabs:
         self.chunk_delay_s = chunk_delay_s
         self.fail = fail
         self.fail_after_chunks = fail_after_chunks
+        self.fail_times = fail_times
+        #: Failures (and handshake refusals) carried out so far.
+        self.failures = 0
         self.auth_failure = auth_failure
         self.ws_handshake_status = ws_handshake_status
         self.rate_wpm = rate_wpm
@@ -402,7 +411,8 @@ class FakeElevenLabs:
     # -- WebSocket ---------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         self.ws_attempts.append((request.path_qs, dict(request.headers)))
-        if self.ws_handshake_status is not None:
+        if self.ws_handshake_status is not None and self._failing():
+            self.failures += 1
             return _json_error(self.ws_handshake_status, "service_unavailable"
                                if self.ws_handshake_status >= 500 else
                                "too_many_concurrent_requests", "refused")
@@ -499,8 +509,9 @@ class FakeElevenLabs:
         self, ws: web.WebSocketResponse, request: web.Request, session: WsSession
     ) -> bool:
         """Carry out the configured failure once `fail_after_chunks` chunks went out."""
-        if self.fail is None or session.chunks_sent < self.fail_after_chunks:
+        if not self._failing() or session.chunks_sent < self.fail_after_chunks:
             return False
+        self.failures += 1
         if self.fail == "bad_request":
             await _ws_error(ws, BAD_INPUT_MESSAGE, "invalid_input_message")
         elif self.fail == "quota":
@@ -518,7 +529,18 @@ class FakeElevenLabs:
                 request.transport.abort()
         elif self.fail == "stall":
             await asyncio.Event().wait()  # until the client leaves
+        elif self.fail == "garbage":
+            await ws.send_str("<html>502 Bad Gateway</html>")
+            await asyncio.Event().wait()  # the client gives up on it
+        elif self.fail == "server_error":
+            await ws.send_str(json.dumps({"message": "An internal server error occurred.",
+                                          "error": "internal_error", "code": 1011}))
+            await ws.close(code=1011, message=b"internal error")
         return True
+
+    def _failing(self) -> bool:
+        return (self.fail is not None or self.ws_handshake_status is not None) and (
+            self.fail_times is None or self.failures < self.fail_times)
 
     # -- HTTP --------------------------------------------------------------------------------
     async def _http(self, request: web.Request) -> web.StreamResponse:
@@ -530,13 +552,19 @@ class FakeElevenLabs:
                                               dict(request.query), dict(request.headers), body))
         if not self._key_ok(request):
             return _json_error(401, "invalid_api_key", "Invalid API key")
-        if self.fail == "quota":
+        failing = self._failing()
+        if failing and self.fail in ("quota", "rate_limit", "server_error", "bad_request"):
+            self.failures += 1
+        if failing and self.fail == "quota":
             return _json_error(401, "quota_exceeded", QUOTA_MESSAGE)
-        if self.fail == "rate_limit":
+        if failing and self.fail == "rate_limit":
             return _json_error(429, "too_many_concurrent_requests", RATE_MESSAGE)
+        if failing and self.fail == "server_error":
+            return _json_error(503, "service_unavailable", "The service is overloaded.")
         fmt = request.query.get("output_format", "mp3_44100")
-        if self.fail == "bad_request" or fmt not in PCM_RATES or not isinstance(body, dict) \
-                or not isinstance(body.get("text"), str) or not body["text"].strip():
+        if (failing and self.fail == "bad_request") or fmt not in PCM_RATES \
+                or not isinstance(body, dict) or not isinstance(body.get("text"), str) \
+                or not body["text"].strip():
             return _json_error(400, "invalid_request", "text is required and output_format "
                                "must be pcm_*")
         if not _PATH.match(request.match_info["voice_id"]):
@@ -551,10 +579,14 @@ class FakeElevenLabs:
             piece = await self._speak(sentence + (" " if i + 1 < len(sentences) else ""), rate)
             self._record_truth(piece, offset_ms)
             for chunk in piece.chunks:
-                if self.fail in ("drop", "stall") and index >= self.fail_after_chunks:
+                if self.fail in ("drop", "stall", "garbage") and failing \
+                        and index >= self.fail_after_chunks:
+                    self.failures += 1
                     if self.fail == "drop" and request.transport is not None:
                         request.transport.abort()
                         return resp
+                    if self.fail == "garbage":
+                        await resp.write(b"<html>502 Bad Gateway</html>\n")
                     await asyncio.Event().wait()
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)

@@ -13,7 +13,10 @@ interleaved with `chunk_ms` audio deltas (paced at `pace` x real time, 0 = at on
 `interrupt_response` does); the quiet audio after it sends `speech_stopped` and a response
 speaking `vad_reply`, as the real service answers the user. `fail="error"` answers
 `response.create` with an `error` event, `fail="failed"` with a failed `response.done`,
-`fail="drop"` closes the connection after the third audio delta of the first response.
+`fail="drop"` closes the connection after the third audio delta of the first response,
+`fail="stall"` sends nothing more after it (the socket stays open), `fail="garbage"` sends a
+message that is not JSON and events with wrong field types there, then goes on.
+`handshake_status` refuses the first `fail_times` upgrades (None: all) with that HTTP status.
 Everything a client sends is kept in `received` (per connection) with its headers.
 """
 
@@ -60,6 +63,9 @@ class FakeRealtime:
     pace: float = 0.0
     vad_reply: str = "I hear you."
     fail: str | None = None
+    handshake_status: int | None = None
+    fail_times: int | None = None
+    refused: int = 0
     received: list[list[dict[str, Any]]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     responses: list[SentResponse] = field(default_factory=list)
@@ -86,6 +92,11 @@ class FakeRealtime:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.headers.append(dict(request.headers))
+        if self.handshake_status is not None and (self.fail_times is None
+                                                  or self.refused < self.fail_times):
+            self.refused += 1
+            return web.json_response({"error": {"type": "server_error", "message": "busy"}},
+                                     status=self.handshake_status)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response({"error": {"type": "invalid_request_error",
                                                 "code": "invalid_api_key",
@@ -200,9 +211,18 @@ class FakeRealtime:
             await self._send(ws, {"type": audio_delta, **ids,
                                   "delta": base64.b64encode(piece).decode()})
             resp.pcm += piece
-            if self.fail == "drop" and i == 2 and len(self.responses) == 1:
-                await ws.close()
-                return
+            if i == 2 and len(self.responses) == 1:
+                if self.fail == "drop":
+                    await ws.close()
+                    return
+                if self.fail == "stall":
+                    await asyncio.Event().wait()  # until cancelled or the client leaves
+                if self.fail == "garbage":
+                    await ws.send_str("<html>502 Bad Gateway</html>")
+                    for bad in ({"type": "response.done", "response": "oops"},
+                                {"type": "response.created", "response": ["x"]},
+                                {"type": audio_delta, **ids, "delta": 42}):
+                        await self._send(ws, bad)
             if self.pace:
                 await asyncio.sleep(self.chunk_ms / 1000 / self.pace)
         rest = " ".join(words[len(pieces):])
