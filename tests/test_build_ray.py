@@ -125,7 +125,9 @@ def test_ctrl_c_leaves_only_complete_avatars(tmp_path):
     """A real process with its own local Ray: interrupt it after the first avatar lands."""
     folder = tmp_path / "in"
     folder.mkdir()
-    for i in range(4):
+    # enough photos that the interrupt lands mid-folder even when builds are fast (with 4,
+    # a quiet machine finished them all between the first avatar and the signal)
+    for i in range(16):
         shutil.copy(DATA / "obama.jpg", folder / f"p{i}.jpg")
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -146,7 +148,7 @@ def test_ctrl_c_leaves_only_complete_avatars(tmp_path):
     assert proc.returncode == 1, stderr
     assert "error: interrupted" in stderr
     avatars = sorted(p.name for p in out.iterdir())
-    assert 1 <= len(avatars) < 4
+    assert 1 <= len(avatars) < 16
     assert not [a for a in avatars if a.startswith(".")]  # no staging folder left behind
     for name in avatars:
         manifest = read_manifest(out / name)
