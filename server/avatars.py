@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +16,7 @@ from avatarkit.build import BuildOptions, BuildResult
 from avatarkit.build.folder import build_one
 from avatarkit.build.output import MANIFEST, read_manifest
 from avatarkit.errors import AvatarkitError
+from server.children import helper_context
 
 #: Avatar ids: folder names of 1-128 safe characters, never starting with a dot.
 AVATAR_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -169,7 +169,7 @@ class Builder:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
+                self._workers, mp_context=helper_context(),
             )
         return self._pool
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
@@ -23,6 +22,7 @@ from avatarkit.visemes.coarticulation import CoarticulationOptions
 from avatarkit.visemes.phonemes import TimedPhoneme
 from avatarkit.visemes.stream import VisemeStreamState, stream_step
 from server import wire
+from server.children import helper_context
 
 log = logging.getLogger("avatarkit.server")
 
@@ -55,7 +55,7 @@ class BlendPool:
     loop, so startup never waits for it)."""
 
     def __init__(self) -> None:
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(1, mp_context=helper_context())
         self.ready = False
         self.broken = False
         #: Blend jobs run by the worker (tests check the worker path is taken).

@@ -25,8 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from avatarkit.errors import AvatarkitError
+from server.children import end_process
 from server.config import ServerConfig
-from server.workers import end_process, fd_socket_path, run_worker
+from server.workers import fd_socket_path, run_worker
 
 _SESSION_PATH = re.compile(rb"^[A-Z]+ /session-2d/[a-z]+(\d+)_")
 MAX_HEAD = 8192  # the request line must arrive within this many bytes

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import multiprocessing
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -31,6 +30,7 @@ import numpy as np
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.provider import ProviderError, SpeechChunk
 from avatarkit.visemes.coarticulation import Frame
+from server.children import helper_context
 from server.wire import WireError
 
 
@@ -199,7 +199,7 @@ class WorkerEngine:
         self._shut = False
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+        return ProcessPoolExecutor(1, mp_context=helper_context(),
                                    initializer=_w_init, initargs=(self._factory,))
 
     async def _call(self, i: int, fn: Callable[..., T], *args: object) -> T:

@@ -21,33 +21,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from server.children import stop_children
 from server.config import ServerConfig
 
 #: A request with this header is answered by the worker alone (how peers ask each other).
 WORKER_ONLY = "X-Avatarkit-Worker-Only"
-
-
-def end_process(process: Any, timeout_s: float) -> None:
-    """Wait for a child process to exit; past `timeout_s` terminate it, then kill it."""
-    process.join(timeout_s)
-    if process.is_alive():
-        process.terminate()
-        process.join(2.0)
-    if process.is_alive():
-        process.kill()
-        process.join()
-
-
-def stop_children(timeout_s: float = 10.0) -> None:
-    """End this process's helper processes (blend worker, build workers, server workers): ask,
-    wait, then kill. With them gone the multiprocessing resource tracker exits too."""
-    import multiprocessing
-
-    from server.blend import shutdown_shared
-
-    shutdown_shared(wait=False)
-    for p in multiprocessing.active_children():
-        end_process(p, timeout_s)
 
 
 def fd_socket_path(run_dir: Path, index: int) -> Path:

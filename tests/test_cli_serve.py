@@ -61,7 +61,8 @@ def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int]:
     code = "import sys; from avatarkit.cli import main; sys.argv[0] = 'avatarkit'; main()"
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", str(port),
                              "--avatars", str(tmp_path), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            start_new_session=True)  # its own process group, as in a terminal
     return proc, port
 
 
@@ -73,10 +74,15 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout_s: float = 120.0) -
     return out
 
 
-def _stop(proc: subprocess.Popen, children: set[int]) -> tuple[int, str, list[int]]:
-    """SIGTERM the server; its exit status, the rest of its output and the worker processes
-    still alive 10 s after it exited (killed then: only what this test's server started)."""
-    proc.send_signal(signal.SIGTERM)
+def _stop(proc: subprocess.Popen, children: set[int], *, ctrl_c: bool = False,
+          ) -> tuple[int, str, list[int]]:
+    """SIGTERM the server (or, `ctrl_c`, SIGINT its whole process group as a terminal's
+    Ctrl+C does); its exit status, the rest of its output and the worker processes still
+    alive 10 s after it exited (killed then: only what this test's server started)."""
+    if ctrl_c:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
     try:
         code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -102,7 +108,10 @@ async def test_warns_in_red_without_a_token_beyond_loopback(tmp_path):
     assert "--token" in line
 
 
-async def test_sigterm_stops_the_server_and_its_worker_processes(tmp_path):
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl-c"])
+async def test_sigterm_stops_the_server_and_its_worker_processes(tmp_path, ctrl_c):
+    """Ctrl+C reaches the worker processes too: they leave it to the server (no traceback
+    of theirs on the terminal)."""
     proc, port = _serve(tmp_path)
     children: set[int] = set()
     try:
@@ -132,7 +141,8 @@ async def test_sigterm_stops_the_server_and_its_worker_processes(tmp_path):
                     return ws.close_code
 
                 closing = asyncio.create_task(close_code())
-                code, rest, left = await asyncio.to_thread(_stop, proc, children)
+                code, rest, left = await asyncio.to_thread(_stop, proc, children,
+                                                           ctrl_c=ctrl_c)
                 # the server said it is going away (1001), it did not just vanish
                 assert await asyncio.wait_for(closing, 5) == 1001
         out += rest

@@ -214,7 +214,7 @@ def serve(
     try:
         asyncio.run(run())
     finally:
-        from server.workers import stop_children
+        from server.children import stop_children
 
         stop_children()
     console.print("stopped")
