@@ -121,6 +121,10 @@ def test_a_lost_worker_is_retried_once_then_one_failed_row(local_ray, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_only_complete_avatars(tmp_path):
     """A real process with its own local Ray: interrupt it after the first avatar lands."""
     folder = tmp_path / "in"
@@ -133,7 +137,10 @@ def test_ctrl_c_leaves_only_complete_avatars(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "avatarkit.cli", "build", str(folder), "-o", str(out),
          "--engine", "ray", "--jobs", "1", *FAST_CLI],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test run started in the background (`make test &`) inherits SIGINT ignored, and
+        # so would the command: give it the default disposition a terminal gives
+        preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 240
         while not (out.is_dir() and any(p.name.startswith("p") for p in out.iterdir())):
