@@ -78,12 +78,10 @@ def test_a_reused_decoder_hears_like_a_new_one(real) -> None:
     samples, _, _ = real
     clip, other = samples[: RATE * 4], samples[RATE * 8: RATE * 14]
     opts = recogniser.RecognizerOptions()
-    fresh = recogniser.new_decoder(opts)
-    fresh.start_utt()
-    fresh.process_raw(recogniser._pcm16(clip), full_utt=True)
-    fresh.end_utt()
-    expected = recogniser._merge_pauses(recogniser._segments(fresh, 0.0))
+    recogniser.DECODERS.clear()
+    expected = recogniser.recognize(clip, opts)  # a newly loaded decoder
     recogniser.recognize(other, opts)  # leaves a decoder with another utterance's state idle
+    assert len(recogniser.DECODERS) == 1
     assert recogniser.recognize(clip, opts) == expected
     stream = recogniser.PhoneRecognizer(opts)  # a stream takes the pooled one
     assert stream.push(clip) + stream.finish() != []
@@ -118,13 +116,13 @@ def test_a_reused_aligner_aligns_like_a_new_one(real) -> None:
     samples, text, _ = real
     clip = samples[: RATE * 6]
     words = " ".join(text.split()[:14])
-    aligner._idle.clear()
+    aligner.ALIGNERS.clear()
     fresh = aligner.align(clip, words)
     german = engine().synthesize("Haus und Maus", "de")
     de = resample(np.frombuffer(german.pcm, "<i2") / 32768.0, german.sample_rate)
     de_fresh = aligner.align(de, "Haus und Maus", "de")
     aligner.align(de, "Haus Maus Haus", "de")  # other words, same names in the pool
-    assert len(aligner._idle) == 1
+    assert len(aligner.ALIGNERS) == 1
     assert aligner.align(clip, words) == fresh
     assert aligner.align(de, "Haus und Maus", "de") == de_fresh
     assert [p.symbol for p in de_fresh if p.symbol in ("m", "h")] == ["h", "m"]

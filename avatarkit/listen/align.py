@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from avatarkit.listen.pcm import RATE
-from avatarkit.listen.phones import FRAME_MS, _pcm16, model_dir, to_ipa
+from avatarkit.listen.phones import FRAME_MS, DecoderPool, _pcm16, model_dir, to_ipa
 from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
 
 log = logging.getLogger(__name__)
@@ -84,25 +83,9 @@ def _decoder():  # -> pocketsphinx.Decoder
     )
 
 
-#: One idle aligner kept for reuse: loading the dictionary costs ~0.4 s, as much as
-#: aligning a few seconds of speech. Words it was taught stay (their names say their phones).
-_idle: list = []
-_idle_lock = threading.Lock()
-
-
-def _acquire():  # -> pocketsphinx.Decoder
-    with _idle_lock:
-        decoder = _idle.pop() if _idle else None
-    if decoder is None:
-        return _decoder()
-    decoder.reinit_feat()  # a fresh cepstral mean: results do not depend on earlier calls
-    return decoder
-
-
-def _release(decoder) -> None:
-    with _idle_lock:
-        if not _idle:
-            _idle.append(decoder)
+#: One idle aligner kept for reuse (loading the dictionary costs ~0.4 s, as much as aligning
+#: a few seconds of speech). Words it was taught stay: their names say their phones.
+ALIGNERS = DecoderPool(keep=1)
 
 
 def _pronounce(decoder, words: list[str], lang: str) -> list[str]:
@@ -214,9 +197,9 @@ def align(
     words = transcript_words(text)
     if not words or len(samples) < RATE // 10:
         return None
-    decoder = _acquire()
+    decoder = ALIGNERS.acquire(None, _decoder)
     phones = _align(decoder, words, samples, lang)
-    _release(decoder)  # not after an error: its state is unknown then
+    ALIGNERS.release(None, decoder)  # not after an error: its state is unknown then
     return phones
 
 

@@ -27,12 +27,19 @@ FLOOR_DB = -90.0
 
 
 @lru_cache(maxsize=1)
-def _mel_matrix() -> np.ndarray:
-    def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+def _band_edges_hz() -> np.ndarray:
+    """N_BANDS + 2 frequencies evenly spaced in mel from FMIN to FMAX: band i spans edges
+    i .. i + 2 and peaks at edge i + 1."""
+    def hz_to_mel(f: float) -> float:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
 
     mels = np.linspace(hz_to_mel(FMIN), hz_to_mel(FMAX), N_BANDS + 2)
-    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    return 700.0 * (10 ** (mels / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=1)
+def _mel_matrix() -> np.ndarray:
+    hz = _band_edges_hz()
     bins = np.fft.rfftfreq(N_FFT, 1.0 / RATE)
     m = np.zeros((N_BANDS, len(bins)))
     for i in range(N_BANDS):
@@ -45,11 +52,7 @@ def _mel_matrix() -> np.ndarray:
 
 def band_centres_hz() -> np.ndarray:
     """Centre frequency of each of the N_BANDS mel bands, Hz."""
-    def hz_to_mel(f: float) -> float:
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-
-    mels = np.linspace(hz_to_mel(FMIN), hz_to_mel(FMAX), N_BANDS + 2)[1:-1]
-    return 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    return _band_edges_hz()[1:-1].copy()
 
 
 @lru_cache(maxsize=1)

@@ -14,9 +14,11 @@ Phones come out in IPA (via the project's ARPAbet table); silence and noise are 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,36 +89,60 @@ def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
     )
 
 
-#: Idle decoders kept per options for reuse: loading one costs ~0.2 s and ~29 MB, as much
-#: as decoding 4 s of speech, so short clips and live turns would otherwise pay it each time.
-_idle: dict[RecognizerOptions, list] = {}
-_idle_lock = threading.Lock()
-#: At most this many idle decoders are kept per options (the streams one process runs at once).
-KEEP_IDLE = 4
+class DecoderPool:
+    """Idle decoders kept for reuse, per key (the options they were made with).
+
+    Loading a decoder costs ~0.2-0.4 s and ~29 MB, as much as decoding seconds of speech, so
+    short clips and live turns would otherwise pay it each time. `acquire` resets the
+    feature front end (`reinit_feat`), whose live cepstral mean would otherwise carry what
+    the decoder heard before into the next utterance: results then match a new decoder's
+    exactly.
+    """
+
+    def __init__(self, keep: int) -> None:
+        #: At most this many idle decoders are kept per key.
+        self.keep = keep
+        self._idle: dict[Hashable, list] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(idle) for idle in self._idle.values())
+
+    def acquire(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """A decoder in a fresh state: an idle one of `key`, else `make()`."""
+        with self._lock:
+            idle = self._idle.get(key)
+            decoder = idle.pop() if idle else None
+        if decoder is None:
+            return make()
+        decoder.reinit_feat()
+        return decoder
+
+    def release(self, key: Hashable, decoder: Any) -> None:
+        """Give back a decoder whose utterance has ended (never one left mid-utterance)."""
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.keep:
+                idle.append(decoder)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._idle.clear()
+
+
+#: Allphone decoders: up to 4 idle per options (the streams one process runs at once).
+DECODERS = DecoderPool(keep=4)
 
 
 def acquire_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
-    """A decoder in a fresh state: reused when one is idle, else loaded.
-
-    `reinit_feat` resets the feature front end, whose live cepstral mean would otherwise
-    carry what the decoder heard before into the next utterance (results then match a new
-    decoder's exactly).
-    """
-    with _idle_lock:
-        pool = _idle.get(options)
-        decoder = pool.pop() if pool else None
-    if decoder is None:
-        return new_decoder(options)
-    decoder.reinit_feat()
-    return decoder
+    """An allphone decoder in a fresh state: reused when one is idle, else loaded."""
+    return DECODERS.acquire(options, lambda: new_decoder(options))
 
 
 def release_decoder(options: RecognizerOptions, decoder) -> None:
     """Give a decoder whose utterance has ended back for reuse."""
-    with _idle_lock:
-        pool = _idle.setdefault(options, [])
-        if len(pool) < KEEP_IDLE:
-            pool.append(decoder)
+    DECODERS.release(options, decoder)
 
 
 def _pcm16(samples: np.ndarray) -> bytes:
