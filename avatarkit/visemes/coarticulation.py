@@ -215,12 +215,12 @@ def _dominance_matrix(
     t = times[:, None]
     before = np.clip(start[None, :] - t, 0.0, None)
     after = np.clip(t - end[None, :], 0.0, None)
+    # one taper over the distance to the segment (at most one of before/after is non-zero),
+    # with the anticipation or carry-over parameters where each applies
+    ahead = before > 0
     dom = (
-        np.where(
-            before > 0,
-            _taper(before, tau_a[None, :], opts.max_anticipation_ms),
-            _taper(after, tau_c[None, :], opts.max_carryover_ms),
-        )
+        _taper(before + after, np.where(ahead, tau_a[None, :], tau_c[None, :]),
+               np.where(ahead, opts.max_anticipation_ms, opts.max_carryover_ms))
         * mag[None, :]
     )
     return out + dom @ onehot
@@ -279,8 +279,11 @@ def _blend_block(
         return dom / dom.sum(axis=1, keepdims=True)
 
     if opts.smoothing_ms > 0:
+        # the three taps in one call (a short chunk's cost is numpy's per-call overhead)
         h = opts.smoothing_ms / 2
-        w = 0.25 * normalised(times - h) + 0.5 * normalised(times) + 0.25 * normalised(times + h)
+        n = len(times)
+        taps = normalised(np.concatenate([times - h, times, times + h]))
+        w = 0.25 * taps[:n] + 0.5 * taps[n:2 * n] + 0.25 * taps[2 * n:]
     else:
         w = normalised(times)
     floors = _floors(segments, times, opts)
