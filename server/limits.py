@@ -143,8 +143,14 @@ class UpstreamGate:
 
 class GuardedProvider:
     """A session's provider behind the server's limits: an upstream provider's streams
-    take a slot of the `UpstreamGate` for as long as they run, and provider errors reach
-    the client without the provider's own words."""
+    take a slot of the `UpstreamGate` for as long as the service sends, and provider errors
+    reach the client without the provider's own words.
+
+    An upstream stream is read to its end as fast as the service sends it (`_read_ahead`),
+    while the session takes its chunks when they are due (server/produce.py): the slot and
+    the connection are held for the seconds the service needs, not for the utterance's
+    playing time, and blending each chunk shortly before it plays spreads the work of
+    hundreds of sessions over time."""
 
     def __init__(self, inner: Provider, label: str, gate: UpstreamGate | None) -> None:
         self.inner = inner
@@ -156,23 +162,63 @@ class GuardedProvider:
         return getattr(self.inner, name)
 
     async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
-        """The inner stream, inside a gate slot; ProviderError made public."""
-        gate = self.gate
-        if gate is not None:
-            await gate.acquire()
-        stream = self.inner.stream(text)
+        """The inner stream (read ahead inside a gate slot when upstream); ProviderError
+        made public."""
+        source = self.inner.stream(text) if self.gate is None else self._read_ahead(text)
         try:
-            async for chunk in stream:
+            async for chunk in source:
                 yield chunk
         except ProviderError as exc:
             if exc.code == "upstream_busy":
                 raise
             raise public_provider_error(exc, self.label) from None
         finally:
-            aclose = getattr(stream, "aclose", None)
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _read_ahead(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """The inner stream, read by a task of its own into a queue inside a gate slot; its
+        chunks, then its failure (if any), in order."""
+        gate = self.gate
+        assert gate is not None
+        queue: asyncio.Queue[SpeechChunk | BaseException | None] = asyncio.Queue()
+
+        async def read() -> None:
             try:
-                if aclose is not None:
-                    await aclose()
+                await gate.acquire()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # upstream_busy
+                queue.put_nowait(exc)
+                return
+            stream = self.inner.stream(text)
+            try:
+                async for chunk in stream:
+                    queue.put_nowait(chunk)
+                queue.put_nowait(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # raised to the reader after the chunks before it
+                queue.put_nowait(exc)
             finally:
-                if gate is not None:
+                aclose = getattr(stream, "aclose", None)
+                try:
+                    if aclose is not None:
+                        await aclose()
+                finally:
                     gate.release()
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not reader.done():  # the session stopped listening (barge-in, close)
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)

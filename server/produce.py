@@ -41,6 +41,11 @@ log = logging.getLogger("avatarkit.server")
 
 #: Audio per slice when a long phoneme-timed chunk is blended on the loop, ms.
 SLICE_MS = 400.0
+#: A character-aligned chunk with at most this much audio, ms, is blended on the event loop
+#: (about 1 ms of work); longer ones go to a viseme thread. A thread hop costs a wake-up, a
+#: future and GIL hand-offs: with hundreds of relayed sessions it cost the loop more than
+#: the blend, and the threads' turns on the GIL delayed every socket write.
+INLINE_CHUNK_MS = 1500.0
 
 #: What production hands the session: events with the shapes among them.
 Produced = tuple[list[Event], list[Shape]]
@@ -152,9 +157,15 @@ class Producer:
 
     async def _aligned(self, run: _Run, chunk: SpeechChunk) -> None:
         s = self.s
-        produced, run.vstate = await s.loop.run_in_executor(
-            s.executor, chunk_events, run.u.id, chunk, run.vstate, self.coart, self._lex(),
-            s.config.audio_frame_ms)
+        # upstream chunks come faster than real time (read ahead: server/limits.py): blend
+        # each shortly before it is due, one per turn of the loop, so hundreds of sessions'
+        # bursts interleave with the pacer instead of queueing in front of it
+        await self._until_needed(run.u, chunk.start_ms)
+        args = (run.u.id, chunk, run.vstate, self.coart, self._lex(), s.config.audio_frame_ms)
+        if chunk.duration_ms <= INLINE_CHUNK_MS:
+            produced, run.vstate = chunk_events(*args)
+        else:
+            produced, run.vstate = await s.loop.run_in_executor(s.executor, chunk_events, *args)
         s.put(run.u, produced, run.vstate.audio_end_ms)
         s.flush()
 
@@ -189,9 +200,8 @@ class Producer:
         if u.t0 is None:
             raise ProviderError("the voice returned no audio for this text", "empty_audio")
         if run.listener is None:
-            if run.vstate.aligned:
-                produced, run.vstate = await s.loop.run_in_executor(
-                    s.executor, finish_events, u.id, run.vstate, self.coart, self._lex())
+            if run.vstate.aligned:  # the last few frames: as small as a chunk's blend
+                produced, run.vstate = finish_events(u.id, run.vstate, self.coart, self._lex())
             else:
                 produced, run.vstate = finish_events(u.id, run.vstate, self.coart, None)
             s.put(u, produced, None)

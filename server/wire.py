@@ -143,7 +143,8 @@ def decode_patch(data: bytes) -> PatchFrame:
 def _num(x: float) -> str:
     """A finite float as compact JSON (3 decimals; integers without a fraction)."""
     r = round(float(x), 3)
-    return str(int(r)) if r == int(r) else repr(r)
+    i = int(r)
+    return str(i) if r == i else repr(r)
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:

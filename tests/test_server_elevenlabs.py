@@ -9,8 +9,10 @@ import pytest
 from server import wire
 from server.app import create_app
 from server.config import ServerConfig
+from server.pacing import PRODUCE_AHEAD_MS
+from server.state import LIMITS, SESSIONS
 from tests.fakes.elevenlabs import fake_elevenlabs  # noqa: F401  (fixture)
-from tests.server_support import is_end, make_avatar, receive_until, watch
+from tests.server_support import is_end, make_avatar, receive_until, typed, watch
 
 
 async def _setup(aiohttp_client, tmp_path, fake, **cfg):
@@ -106,3 +108,32 @@ async def test_elevenlabs_barge_in_closes_the_upstream_socket(
     upstream = fake.ws_sessions[0]
     await asyncio.wait_for(upstream.closed.wait(), 5.0)  # we hung up on the service
     assert upstream.chunks_sent <= 3  # of ~7 (11 characters each): the answer was cut off
+
+
+async def test_relayed_chunks_are_read_at_once_and_blended_shortly_before_they_play(
+    aiohttp_client, tmp_path, fake_elevenlabs  # noqa: F811
+):
+    """The service sends seconds of speech at once: the upstream stream is read to its end
+    (its slot freed), while its chunks reach the timeline only when due within
+    PRODUCE_AHEAD_MS, so hundreds of sessions' bursts do not block the pacer."""
+    fake = await fake_elevenlabs()
+    client, body = await _setup(aiohttp_client, tmp_path, fake)
+    sid = body["session_id"]
+    ws, rec = await watch(client, sid)
+    text = ("The quick brown fox jumps over the lazy dog, and then it runs far away into "
+            "the quiet green forest, where nobody will ever find it again.")
+    await client.post(f"/session-2d/{sid}/speak", json={"text": text})
+    await receive_until(ws, rec, typed("viseme"))
+    await asyncio.sleep(0.3)
+    app = client.server.app
+    total_ms = len(fake.audio) / 2 / 16000 * 1000
+    assert total_ms > 5000
+    assert fake.last.chunks_sent > 5 and fake.last.closed.is_set()  # all sent, socket closed
+    assert app[LIMITS].upstream.active == 0
+    session = app[SESSIONS].get(sid)
+    longest_chunk_ms = 1200  # 11 characters of speech, generously
+    assert max(session.timeline_pts()) < 300 + PRODUCE_AHEAD_MS + longest_chunk_ms + 100
+    await receive_until(ws, rec, is_end(1))
+    assert rec.pcm(1) == bytes(fake.audio)
+    assert rec.json("utterance_end")[0]["reason"] == "completed"
+    await ws.close()
