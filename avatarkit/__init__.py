@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.lazy import lazy_getattr
-from avatarkit.version import __version__
 
 if TYPE_CHECKING:
     from avatarkit.build import BuildOptions, BuildResult, IdleOptions, build_avatar, build_folder
     from avatarkit.listen import AudioVisemeStream, timeline_from_audio, timeline_from_audio_file
     from avatarkit.render import load_avatar, render_preview, speech_from_text
+    from avatarkit.version import __version__
     from avatarkit.visemes import Timeline, speak
 
 #: Public name -> the module that defines it.
@@ -43,6 +43,7 @@ _EXPORTS = {
     "load_avatar": "avatarkit.render",
     "render_preview": "avatarkit.render",
     "speech_from_text": "avatarkit.render",
+    "__version__": "avatarkit.version",
 }
 
 __all__ = [  # written out for type checkers and linters; the same names as _EXPORTS

@@ -143,7 +143,7 @@ def _push(stream: VisemeListener, pcm: bytes, text: str) -> list[Frame]:
 
 
 # worker-process side of WorkerEngine: the streams of this process, by key, and one spare
-# stream per (rate, fps, lang) built while the worker is idle - building one takes ~0.2 s,
+# stream per (rate, fps, lang) built while the worker is idle - building one takes ~20 ms,
 # which a new utterance would otherwise wait for (and keep as delay to its end)
 _w_factory: ListenerFactory | None = None
 _w_streams: dict[int, VisemeListener] = {}

@@ -11,7 +11,6 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
 from avatarkit.errors import AvatarkitError
@@ -72,6 +71,8 @@ def _read_wav(path: Path) -> Audio:
 
 
 def _decode_ffmpeg(path: Path) -> Audio:
+    import imageio_ffmpeg  # only for files that are not WAV: a WAV reader starts faster
+
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path),
            "-vn", "-ac", "1", "-ar", str(DECODE_RATE), "-f", "s16le", "-"]
     try:

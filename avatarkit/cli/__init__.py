@@ -1,13 +1,55 @@
 """Command line: parses, prints and maps errors to exit codes; the work lives in the library.
 
-Each sub-command is its own module that registers on `app`; typer and rich are used only here.
+Each sub-command is its own module that registers on the typer application when imported;
+typer and rich are used only here. `main` imports only the module of the command it runs:
+a short `visemes --audio` run is mostly start-up, and the build's and the renderer's imports
+(mediapipe, OpenCV, the avatar loader) would be a third of it. `app` has every command.
 """
 
-# Sub-command modules register themselves on `app` when imported.
-from avatarkit.cli import build as _build  # noqa: E402,F401
-from avatarkit.cli import preview as _preview  # noqa: E402,F401
-from avatarkit.cli import serve as _serve  # noqa: E402,F401
-from avatarkit.cli import visemes as _visemes  # noqa: E402,F401
-from avatarkit.cli.app import app, main
+from __future__ import annotations
 
-__all__ = ["app", "main"]
+import sys
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import typer
+
+#: Command name -> the module that registers it.
+COMMANDS = {
+    "build": "avatarkit.cli.build",
+    "preview": "avatarkit.cli.preview",
+    "serve": "avatarkit.cli.serve",
+    "visemes": "avatarkit.cli.visemes",
+}
+
+__all__ = ["COMMANDS", "app", "load_commands", "main"]
+
+
+def load_commands(names: list[str] | None = None) -> typer.Typer:
+    """The typer application with the named commands registered (all when None)."""
+    for name in COMMANDS if names is None else names:
+        import_module(COMMANDS[name])
+    from avatarkit.cli.root import app
+
+    return app
+
+
+def command_in(args: list[str]) -> str | None:
+    """The command a command line runs: its first word that is not an option (the root
+    options take no values), when it names a command."""
+    word = next((a for a in args if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def main() -> None:
+    """Console-script entry point: loads the command being run (every command for
+    `--help`, a mistyped name or none, so those list them all)."""
+    name = command_in(sys.argv[1:])
+    load_commands([name] if name else None)()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

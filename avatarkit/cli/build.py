@@ -20,7 +20,7 @@ from rich.table import Table
 
 from avatarkit.build.options import BuildOptions, IdleOptions
 from avatarkit.build.shard import Shard, parse_shard
-from avatarkit.cli.app import app, console, fail, guarded, state, warn
+from avatarkit.cli.root import app, console, fail, guarded, state, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.face.photo import DEFAULT_MAX_SIDE, MIN_MAX_SIDE
 from avatarkit.native_stderr import quiet_native_stderr

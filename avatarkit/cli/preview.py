@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from avatarkit.cli.app import app, console, guarded, printed_warnings
+from avatarkit.cli.root import app, console, guarded, printed_warnings
 from avatarkit.errors import AvatarkitError
 from avatarkit.render import (
     VARIANTS,

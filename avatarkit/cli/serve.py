@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from avatarkit.cli.app import app, console, guarded
+from avatarkit.cli.root import app, console, guarded
 
 
 @app.command()

@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from avatarkit.cli.app import app, console, guarded
+from avatarkit.cli.root import app, console, guarded
 from avatarkit.errors import AvatarkitError
-from avatarkit.tts.alignment import load_alignment_file
 from avatarkit.visemes.coarticulation import CoarticulationOptions
 from avatarkit.visemes.exporters import FORMATS, export
 from avatarkit.visemes.timeline import Timeline, speak, timeline_from_alignment
@@ -112,6 +111,8 @@ def _from_audio(
     if text is not None and alignment is not None:
         raise AvatarkitError("pass the transcript once: --text or --alignment, not both")
     if alignment is not None:
+        from avatarkit.tts.alignment import load_alignment_file
+
         chunks = load_alignment_file(alignment)
         text = "".join(c.alignment.text for c in chunks if c.alignment is not None)
         if not text.strip():
@@ -123,6 +124,8 @@ def _from_audio(
 def _from_alignment(
     path: Path, text: str | None, lang: str, options: CoarticulationOptions
 ) -> Timeline:
+    from avatarkit.tts.alignment import load_alignment_file
+
     chunks = load_alignment_file(path)
     timeline = timeline_from_alignment(chunks, lang, options)
     if text is not None:

@@ -80,20 +80,25 @@ def _config_base() -> dict[str, str]:
 
 
 def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
-    """A fresh allphone decoder (about 0.2 s to load the model)."""
+    """A fresh allphone decoder (15-30 ms to load the model).
+
+    No word dictionary: pocketsphinx loads its 134k-word CMUdict by default (0.13 s, four
+    fifths of the load, a tenth of a `visemes --audio` run), and allphone search decodes
+    phones from the acoustic model's own phone set, so it only needs the noise words (fdict).
+    """
     from pocketsphinx import Decoder
 
     return Decoder(
-        **_config_base(), lw=options.language_weight, beam=options.beam, pbeam=options.pbeam,
-        topn=options.topn, samprate=RATE, loglevel="FATAL",
+        **_config_base(), dict=None, lw=options.language_weight, beam=options.beam,
+        pbeam=options.pbeam, topn=options.topn, samprate=RATE, loglevel="FATAL",
     )
 
 
 class DecoderPool:
     """Idle decoders kept for reuse, per key (the options they were made with).
 
-    Loading a decoder costs ~0.2-0.4 s and ~29 MB, as much as decoding seconds of speech, so
-    short clips and live turns would otherwise pay it each time. `acquire` resets the
+    Loading a decoder costs ~15-30 ms and ~5 MB, as much as decoding half a second of
+    speech, so short clips and live turns would otherwise pay it each time. `acquire` resets the
     feature front end (`reinit_feat`), whose live cepstral mean would otherwise carry what
     the decoder heard before into the next utterance: results then match a new decoder's
     exactly.

@@ -2,22 +2,25 @@
 
     text --espeak-ng--> audio + timed phonemes --coarticulate--> frames
     alignment --char_timing (+ G2P)--> timed phonemes --coarticulate--> frames
+
+espeak-ng and the G2P load when a recipe needs them: timed phonemes from elsewhere (a
+recording the listener heard) need neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.tts.alignment import AlignmentChunk
-from avatarkit.tts.espeak_lib import Synthesis, engine
-from avatarkit.visemes.char_timing import chars_to_phonemes
 from avatarkit.visemes.classes import VISEME_CLASSES
 from avatarkit.visemes.coarticulation import CoarticulationOptions, Frame, coarticulate
-from avatarkit.visemes.g2p import espeak_lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, pause_to_end
+
+if TYPE_CHECKING:
+    from avatarkit.tts.alignment import AlignmentChunk
+    from avatarkit.tts.espeak_lib import Synthesis
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ def timeline_from_alignment(
     duration_ms: float | None = None,
 ) -> Timeline:
     """ElevenLabs-style character alignment chunks -> timeline (G2P through espeak-ng)."""
+    from avatarkit.visemes.char_timing import chars_to_phonemes
+    from avatarkit.visemes.g2p import espeak_lexicon
+
     phonemes = chars_to_phonemes(chunks, espeak_lexicon(lang), total_ms=duration_ms)
     if not any(p.symbol != "_" for p in phonemes):
         raise AvatarkitError("the alignment contains no speakable words")
@@ -83,6 +89,8 @@ def speak(
     """Synthesise `text` with the embedded voice; return its timeline and the audio."""
     if not text.strip():
         raise AvatarkitError("no text to speak: pass a non-empty --text")
+    from avatarkit.tts.espeak_lib import engine
+
     synthesis = engine().synthesize(text, lang, variant=variant, rate_wpm=rate_wpm)
     phonemes = list(synthesis.phonemes)
     timeline = timeline_from_phonemes(phonemes, options, duration_ms=synthesis.duration_ms)

@@ -1,4 +1,5 @@
-"""The typer application, shared console and the error guard every command runs under."""
+"""The typer application (the root command and its options), shared console and the error
+guard every command runs under; the commands register on `app` from their own modules."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from avatarkit.errors import AvatarkitError, AvatarkitWarning
-from avatarkit.version import __version__
 
 app = typer.Typer(
     name="avatarkit",
@@ -32,6 +32,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _version(value: bool) -> None:
     if value:
+        from avatarkit.version import __version__
+
         print(f"avatarkit {__version__}")
         raise typer.Exit()
 
@@ -89,8 +91,3 @@ def guarded(func: F) -> F:
             raise fail("interrupted") from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
