@@ -20,11 +20,13 @@ from avatarkit.cli import COMMANDS, app, command_in
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules a `visemes --audio` run must not import: the other commands, the build and the
-#: renderer, the server, their heavy dependencies, espeak-ng (audio only has no text).
+#: renderer, the server, their heavy dependencies, espeak-ng (audio only has no text), and
+#: rich while stderr is no terminal (there it would print the same plain lines).
 NOT_FOR_VISEMES = ("avatarkit.render", "avatarkit.build", "avatarkit.face", "avatarkit.mouth",
                    "avatarkit.idle", "avatarkit.roi", "avatarkit.cli.build",
                    "avatarkit.cli.preview", "avatarkit.cli.serve", "avatarkit.tts.espeak_lib",
-                   "server", "cv2", "mediapipe", "PIL", "onnxruntime", "aiohttp", "scipy")
+                   "server", "cv2", "mediapipe", "PIL", "onnxruntime", "aiohttp", "scipy",
+                   "rich")
 
 
 def _speech_wav(path: Path) -> Path:
@@ -67,7 +69,16 @@ def test_visemes_from_audio_loads_none_of_the_build_renderer_or_server(tmp_path:
 def test_root_options_before_the_command_still_load_only_that_command() -> None:
     proc = _run_main(["-v", "visemes", "--help"])
     assert "--audio" in proc.stdout
-    assert _loaded(proc.stdout, NOT_FOR_VISEMES) == []
+    heavy = tuple(m for m in NOT_FOR_VISEMES if m != "rich")  # typer's help is drawn by rich
+    assert _loaded(proc.stdout, heavy) == []
+
+
+def test_plain_lines_when_stderr_is_no_terminal(tmp_path: Path) -> None:
+    missing = tmp_path / "missing[1].wav"
+    proc = subprocess.run([sys.executable, "-m", "avatarkit.cli", "visemes", "--audio",
+                           str(missing)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stderr == f"error: could not read audio {missing}: no such file\n"
 
 
 def test_the_root_help_lists_every_command() -> None:

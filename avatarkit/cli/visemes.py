@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from avatarkit.cli.root import app, console, guarded
+from avatarkit.cli.root import app, guarded, say, status, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.visemes.coarticulation import CoarticulationOptions
 from avatarkit.visemes.exporters import FORMATS, export
@@ -87,7 +86,7 @@ def visemes(
             from avatarkit.tts.wav import write_wav
 
             write_wav(audio_out, synthesis.pcm, synthesis.sample_rate)
-            console.print(f"audio: {escape(str(audio_out))} ({synthesis.duration_ms / 1000:.2f} s)")
+            say(f"audio: {audio_out} ({synthesis.duration_ms / 1000:.2f} s)")
     payload = export(timeline, fmt)
     if out is None:
         sys.stdout.write(payload)
@@ -97,8 +96,8 @@ def visemes(
             out.write_text(payload, "utf-8")
         except OSError as exc:
             raise AvatarkitError(f"could not write {out}: {exc.strerror or exc}") from exc
-        console.print(
-            f"visemes: {escape(str(out))} ({fmt}, {len(timeline.frames)} frames at {fps:g} fps, "
+        say(
+            f"visemes: {out} ({fmt}, {len(timeline.frames)} frames at {fps:g} fps, "
             f"{len(timeline.phonemes)} phonemes, {timeline.duration_ms / 1000:.2f} s)"
         )
 
@@ -117,7 +116,7 @@ def _from_audio(
         text = "".join(c.alignment.text for c in chunks if c.alignment is not None)
         if not text.strip():
             raise AvatarkitError(f"{alignment.name} holds no characters to align")
-    with console.status(f"listening to {escape(path.name)} ..."):
+    with status(f"listening to {path.name} ..."):
         return timeline_from_audio_file(path, text=text, lang=lang, fps=fps)
 
 
@@ -131,8 +130,5 @@ def _from_alignment(
     if text is not None:
         spoken = "".join(c.alignment.text for c in chunks if c.alignment is not None)
         if " ".join(spoken.split()) != " ".join(text.split()):
-            console.print(
-                "[yellow]warning:[/] --text differs from the alignment's characters; "
-                "the alignment was used"
-            )
+            warn("--text differs from the alignment's characters; the alignment was used")
     return timeline
