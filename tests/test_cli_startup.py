@@ -8,6 +8,7 @@ other tests imported does not count.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import wave
@@ -42,19 +43,25 @@ def _speech_wav(path: Path) -> Path:
 
 
 def _run_main(args: list[str]) -> subprocess.CompletedProcess[str]:
-    """`avatarkit ARGS` through the console-script entry point; prints the modules loaded."""
-    code = ("import json, sys\n"
+    """`avatarkit ARGS` through the console-script entry point; prints the modules loaded
+    and the BLAS thread setting it ran with."""
+    code = ("import json, os, sys\n"
             "from avatarkit.cli import main\n"
             f"sys.argv = ['avatarkit', *{args!r}]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-            "print(json.dumps(sorted(sys.modules)))\n")
+            "print(json.dumps([sorted(sys.modules), os.environ.get('OPENBLAS_NUM_THREADS')]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=ROOT)
+                          check=True, cwd=ROOT, env=env)
 
 
 def _loaded(stdout: str, prefixes: tuple[str, ...]) -> list[str]:
-    modules = json.loads(stdout.strip().splitlines()[-1])
+    modules = json.loads(stdout.strip().splitlines()[-1])[0]
     return [m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes)]
+
+
+def _blas_threads(stdout: str) -> str | None:
+    return json.loads(stdout.strip().splitlines()[-1])[1]
 
 
 def test_visemes_from_audio_loads_none_of_the_build_renderer_or_server(tmp_path: Path) -> None:
@@ -64,6 +71,7 @@ def test_visemes_from_audio_loads_none_of_the_build_renderer_or_server(tmp_path:
     assert json.loads(out.read_text())["events"], proc.stderr
     assert _loaded(proc.stdout, ("avatarkit.listen", "pocketsphinx")) != []  # it did listen
     assert _loaded(proc.stdout, NOT_FOR_VISEMES) == []
+    assert _blas_threads(proc.stdout) == "1"  # one core: no spinning BLAS workers
 
 
 def test_root_options_before_the_command_still_load_only_that_command() -> None:
@@ -85,6 +93,7 @@ def test_the_root_help_lists_every_command() -> None:
     proc = _run_main(["--help"])
     listed = {name for name in COMMANDS if f" {name} " in proc.stdout}
     assert listed == set(COMMANDS)
+    assert _blas_threads(proc.stdout) is None  # only one-core commands set it
 
 
 def test_the_command_is_the_first_word_that_is_not_an_option() -> None:
