@@ -55,6 +55,8 @@ def _read_wav(path: Path) -> Audio:
     with wave.open(str(path), "rb") as w:
         channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
         raw = w.readframes(w.getnframes())
+    if width == 2 and channels == 1:  # the common case: the samples as they are
+        return Audio(np.frombuffer(raw, "<i2").astype(np.int16), rate)
     if width == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
     elif width == 2:

@@ -70,15 +70,21 @@ def band_levels(samples: np.ndarray) -> np.ndarray:
     n = frame_count(len(samples))
     if n == 0:
         return np.zeros((0, N_BANDS + 1))
-    idx = np.arange(WINDOW)[None, :] + HOP * np.arange(n)[:, None]
-    x = samples[idx] * _window()
-    x = x - x.mean(axis=1, keepdims=True)
-    power = np.abs(np.fft.rfft(x, N_FFT)) ** 2
+    # frames as a strided view and the arithmetic in place: the same numbers with fewer
+    # copies (a whole recording is ~2.5k frames per 25 s)
+    frames = np.lib.stride_tricks.sliding_window_view(samples, WINDOW)[: (n - 1) * HOP + 1: HOP]
+    x = frames * _window()
+    x -= x.mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(x, N_FFT))
+    power **= 2
     bands = power @ _mel_matrix().T
-    floor = 10 ** (FLOOR_DB / 10)
-    db = 10 * np.log10(bands + floor)
-    total = 10 * np.log10(bands.sum(axis=1, keepdims=True) + floor)
-    return np.concatenate([db, total], axis=1)
+    out = np.empty((n, N_BANDS + 1))
+    out[:, :N_BANDS] = bands
+    out[:, N_BANDS] = bands.sum(axis=1)
+    out += 10 ** (FLOOR_DB / 10)
+    np.log10(out, out=out)
+    out *= 10
+    return out
 
 
 def stack_context(levels: np.ndarray) -> np.ndarray:

@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.listen.align import align, transcript_words
 from avatarkit.listen.lips import LipReader
 from avatarkit.listen.options import ListenOptions
-from avatarkit.listen.pauses import insert_pauses, quiet_spans
 from avatarkit.listen.pcm import RATE, load_speech, resample
 from avatarkit.listen.phones import recognize
-from avatarkit.listen.transcript import TranscriptMatcher
 from avatarkit.visemes.phonemes import TimedPhoneme
 from avatarkit.visemes.timeline import Timeline, timeline_from_phonemes
 
@@ -50,25 +47,35 @@ def listen(
     """Timed IPA phones of 16 kHz mono speech, from the audio alone or with its transcript."""
     opts = options or ListenOptions()
     duration = len(samples) * 1000.0 / RATE
-    if text is not None and not transcript_words(text):
+    if text is not None:
+        return _listen_with_text(samples, text, lang, opts, duration)
+    lips = LipReader(opts.lips)
+    lips.push(samples)
+    phones = lips.refine(recognize(samples, opts.recognizer), final=True)
+    return Heard(tuple(phones), duration, "recognized")
+
+
+def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOptions,
+                      duration: float) -> Heard:
+    """Forced alignment of the transcript; recognition relabelled by it where it does not
+    align. (The aligner and the matcher load here: audio alone needs neither.)"""
+    from avatarkit.listen.align import align, transcript_words
+    from avatarkit.listen.pauses import insert_pauses, quiet_spans
+    from avatarkit.listen.transcript import TranscriptMatcher
+
+    if not transcript_words(text):
         raise AvatarkitError("the transcript has no words: pass the spoken text, or no --text")
     lips = LipReader(opts.lips)
     lips.push(samples)
-    if text:
-        aligned = align(samples, text, lang)
-        if aligned:
-            phones = insert_pauses(aligned, quiet_spans(lips.levels))
-            return Heard(tuple(_listen_where_unspoken(samples, phones, opts)), duration,
-                         "aligned")
-        log.warning("the transcript did not align with the audio; listening without it")
+    aligned = align(samples, text, lang)
+    if aligned:
+        phones = insert_pauses(aligned, quiet_spans(lips.levels))
+        return Heard(tuple(_listen_where_unspoken(samples, phones, opts)), duration, "aligned")
+    log.warning("the transcript did not align with the audio; listening without it")
     phones = lips.refine(recognize(samples, opts.recognizer), final=True)
-    method = "recognized"
-    if text:
-        matcher = TranscriptMatcher(lang)
-        matcher.add(text)
-        phones = matcher.relabel(phones, final=True)
-        method = "recognized+text"
-    return Heard(tuple(phones), duration, method)
+    matcher = TranscriptMatcher(lang)
+    matcher.add(text)
+    return Heard(tuple(matcher.relabel(phones, final=True)), duration, "recognized+text")
 
 
 #: An aligned sound held longer than this (ms; vowels, others) is the aligner stretching a
