@@ -8,6 +8,7 @@ a short `visemes --audio` run is mostly start-up, and the build's and the render
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from importlib import import_module
@@ -54,7 +55,15 @@ def main() -> None:
     name = command_in(sys.argv[1:])
     if name in ONE_CORE:  # before numpy loads; a thread count set by the user stays
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    load_commands([name] if name else None)()
+    # what the imports make lives as long as the process: no collections while they run
+    # (~55 of them, 13 ms of a visemes run), and none over those objects afterwards
+    gc.disable()
+    try:
+        app = load_commands([name] if name else None)
+    finally:
+        gc.freeze()
+        gc.enable()
+    app()
 
 
 def __getattr__(name: str) -> Any:

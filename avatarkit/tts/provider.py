@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from avatarkit.errors import AvatarkitError
-from avatarkit.tts.alignment import AlignmentChunk
+
+if TYPE_CHECKING:  # only annotated here: timed phonemes alone need no alignment reader
+    from avatarkit.tts.alignment import AlignmentChunk
 
 
 @dataclass(frozen=True)
