@@ -30,7 +30,7 @@ COMMANDS = {
 #: more CPU with them (1.65 s against 1.35 s) and no less wall time.
 ONE_CORE = frozenset({"visemes"})
 
-__all__ = ["COMMANDS", "ONE_CORE", "app", "load_commands", "main"]
+__all__ = ["COMMANDS", "ONE_CORE", "app", "command_in", "load_commands", "main"]
 
 
 def load_commands(names: list[str] | None = None) -> typer.Typer:
