@@ -58,7 +58,8 @@ def chin_alpha(grid: MouthGrid, offsets: np.ndarray, size: tuple[int, int]) -> n
     pts = grid.points
     jaw = pts[mesh.ROW_JAW, :, 1]
     edge_src = jaw + JAW_RIGID * (pts[-1, :, 1] - jaw)
-    edge = edge_src + offsets[mesh.ROW_JAW, :, 1]
+    # A chin raised (an open photo's jaw closing) still covers the photo's own chin below it.
+    edge = edge_src + np.maximum(offsets[mesh.ROW_JAW, :, 1], 0.0)
     xs = pts[mesh.ROW_JAW, :, 0] + offsets[mesh.ROW_JAW, :, 0]
     edge_px = np.interp(np.arange(w), xs, edge)
     fade = max(2.0, CHIN_FADE * grid.mouth_width)
