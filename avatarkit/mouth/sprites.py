@@ -19,10 +19,14 @@ def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape:
     h, w = patch.shape[:2]
     target = grid.points + offsets
     warped = warp_image(patch, grid.flat, offsets.reshape(-1, 2)).astype(np.float32)
-    interior, alpha = render_interior(patch, grid, target, shape, look)
-    out = warped * (1 - alpha[..., None]) + interior * alpha[..., None]
     if shape.close >= 1.0:
-        out = _lip_seam(out, target, grid, look)
+        # The lips meet all along: no interior shows. (Drawn over the zero-area opening,
+        # its anti-aliased edge left a line of teeth or cavity colour along the seam that
+        # the face detector read as parted lips.)
+        out = _lip_seam(warped, target, grid, look)
+    else:
+        interior, alpha = render_interior(patch, grid, target, shape, look)
+        out = warped * (1 - alpha[..., None]) + interior * alpha[..., None]
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
