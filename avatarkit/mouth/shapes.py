@@ -3,8 +3,10 @@
 Every shape starts from what the photo shows (often a smile with the upper teeth visible):
 the upper lip moves little (the upper jaw is fixed to the skull), the lower lip and chin
 follow the jaw, closing shapes meet in the middle so the lips stretch over the teeth, and
-rounded shapes pull the corners in and pout. Sizes are fractions of the mouth width, so the
-same table fits every face.
+rounded shapes pull the corners in and pout. On a photo taken mid-word the part of the
+opening that is the open jaw (its cavity, `MouthGrid.jaw_open`) closes by the jaw rising with
+the lower lip and chin instead. Sizes are fractions of the mouth width, so the same table fits
+every face.
 """
 
 from __future__ import annotations
