@@ -1,8 +1,7 @@
 """Photos taken mid-word (mouth open): Rest is the photo and MBP closes the lips, re-detected.
 
 The talking photos are test portraits opened with their own AI sprite (no public-domain
-talking portrait ships with the tests); benchmarks/open_mouth.py prints all cases, including
-the toothy smiles where MBP does not close yet."""
+talking portrait ships with the tests); benchmarks/open_mouth.py prints all cases."""
 
 from __future__ import annotations
 
@@ -12,8 +11,12 @@ import pytest
 from avatarkit.face import regions
 from avatarkit.face.landmarks import detect_faces, landmarks
 from avatarkit.mouth.assets import make_mouth_assets
+from avatarkit.mouth.interior import measure_look
+from avatarkit.mouth.mesh import build_grid
+from avatarkit.mouth.open_photo import fit_open_mouth
+from avatarkit.mouth.roi import mouth_roi
 from avatarkit.mouth.sprites import composite
-from tests.idle_cases import DATA, load
+from tests.idle_cases import DATA, HERO, load
 
 
 def _with(rgb: np.ndarray, assets, name: str) -> np.ndarray:
@@ -41,3 +44,46 @@ def test_open_photo_rest_is_the_photo_and_mbp_closes(name: str) -> None:
     assert abs(measured["Rest"] - photo) < 0.01, measured
     assert measured["MBP"] <= 0.10, measured
     assert measured["AI"] >= measured["Rest"], measured
+
+
+@pytest.mark.parametrize("path", [HERO, DATA / "obama.jpg"], ids=["hero", "obama"])
+def test_toothy_open_photo_closes_on_mbp(path) -> None:
+    """Smiles opened to AI show upper teeth, a cavity and lower teeth: MBP raises the jaw and
+    meets the lips over the teeth, with no teeth left between them for the detector to read
+    as parted lips (this read 0.19 and 0.23 mouth widths when MBP stretched the lips over
+    the whole opening)."""
+    rgb, face = load(path)
+    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
+    face = detect_faces(talking)[0]
+    photo = _opening(face.points)
+    assert photo > 0.3, photo
+    assets = make_mouth_assets(talking, face)
+    assert np.array_equal(assets.sprites["Rest"][..., :3], assets.roi.crop(talking))
+    measured = {k: _opening(landmarks(_with(talking, assets, k))) for k in ("Rest", "MBP", "O")}
+    assert abs(measured["Rest"] - photo) < 0.01, measured
+    assert measured["MBP"] <= 0.10, measured
+    assert measured["O"] >= measured["Rest"], measured
+
+
+@pytest.mark.parametrize("path", [HERO, DATA / "obama.jpg", DATA / "hopper.jpg",
+                                  DATA / "biden.jpg", DATA / "obama3.jpg"],
+                         ids=["hero", "obama", "hopper", "biden", "obama3"])
+def test_jaw_counts_as_open_only_on_open_photos(path) -> None:
+    """Closed mouths and smiles over touching teeth keep the face mesh's grid (their assets
+    do not change); the same portraits opened to AI measure the cavity as the jaw's part."""
+    rgb, face = load(path)
+
+    def fitted(image: np.ndarray, f):
+        roi = mouth_roi(f, (image.shape[1], image.shape[0]))
+        patch = roi.crop(image)
+        grid = build_grid(f, roi)
+        return grid, fit_open_mouth(patch, grid, measure_look(patch, grid))
+
+    grid, fit = fitted(rgb, face)
+    assert fit is grid and not np.any(fit.jaw_open)
+    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
+    grid, fit = fitted(talking, detect_faces(talking)[0])
+    c0, c1 = grid.corner_cols
+    middle = fit.jaw_open[(c0 + c1) // 2 - 1:(c0 + c1) // 2 + 3]
+    assert np.all(middle > 0.05 * grid.mouth_width), fit.jaw_open / grid.mouth_width
+    assert np.all(fit.jaw_open <= fit.points[4, :, 1] - fit.points[3, :, 1] + 1e-6)

@@ -18,6 +18,7 @@ from avatarkit.mouth.atlas import pack_atlas
 from avatarkit.mouth.interior import MouthLook, measure_look, polygon_alpha, render_interior
 from avatarkit.mouth.mask import feathered_mask
 from avatarkit.mouth.mesh import MouthGrid, build_grid
+from avatarkit.mouth.open_photo import fit_open_mouth
 from avatarkit.mouth.roi import Roi, mouth_roi
 from avatarkit.mouth.shapes import SHAPES, all_offsets
 from avatarkit.mouth.sprites import chin_alpha, render_mouth, to_sprite
@@ -75,6 +76,7 @@ def make_mouth_assets(rgb: np.ndarray, face: Face) -> MouthAssets:
     patch = np.ascontiguousarray(roi.crop(rgb))
     grid = build_grid(face, roi)
     look = measure_look(patch, grid)
+    grid = fit_open_mouth(patch, grid, look)
     mask = feathered_mask(roi.w, roi.h)
     offsets = all_offsets(grid)
     sprites = {

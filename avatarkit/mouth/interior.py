@@ -29,6 +29,7 @@ LOWER_TEETH_SHADE = np.array([0.90, 0.85, 0.80])  # in the lower lip's shadow, w
 TOOTH_EDGES = np.array([0.0, 0.23, 0.42, 0.58, 0.72, 0.84, 0.94, 1.04, 1.2])
 SHADOW_GAMMA = np.array([0.9, 1.0, 1.2])  # shade**gamma per channel: warm, not grey, shadows
 LUMA = np.array([0.299, 0.587, 0.114])
+CAVITY_DARK = 0.6  # of the lip luminance: darker pixels between the lips are the cavity
 CAVITY_SHADE = np.array([0.42, 0.27, 0.27])  # of the lip colour: dark, red-brown
 GUM = 0.03  # gum band above synthesised upper teeth, in mouth widths
 GUM_SHADE = np.array([1.05, 0.78, 0.80])  # of the lip colour: pinker, a little lighter
@@ -102,6 +103,18 @@ def measure_look(patch: np.ndarray, grid: MouthGrid) -> MouthLook:
         lo, hi = float(np.median(luminance[left_px])), float(np.median(luminance[right_px]))
         light = float(np.clip((hi - lo) / max(hi + lo, 1.0) * 2.0, -1.0, 1.0))
     return MouthLook(lip_rgb=lip_rgb, teeth_rgb=teeth_rgb, photo_teeth=photo_teeth, light=light)
+
+
+def upper_teeth_height(patch: np.ndarray, upper: np.ndarray, look: MouthLook) -> np.ndarray:
+    """(1, w) px from the upper inner lip (`upper`, (1, w)) down to the first cavity pixel:
+    how much of an open photo's opening is its upper teeth (the rest is cavity, tongue and
+    lower teeth, which must not be copied as upper teeth)."""
+    h = patch.shape[0]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    dark = (patch.astype(np.float32) @ LUMA) < CAVITY_DARK * float(look.lip_rgb @ LUMA)
+    below = dark & (ys >= upper)
+    first = np.where(below.any(axis=0), below.argmax(axis=0), h).astype(np.float32)
+    return np.maximum(first[None, :] - upper, 0.0)
 
 
 def synth_teeth_rgb(skin_rgb: np.ndarray) -> np.ndarray:
@@ -247,6 +260,8 @@ def render_interior(patch: np.ndarray, grid: MouthGrid, target: np.ndarray, shap
 
     if look.photo_teeth:
         photo_gap = np.maximum(lo_s - up_s, 0)
+        if np.any(grid.jaw_open):  # a photo mid-word: its upper teeth end at the cavity
+            photo_gap = np.minimum(photo_gap, upper_teeth_height(patch, up_s, look))
         teeth_bottom = np.maximum(teeth_bottom if shape.teeth_fill else up_s, up_s + photo_gap)
         src_y = np.clip(ys, up_s + 0.5, np.maximum(up_s + photo_gap - 0.5, up_s + 0.5))
         teeth_img = cv2.remap(patch.astype(np.float32), xs, src_y.astype(np.float32),

@@ -9,7 +9,7 @@ GPU clients draw it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class MouthGrid:
     corner_cols: tuple[int, int]  # grid columns at the left and right mouth corners
     mouth_width: float
     center_x: float
+    #: (COLS,) px of the lip opening that is the photo's jaw being open (its dark cavity),
+    #: zeros for a closed or smiling mouth: see mouth/open_photo.py.
+    jaw_open: np.ndarray = field(default_factory=lambda: np.zeros(COLS))
 
     @property
     def flat(self) -> np.ndarray:

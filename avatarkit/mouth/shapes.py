@@ -3,8 +3,10 @@
 Every shape starts from what the photo shows (often a smile with the upper teeth visible):
 the upper lip moves little (the upper jaw is fixed to the skull), the lower lip and chin
 follow the jaw, closing shapes meet in the middle so the lips stretch over the teeth, and
-rounded shapes pull the corners in and pout. Sizes are fractions of the mouth width, so the
-same table fits every face.
+rounded shapes pull the corners in and pout. On a photo taken mid-word the part of the
+opening that is the open jaw (its cavity, `MouthGrid.jaw_open`) closes by the jaw rising with
+the lower lip and chin instead. Sizes are fractions of the mouth width, so the same table fits
+every face.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ SHAPES: dict[str, MouthShape] = {
 
 #: Share of the distance from the jaw row to the ROI border that moves rigidly with the jaw.
 JAW_RIGID = 0.26
+#: Share of a closing jaw's rise the grid row under the jaw row takes (rows below stay).
+RISE_NECK = 0.5
 
 
 def opening_profile(u: np.ndarray, roundness: float) -> np.ndarray:
@@ -78,19 +82,26 @@ def shape_offsets(grid: MouthGrid, shape: MouthShape) -> np.ndarray:
     u = (xs - cx) / (0.5 * mw)
     prof = opening_profile(u, shape.roundness)
     r3, r4 = pts[mesh.ROW_UPPER_INNER, :, 1], pts[mesh.ROW_LOWER_INNER, :, 1]
-    gap, mid = r4 - r3, 0.5 * (r3 + r4)
+    gap = r4 - r3
 
-    upper = r3 + shape.close * (mid - r3) - shape.raise_upper * mw * prof
+    # Of an open photo's opening, the jaw part closes by the jaw rising (lower lip and chin
+    # together); the rest - teeth showing between the lips - by the lips meeting over them.
+    jaw_gap = np.minimum(grid.jaw_open, np.maximum(gap, 0.0))
+    upper = r3 + shape.close * 0.5 * (gap - jaw_gap) - shape.raise_upper * mw * prof
     new_gap = (1 - shape.close) * shape.keep * gap + shape.open * mw * prof
     dy_ui = upper - r3
     dy_li = upper + new_gap - r4
+    rise = np.clip(-dy_li, 0.0, jaw_gap)  # how far the jaw rises under each column
     centre = int(np.argmin(np.abs(u)))
-    jaw = max(float(dy_li[centre]), 0.0)
+    jaw = float(dy_li[centre]) if dy_li[centre] > 0 else -float(rise[centre])
     corner_drop = 0.25 * jaw * (1 - prof)
     dy_ui = dy_ui + corner_drop
     dy_li = dy_li + corner_drop
     dy_uo = np.where(dy_ui > 0, 0.35, 0.6) * dy_ui - shape.pout * mw * prof
-    dy_lo = np.where(dy_li > 0, 1.0, 0.4) * dy_li + shape.pout * mw * prof
+    # A rising jaw carries the lower lip almost whole (pressed a little thicker); the rest of
+    # a closing stretches the lower lip up over the teeth.
+    dy_lo = np.where(dy_li > 0, dy_li, -0.9 * rise + 0.4 * (dy_li + rise)) \
+        + shape.pout * mw * prof
 
     # Outside the mouth the lip rows carry the corner's motion, fading to the border.
     inside = (np.arange(cols) >= c0) & (np.arange(cols) <= c1)
@@ -117,6 +128,12 @@ def shape_offsets(grid: MouthGrid, shape: MouthShape) -> np.ndarray:
         for r in range(mesh.ROW_BELOW_LIP, rows - 1):
             dy[r] = np.maximum(jaw * _jaw_share(pts, r) * chin_fall, 0.0)
         dy[mesh.ROW_BELOW_LIP] = np.maximum(dy[mesh.ROW_BELOW_LIP], 0.8 * dy[mesh.ROW_LOWER_OUTER])
+    elif jaw < 0:  # an open photo's jaw closing: the chin rises with it, the skin under it
+        # stretches; the neck and collar further down stay (they do not move with the jaw).
+        for r in range(mesh.ROW_BELOW_LIP, mesh.ROW_JAW + 2):
+            share = 1.0 if r <= mesh.ROW_JAW else RISE_NECK
+            dy[r] = np.minimum(jaw * share * chin_fall, 0.0)
+        dy[mesh.ROW_BELOW_LIP] = np.minimum(dy[mesh.ROW_BELOW_LIP], 0.8 * dy[mesh.ROW_LOWER_OUTER])
     else:  # closing: the skin under the lower lip follows it a little
         dy[mesh.ROW_BELOW_LIP] = 0.4 * dy[mesh.ROW_LOWER_OUTER]
 

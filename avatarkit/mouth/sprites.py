@@ -19,10 +19,14 @@ def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape:
     h, w = patch.shape[:2]
     target = grid.points + offsets
     warped = warp_image(patch, grid.flat, offsets.reshape(-1, 2)).astype(np.float32)
-    interior, alpha = render_interior(patch, grid, target, shape, look)
-    out = warped * (1 - alpha[..., None]) + interior * alpha[..., None]
     if shape.close >= 1.0:
-        out = _lip_seam(out, target, grid, look)
+        # The lips meet all along: no interior shows. (Drawn over the zero-area opening,
+        # its anti-aliased edge left a line of teeth or cavity colour along the seam that
+        # the face detector read as parted lips.)
+        out = _lip_seam(warped, target, grid, look)
+    else:
+        interior, alpha = render_interior(patch, grid, target, shape, look)
+        out = warped * (1 - alpha[..., None]) + interior * alpha[..., None]
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
@@ -58,7 +62,8 @@ def chin_alpha(grid: MouthGrid, offsets: np.ndarray, size: tuple[int, int]) -> n
     pts = grid.points
     jaw = pts[mesh.ROW_JAW, :, 1]
     edge_src = jaw + JAW_RIGID * (pts[-1, :, 1] - jaw)
-    edge = edge_src + offsets[mesh.ROW_JAW, :, 1]
+    # A chin raised (an open photo's jaw closing) still covers the photo's own chin below it.
+    edge = edge_src + np.maximum(offsets[mesh.ROW_JAW, :, 1], 0.0)
     xs = pts[mesh.ROW_JAW, :, 0] + offsets[mesh.ROW_JAW, :, 0]
     edge_px = np.interp(np.arange(w), xs, edge)
     fade = max(2.0, CHIN_FADE * grid.mouth_width)
