@@ -34,6 +34,9 @@ class MouthGrid:
     #: (COLS,) px of the lip opening that is the photo's jaw being open (its dark cavity),
     #: zeros for a closed or smiling mouth: see mouth/open_photo.py.
     jaw_open: np.ndarray = field(default_factory=lambda: np.zeros(COLS))
+    #: (COLS,) px of the lip opening below the photo's upper teeth (cavity, tongue, lower
+    #: teeth): what its jaw closing would hide. Zeros where `jaw_open` is.
+    jaw_drop: np.ndarray = field(default_factory=lambda: np.zeros(COLS))
 
     @property
     def flat(self) -> np.ndarray:

@@ -61,6 +61,27 @@ def jaw_open(patch: np.ndarray, grid: MouthGrid, look: MouthLook) -> np.ndarray:
     return out
 
 
+def jaw_drop(patch: np.ndarray, grid: MouthGrid, look: MouthLook) -> np.ndarray:
+    """(COLS,) px from the first cavity pixel below the upper inner lip row down to the lower
+    inner lip row: the part of an open photo's opening that a closed jaw hides (with the
+    jaw closed the upper teeth meet the lower lip). 0 where a column shows no cavity."""
+    lum = patch.astype(np.float32) @ LUMA
+    lip_lum = float(look.lip_rgb @ LUMA)
+    c0, c1 = grid.corner_cols
+    p = grid.points
+    out = np.zeros(p.shape[1])
+    for c in range(c0 + 1, c1):
+        top, bottom = p[mesh.ROW_UPPER_INNER, c, 1], p[mesh.ROW_LOWER_INNER, c, 1]
+        ys = np.arange(int(np.ceil(top)), int(np.floor(bottom)) + 1)
+        if len(ys) == 0:
+            continue
+        dark = np.flatnonzero(_column(lum, p[mesh.ROW_UPPER_INNER, c, 0])[ys] < DARK * lip_lum)
+        if len(dark):
+            out[c] = bottom - ys[dark[0]]
+    out[c0 + 1:c1] = np.convolve(out[c0:c1 + 1], [0.25, 0.5, 0.25], mode="valid")
+    return out
+
+
 def _lip_edge(column: np.ndarray, inner: float, outer: float, reach: float) -> float:
     """px a lip's inner edge lies beyond the face mesh's inner lip row, at one column.
 
@@ -120,4 +141,5 @@ def fit_open_mouth(patch: np.ndarray, grid: MouthGrid, look: MouthLook) -> Mouth
     if not np.any(jaw):
         return grid
     fitted = inner_lip_edges(patch, grid, look)
-    return replace(fitted, jaw_open=jaw_open(patch, fitted, look))
+    return replace(fitted, jaw_open=jaw_open(patch, fitted, look),
+                   jaw_drop=jaw_drop(patch, fitted, look))

@@ -87,8 +87,20 @@ def shape_offsets(grid: MouthGrid, shape: MouthShape) -> np.ndarray:
     # Of an open photo's opening, the jaw part closes by the jaw rising (lower lip and chin
     # together); the rest - teeth showing between the lips - by the lips meeting over them.
     jaw_gap = np.minimum(grid.jaw_open, np.maximum(gap, 0.0))
+    lips_gap = gap
+    if shape.open > 0 and np.any(grid.jaw_drop):
+        # An opening shape opens by its own amount from a closed jaw: of a photo mid-word it
+        # keeps only what the lips show with the jaw closed (the upper teeth), so on a photo
+        # already open as far it barely moves (adding its opening to the photo's over-stretched
+        # the lips) and on one open further its jaw rises. The jaw is one rigid piece: its
+        # drop is measured at the middle and follows the opening's profile to the corners.
+        # Rest (the photo) and shapes that open nothing keep the photo's jaw.
+        mid = (grid.corner_cols[0] + grid.corner_cols[1]) // 2
+        drop = float(np.median(grid.jaw_drop[mid - 1:mid + 3]))
+        jaw_gap = np.minimum(drop * opening_profile(u, 3.0), np.maximum(gap, 0.0))
+        lips_gap = gap - jaw_gap
     upper = r3 + shape.close * 0.5 * (gap - jaw_gap) - shape.raise_upper * mw * prof
-    new_gap = (1 - shape.close) * shape.keep * gap + shape.open * mw * prof
+    new_gap = (1 - shape.close) * shape.keep * lips_gap + shape.open * mw * prof
     dy_ui = upper - r3
     dy_li = upper + new_gap - r4
     rise = np.clip(-dy_li, 0.0, jaw_gap)  # how far the jaw rises under each column
