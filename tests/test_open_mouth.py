@@ -43,7 +43,7 @@ def test_open_photo_rest_is_the_photo_and_mbp_closes(name: str) -> None:
     measured = {k: _opening(landmarks(_with(talking, assets, k))) for k in ("Rest", "MBP", "AI")}
     assert abs(measured["Rest"] - photo) < 0.01, measured
     assert measured["MBP"] <= 0.10, measured
-    assert measured["AI"] >= measured["Rest"], measured
+    assert measured["AI"] >= measured["Rest"] - 0.02, measured  # AI on an AI photo: the photo
 
 
 @pytest.mark.parametrize("path", [HERO, DATA / "obama.jpg"], ids=["hero", "obama"])
@@ -87,3 +87,19 @@ def test_jaw_counts_as_open_only_on_open_photos(path) -> None:
     middle = fit.jaw_open[(c0 + c1) // 2 - 1:(c0 + c1) // 2 + 3]
     assert np.all(middle > 0.05 * grid.mouth_width), fit.jaw_open / grid.mouth_width
     assert np.all(fit.jaw_open <= fit.points[4, :, 1] - fit.points[3, :, 1] + 1e-6)
+
+
+@pytest.mark.parametrize("path", [HERO, DATA / "obama.jpg"], ids=["hero", "obama"])
+def test_ai_on_an_ai_open_photo_is_about_the_photo(path) -> None:
+    """Opening shapes open from a closed jaw: on a photo already open to AI, AI reads about
+    as open as the photo, and E (which opens less than AI) less. Adding each shape's whole
+    opening on top of the photo's stretched AI to 0.8 mouth widths, which the detector read
+    as 0.32 against the photo's 0.47 on obama, with E at 0.64."""
+    rgb, face = load(path)
+    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
+    face = detect_faces(talking)[0]
+    assets = make_mouth_assets(talking, face)
+    measured = {k: _opening(landmarks(_with(talking, assets, k))) for k in ("Rest", "AI", "E")}
+    assert measured["AI"] >= measured["Rest"] - 0.02, measured
+    assert measured["AI"] <= measured["Rest"] + 0.2, measured
+    assert measured["E"] < measured["AI"], measured
