@@ -18,10 +18,25 @@ Measured (issue 13), MBP before -> after the jaw-closing model (mouth/open_photo
 
 All eight close (<= 0.10). The photo's cavity is the jaw's part of the opening: MBP closes it
 by raising the jaw (lower lip and chin), and meets the lips over the teeth that remain; the
-inner lip rows sit on the lips' real edges, so no teeth are left between the lips. AI, O and
-E start from the photo's opening; AI and O read more open than Rest, except AI on obama's
-AI-opened photo (0.32 vs Rest 0.47: an 0.8 mouth-width opening the detector no longer
-follows; 0.36 before).
+inner lip rows sit on the lips' real edges, so no teeth are left between the lips.
+
+Opening shapes open from a closed jaw (the photo's upper teeth; MouthGrid.jaw_drop is the
+rest of its opening), not on top of the photo's opening. AI / O / E before -> after:
+
+    opened with E   AI            O             E              (Rest = photo)
+    hero            0.416 -> 0.359  0.449 -> 0.357  0.294 -> 0.218  (0.225)
+    obama           0.534 -> 0.444  0.478 -> 0.410  0.381 -> 0.288  (0.316)
+    hopper, biden   unchanged: these E photos show no cavity (jaw closed)
+    opened with AI
+    hero            0.514 -> 0.487  0.711 -> 0.490  0.432 -> 0.314  (0.382)
+    obama           0.317 -> 0.546  0.751 -> 0.530  0.641 -> 0.322  (0.469)
+    hopper          0.776 -> 0.389  0.663 -> 0.255  0.537 -> 0.208  (0.394)
+    biden           0.503 -> 0.425  0.504 -> 0.368  0.405 -> 0.260  (0.307)
+
+AI on an AI-opened photo now reads about as open as the photo (it was over-stretched to
+about 0.8 mouth widths, which the detector read as less open on obama); O and E, which open
+less than AI, read less open than an AI photo (their jaw rises), and E about the photo on an
+E-opened one.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ the upper lip moves little (the upper jaw is fixed to the skull), the lower lip 
 follow the jaw, closing shapes meet in the middle so the lips stretch over the teeth, and
 rounded shapes pull the corners in and pout. On a photo taken mid-word the part of the
 opening that is the open jaw (its cavity, `MouthGrid.jaw_open`) closes by the jaw rising with
-the lower lip and chin instead. Sizes are fractions of the mouth width, so the same table fits
-every face.
+the lower lip and chin instead, and an opening shape opens by its own amount from the
+closed jaw (the photo's upper teeth), rising where the photo is open further. Sizes are
+fractions of the mouth width, so the same table fits every face.
 """
 
 from __future__ import annotations
