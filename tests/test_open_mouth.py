@@ -80,13 +80,17 @@ def test_jaw_counts_as_open_only_on_open_photos(path) -> None:
         return grid, fit_open_mouth(patch, grid, measure_look(patch, grid))
 
     grid, fit = fitted(rgb, face)
-    assert fit is grid and not np.any(fit.jaw_open)
+    assert fit is grid and not np.any(fit.jaw_open) and not np.any(fit.jaw_drop)
     talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
     grid, fit = fitted(talking, detect_faces(talking)[0])
     c0, c1 = grid.corner_cols
     middle = fit.jaw_open[(c0 + c1) // 2 - 1:(c0 + c1) // 2 + 3]
     assert np.all(middle > 0.05 * grid.mouth_width), fit.jaw_open / grid.mouth_width
     assert np.all(fit.jaw_open <= fit.points[4, :, 1] - fit.points[3, :, 1] + 1e-6)
+    # What a closed jaw hides: the cavity and the lower teeth below it, within the opening.
+    drop = fit.jaw_drop[(c0 + c1) // 2 - 1:(c0 + c1) // 2 + 3]
+    assert np.all(drop >= middle - 1e-6), (drop, middle)
+    assert np.all(fit.jaw_drop <= fit.points[4, :, 1] - fit.points[3, :, 1] + 1e-6)
 
 
 @pytest.mark.parametrize("path", [HERO, DATA / "obama.jpg"], ids=["hero", "obama"])
