@@ -239,15 +239,16 @@ class LipReader:
 
     def _frication_free(self, upper: np.ndarray, shut: np.ndarray, a: int, b: int,
                         base: int) -> bool:
-        """Whether the dip over frames [a, b) (of a window starting at frame `base`) passes
-        no frication: closed lips block the airflow, so the upper band falls to near the
-        recording's noise floor, while a weak /f v/ keeps its hiss above it."""
+        """Whether the dip over frames [a, b) (of a window starting at frame `base`) stops
+        the frication: closed lips block the airflow, so the upper band falls to near the
+        recording's noise floor at some point, while a weak /f v/ keeps its hiss above it
+        throughout (the dip of a closure can reach into the hiss of a fricative after it)."""
         o = self.options
         frames = a + np.flatnonzero(shut[a:b])
         end = base + b
         floor = float(np.percentile(self.levels[max(0, end - FLOOR_FRAMES): end, UPPER_BANDS]
                                     .max(axis=1), 10))
-        return bool(np.median(upper[frames]) <= floor + o.frication_above_floor_db)
+        return bool(np.min(upper[frames]) <= floor + o.frication_above_floor_db)
 
     def _murmur(self, a: int, b: int, start_ms: float) -> int:
         """Frames of nasal murmur that open the pause over frames [a, b), if it follows a

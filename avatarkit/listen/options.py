@@ -21,9 +21,10 @@ class LipOptions:
     #: A closure is a drop of the total level (and the upper band's) by at least this much
     #: against the loudest frame from 100 ms before to 40 ms after, dB.
     dip_db: float = 8.0
-    #: The upper band of a closure stays within this much of the recording's noise floor
-    #: (the quietest tenth of its last 3 s); /f v/ keep their frication above it, dB.
-    frication_above_floor_db: float = 16.0
+    #: The upper band (> 2.5 kHz) falls to within this much of the recording's noise floor
+    #: (the quietest tenth of its last 3 s) somewhere in a closure; /f v/ keep their hiss
+    #: above it throughout, dB.
+    frication_above_floor_db: float = 12.0
     #: Longest pause inside speech that can be a stop closure, ms.
     max_gap_ms: float = 150.0
     #: Shortest closure kept, ms (a bilabial closure lasts 40-150 ms in running speech).
