@@ -59,7 +59,7 @@ def test_clipped_speech_still_moves_the_mouth(real) -> None:
     s = _score(with_text.phones, with_text.duration_ms, truth)
     assert s.closure_hit_rate >= 0.7 and s.false_closure_rate <= 0.1, s  # 11/14, 0/28
     alone = _score(listen(clipped).phones, with_text.duration_ms, truth)
-    assert alone.closure_hit_rate >= 0.35 and alone.false_closure_rate <= 0.15, alone  # 8/14
+    assert alone.closure_hit_rate >= 0.7 and alone.false_closure_rate <= 0.15, alone  # 11/14
 
 
 def test_audio_alone_on_real_speech_meets_its_floor(real) -> None:
@@ -67,7 +67,7 @@ def test_audio_alone_on_real_speech_meets_its_floor(real) -> None:
     heard = listen(samples)
     assert heard.method == "recognized"
     s = _score(heard.phones, heard.duration_ms, truth)
-    assert s.closure_hit_rate >= 0.35, s  # 7/14 measured; the recogniser alone finds 3
+    assert s.closure_hit_rate >= 0.78, s  # 13/14 measured; the recogniser alone finds 3
     assert s.false_closure_rate <= 0.15, s
 
 
@@ -154,6 +154,41 @@ def test_the_murmur_that_ends_um_closes_the_lips(ending: str, closes: bool) -> N
     assert bool(closures) == closes, closures
     if closes:
         assert 790 <= closures[0].start_ms <= 830 and 900 <= closures[0].end_ms <= 970
+
+
+def _hiss(ms: float, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Frication: noise above ~3 kHz (an /f/)."""
+    n = int(RATE * ms / 1000)
+    spectrum = np.fft.rfft(rng.normal(0, 1, n))
+    spectrum[np.fft.rfftfreq(n, 1 / RATE) < 3000] = 0
+    x = np.fft.irfft(spectrum, n)
+    return level * x / np.abs(x).max()
+
+
+@pytest.mark.parametrize("between, closes", [("murmur", True), ("silence", True),
+                                             ("hiss", False)])
+def test_a_labial_heard_as_v_closes_only_without_frication(between: str, closes: bool) -> None:
+    """The recogniser hears /m b p/ as v: a nasal murmur (formants gone, the low band holds)
+    or a silent gap closes the lips; the hiss of a real /f v/ does not."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    rng = np.random.default_rng(0)
+    middle = {"murmur": _voiced(100, (250,), 0.1),
+              "silence": np.zeros(int(RATE * 0.1)),
+              "hiss": _hiss(100, 0.01, rng)}[between]
+    vowel = _voiced(300, (600, 1200, 2500), 0.3)
+    x = np.concatenate([np.zeros(RATE // 2), vowel, middle, vowel, np.zeros(RATE // 2)])
+    x = x + rng.normal(0, 1e-4, len(x))  # a recording's noise floor
+    lips = LipReader()
+    lips.push(x)
+    heard = [TimedPhoneme("_", 0, 500), TimedPhoneme("ɑ", 500, 800), TimedPhoneme("v", 800, 900),
+             TimedPhoneme("ɑ", 900, 1200), TimedPhoneme("_", 1200, len(x) * 1000 / RATE)]
+    closures = [p for p in lips.refine(heard, final=True) if p.symbol == "p"]
+    assert bool(closures) == closes, closures
+    if closes:
+        assert closures[0].start_ms <= 820 and closures[-1].end_ms >= 880, closures
+        assert all(800 <= p.start_ms and p.end_ms <= 900 for p in closures), closures
 
 
 def test_stream_frames_are_continuous_and_trail_the_audio_by_the_lookahead(real) -> None:

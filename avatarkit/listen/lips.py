@@ -6,7 +6,9 @@ silence. The signal tells the manner: a closure is a drop of the whole spectrum 
 speech around it (a stop gap, or the murmur of a nasal), while /f v/ keep their frication.
 
     levels (per 10 ms: band levels + total level)  ->  dips against the context around them
-    recognised f/v/w over a dip of the whole and the upper band  ->  closure (p) over the dip
+    recognised f/v/w over a dip of the whole level, or over a nasal murmur (the formant band
+      falls away, the low band holds), with no frication above the noise floor
+                                                                 ->  closure (p) over the dip
     a short pause inside speech next to a labial                 ->  closure (p)
     the nasal murmur that ends a filler ("um") or a closure,
       heard as the start of a pause                              ->  closure (p)
@@ -74,6 +76,16 @@ def _rolling_max(x: np.ndarray, past: int, future: int) -> np.ndarray:
     return out
 
 
+def _murmuring(levels: np.ndarray, o: LipOptions) -> np.ndarray:
+    """Per frame: a nasal murmur, the formant band falling away against the context while
+    the low band (voicing through the nose) holds, so the whole level hardly dips."""
+    bands = levels[:, :N_BANDS]
+    mid, low = bands[:, _MID_BANDS].max(axis=1), bands[:, _LOW_BANDS].max(axis=1)
+    mid_dip = _rolling_max(mid, PAST_CONTEXT, FUTURE_CONTEXT) - mid
+    low_dip = _rolling_max(low, PAST_CONTEXT, FUTURE_CONTEXT) - low
+    return (mid_dip >= o.murmur_mid_dip_db) & (mid_dip - low_dip >= o.murmur_tilt_db)
+
+
 def frame_index(t_ms: float) -> int:
     """The frame whose centre is nearest at or after `t_ms`."""
     return max(0, int(np.ceil((t_ms - FRAME_CENTRE_MS) / 10.0 - 1e-9)))
@@ -92,6 +104,7 @@ class LipReader:
         self._run: tuple[str, float, str] = ("", 0.0, "_")
         self._run_end = 0.0
         self._closure_until = -1e9  # end of the last closure made, ms
+        self._closure_from = -1e9  # start of the closure that ends there, ms
 
     @property
     def levels(self) -> np.ndarray:
@@ -147,7 +160,15 @@ class LipReader:
         total = levels[:, N_BANDS]
         upper = levels[:, UPPER_BANDS].max(axis=1)
         dip = _rolling_max(total, PAST_CONTEXT, FUTURE_CONTEXT) - total
-        upper_dip = _rolling_max(upper, PAST_CONTEXT, FUTURE_CONTEXT) - upper
+        cache: list[np.ndarray] = []
+
+        def evidence() -> tuple[np.ndarray, np.ndarray]:
+            """(nasal murmur, murmur or dip) per frame: made only when a phone needs it."""
+            if not cache:
+                cache.append(_murmuring(levels, o))
+                cache.append((dip >= o.dip_db) | cache[0])
+            return cache[0], cache[1]
+
         out: list[TimedPhoneme] = []
         for j, p in enumerate(phones):
             s = normalize_ipa(p.symbol)
@@ -165,7 +186,10 @@ class LipReader:
                 continue
             closed = False
             if s in _CLOSURE_LOOKALIKES:
-                closed = bool(dip[a:b].max() >= o.dip_db and upper_dip[a:b].max() >= o.dip_db)
+                murmuring, shut = evidence()
+                gap = dip[a:b].max() >= o.dip_db
+                nasal = murmuring[a:b].sum() * 10.0 >= o.min_closure_ms
+                closed = bool(gap or nasal) and self._frication_free(upper, shut, a, b, base)
             elif s == "_" and p.end_ms - self._run[1] <= o.max_gap_ms:
                 nxt = next((q for q in [*phones[j + 1:], *after]
                             if normalize_ipa(q.symbol) != "_"), None)
@@ -179,7 +203,7 @@ class LipReader:
             if not closed and s == "_":
                 murmur = self._murmur(base + a, base + b, p.start_ms)
                 if murmur:
-                    self._closure_until = p.start_ms + murmur * 10.0
+                    self._close(p.start_ms, p.start_ms + murmur * 10.0)
                     out.append(TimedPhoneme(CLOSURE, p.start_ms, self._closure_until))
                     if self._closure_until < p.end_ms:
                         out.append(TimedPhoneme("_", self._closure_until, p.end_ms))
@@ -187,7 +211,7 @@ class LipReader:
             if not closed:
                 out.append(p)
                 continue
-            low = np.flatnonzero(dip[a:b] >= o.dip_db)
+            low = np.flatnonzero(evidence()[1][a:b])
             # the closure covers the dip's frames; one that reaches the phone's first or last
             # frame reaches its edge
             c0 = p.start_ms if low[0] == 0 else (
@@ -199,13 +223,32 @@ class LipReader:
             if c1 - c0 < o.min_closure_ms and not continues:
                 out.append(p)
                 continue
-            self._closure_until = c1
+            self._close(c0, c1)
             if c0 > p.start_ms:
                 out.append(TimedPhoneme(p.symbol, p.start_ms, c0))
             out.append(TimedPhoneme(CLOSURE, c0, c1))
             if c1 < p.end_ms:
                 out.append(TimedPhoneme(p.symbol, c1, p.end_ms))
         return out
+
+    def _close(self, start_ms: float, end_ms: float) -> None:
+        """Remember a closure made (one that continues the last keeps its start)."""
+        if start_ms > self._closure_until + 10.0:
+            self._closure_from = start_ms
+        self._closure_until = end_ms
+
+    def _frication_free(self, upper: np.ndarray, shut: np.ndarray, a: int, b: int,
+                        base: int) -> bool:
+        """Whether the dip over frames [a, b) (of a window starting at frame `base`) stops
+        the frication: closed lips block the airflow, so the upper band falls to near the
+        recording's noise floor at some point, while a weak /f v/ keeps its hiss above it
+        throughout (the dip of a closure can reach into the hiss of a fricative after it)."""
+        o = self.options
+        frames = a + np.flatnonzero(shut[a:b])
+        end = base + b
+        floor = float(np.percentile(self.levels[max(0, end - FLOOR_FRAMES): end, UPPER_BANDS]
+                                    .max(axis=1), 10))
+        return bool(np.min(upper[frames]) <= floor + o.frication_above_floor_db)
 
     def _murmur(self, a: int, b: int, start_ms: float) -> int:
         """Frames of nasal murmur that open the pause over frames [a, b), if it follows a
@@ -225,18 +268,23 @@ class LipReader:
             return 0
         levels = self.levels
         total = levels[:, N_BANDS]
-        ref = int(np.argmax(total[a - PAST_CONTEXT: a])) + a - PAST_CONTEXT
-        bands = levels[a - PAST_CONTEXT: b + 1, :N_BANDS]
-        tilt = bands[:, _LOW_BANDS].max(axis=1) - bands[:, _MID_BANDS].max(axis=1)
-        tilt_ref, tilt = tilt[ref - (a - PAST_CONTEXT)], tilt[PAST_CONTEXT: PAST_CONTEXT + b - a]
+        # the murmur is measured against the sound before it: before the closure it
+        # continues, if any (a long /m/ would otherwise be its own reference)
+        c = a
+        if self._closure_until >= start_ms - 10.0:
+            c = min(a, max(PAST_CONTEXT, frame_index(self._closure_from)))
+        ref = int(np.argmax(total[c - PAST_CONTEXT: c])) + c - PAST_CONTEXT
+        bands = levels[[ref, *range(a, b)], :N_BANDS]
+        low, mid = bands[:, _LOW_BANDS].max(axis=1), bands[:, _MID_BANDS].max(axis=1)
+        tilt = low - mid
         floor = float(np.percentile(total[max(0, b - FLOOR_FRAMES): b], 10))
         # a murmur can be a few dB above the floor only: judge its level over 30 ms
         level = np.median(np.lib.stride_tricks.sliding_window_view(
             total[a - 1: min(b + 1, len(total))], 3), axis=1)
         level = np.pad(level, (0, b - a - len(level)), mode="edge")
         is_murmur = ((level >= floor + o.murmur_above_floor_db)
-                     & (total[ref] - total[a:b] >= o.dip_db)
-                     & (tilt - tilt_ref >= o.murmur_tilt_db))
+                     & (mid[0] - mid[1:] >= o.murmur_mid_dip_db)
+                     & (tilt[1:] - tilt[0] >= o.murmur_tilt_db))
         # the first frames straddle the phone boundary: the murmur may start a little later
         lead = next((i for i in range(min(MURMUR_LEAD, len(is_murmur))) if is_murmur[i]), 0)
         run = lead

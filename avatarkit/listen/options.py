@@ -21,6 +21,10 @@ class LipOptions:
     #: A closure is a drop of the total level (and the upper band's) by at least this much
     #: against the loudest frame from 100 ms before to 40 ms after, dB.
     dip_db: float = 8.0
+    #: The upper band (> 2.5 kHz) falls to within this much of the recording's noise floor
+    #: (the quietest tenth of its last 3 s) somewhere in a closure; /f v/ keep their hiss
+    #: above it throughout, dB.
+    frication_above_floor_db: float = 12.0
     #: Longest pause inside speech that can be a stop closure, ms.
     max_gap_ms: float = 150.0
     #: Shortest closure kept, ms (a bilabial closure lasts 40-150 ms in running speech).
@@ -30,6 +34,9 @@ class LipOptions:
     silent_below_db: float = -60.0
     #: A nasal murmur is at least this much above the floor of the pause it opens, dB...
     murmur_above_floor_db: float = 2.0
+    #: ...its formant band (0.5-2.5 kHz) falls at least this much (a recognised /f v w/
+    #: over such a murmur is an /m/)...
+    murmur_mid_dip_db: float = 10.0
     #: ...its low band gains at least this much on the formant band against the vowel, dB...
     murmur_tilt_db: float = 6.0
     #: ...and lasts at least this long, ms (a vowel's decay passes through in less).
