@@ -15,6 +15,7 @@ rows are moved out to where the lip colour ends.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -36,28 +37,41 @@ def _column(image: np.ndarray, x: float) -> np.ndarray:
     return image[:, x0 - 1:x0 + 2].mean(axis=1)
 
 
-def jaw_open(patch: np.ndarray, grid: MouthGrid, look: MouthLook) -> np.ndarray:
-    """(COLS,) px of dark cavity between the inner lip rows per grid column; 0 when the
-    photo's mouth is closed or smiling over touching teeth."""
-    img = patch.astype(np.float32)
-    lum = img @ LUMA
+def _cavity_columns(patch: np.ndarray, grid: MouthGrid, look: MouthLook,
+                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray, float, float]]:
+    """Per grid column between the corners: (column, the pixel rows between its inner lip
+    rows, which of them are dark enough to be cavity, the upper and the lower inner row)."""
+    lum = patch.astype(np.float32) @ LUMA
     lip_lum = float(look.lip_rgb @ LUMA)
     c0, c1 = grid.corner_cols
     p = grid.points
-    out = np.zeros(p.shape[1])
     for c in range(c0 + 1, c1):
         top, bottom = p[mesh.ROW_UPPER_INNER, c, 1], p[mesh.ROW_LOWER_INNER, c, 1]
         ys = np.arange(int(np.ceil(top)), int(np.floor(bottom)) + 1)
-        if len(ys) == 0:
-            continue
-        column = _column(lum, p[mesh.ROW_UPPER_INNER, c, 0])[ys]
-        out[c] = min(float(np.sum(column < DARK * lip_lum)), bottom - top)
+        if len(ys):
+            dark = _column(lum, p[mesh.ROW_UPPER_INNER, c, 0])[ys] < DARK * lip_lum
+            yield c, ys, dark, float(top), float(bottom)
+
+
+def _smoothed(out: np.ndarray, grid: MouthGrid) -> np.ndarray:
+    c0, c1 = grid.corner_cols
     out[c0 + 1:c1] = np.convolve(out[c0:c1 + 1], [0.25, 0.5, 0.25], mode="valid")
+    return out
+
+
+def jaw_open(patch: np.ndarray, grid: MouthGrid, look: MouthLook) -> np.ndarray:
+    """(COLS,) px of dark cavity between the inner lip rows per grid column; 0 when the
+    photo's mouth is closed or smiling over touching teeth."""
+    out = np.zeros(grid.points.shape[1])
+    for c, _, dark, top, bottom in _cavity_columns(patch, grid, look):
+        out[c] = min(float(np.sum(dark)), bottom - top)
+    out = _smoothed(out, grid)
     # Judged at the middle of the mouth: a smile's dark corners beside the teeth are no jaw.
+    c0, c1 = grid.corner_cols
     mid = (c0 + c1) // 2
     centre = float(np.median(out[mid - 1:mid + 3]))
     if centre < MIN_JAW * grid.mouth_width:
-        return np.zeros(p.shape[1])
+        return np.zeros(grid.points.shape[1])
     return out
 
 
@@ -65,21 +79,12 @@ def jaw_drop(patch: np.ndarray, grid: MouthGrid, look: MouthLook) -> np.ndarray:
     """(COLS,) px from the first cavity pixel below the upper inner lip row down to the lower
     inner lip row: the part of an open photo's opening that a closed jaw hides (with the
     jaw closed the upper teeth meet the lower lip). 0 where a column shows no cavity."""
-    lum = patch.astype(np.float32) @ LUMA
-    lip_lum = float(look.lip_rgb @ LUMA)
-    c0, c1 = grid.corner_cols
-    p = grid.points
-    out = np.zeros(p.shape[1])
-    for c in range(c0 + 1, c1):
-        top, bottom = p[mesh.ROW_UPPER_INNER, c, 1], p[mesh.ROW_LOWER_INNER, c, 1]
-        ys = np.arange(int(np.ceil(top)), int(np.floor(bottom)) + 1)
-        if len(ys) == 0:
-            continue
-        dark = np.flatnonzero(_column(lum, p[mesh.ROW_UPPER_INNER, c, 0])[ys] < DARK * lip_lum)
-        if len(dark):
-            out[c] = bottom - ys[dark[0]]
-    out[c0 + 1:c1] = np.convolve(out[c0:c1 + 1], [0.25, 0.5, 0.25], mode="valid")
-    return out
+    out = np.zeros(grid.points.shape[1])
+    for c, ys, dark, _, bottom in _cavity_columns(patch, grid, look):
+        first = np.flatnonzero(dark)
+        if len(first):
+            out[c] = bottom - ys[first[0]]
+    return _smoothed(out, grid)
 
 
 def _lip_edge(column: np.ndarray, inner: float, outer: float, reach: float) -> float:
