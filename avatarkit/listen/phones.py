@@ -35,10 +35,11 @@ RESTART_PAUSE_MS = 120.0
 
 @dataclass(frozen=True)
 class RecognizerOptions:
-    """Search settings of the allphone decoder (measured in benchmarks/audio_lipsync.py)."""
+    """Search settings of the allphone decoder (measured in benchmarks/audio_lipsync.py).
 
-    #: Phone language-model weight: higher trusts phone-sequence statistics over acoustics.
-    language_weight: float = 2.0
+    There is no language-weight setting: pocketsphinx's `lw` changes nothing in allphone
+    search (0.5, 2, 6.5 and 10 decode the real clips to identical phones)."""
+
     #: Beam widths (smaller = wider = slower and slightly more accurate).
     beam: float = 1e-10
     pbeam: float = 1e-10
@@ -89,7 +90,7 @@ def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
     from pocketsphinx import Decoder
 
     return Decoder(
-        **_config_base(), dict=None, lw=options.language_weight, beam=options.beam,
+        **_config_base(), dict=None, beam=options.beam,
         pbeam=options.pbeam, topn=options.topn, samprate=RATE, loglevel="FATAL",
     )
 
