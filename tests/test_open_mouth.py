@@ -107,3 +107,36 @@ def test_ai_on_an_ai_open_photo_is_about_the_photo(path) -> None:
     assert measured["AI"] >= measured["Rest"] - 0.02, measured
     assert measured["AI"] <= measured["Rest"] + 0.2, measured
     assert measured["E"] < measured["AI"], measured
+
+
+def test_rising_chin_keeps_the_shadow_under_it_thin() -> None:
+    """On an open photo, shapes that open less raise the jaw. The chin and its shadow move up
+    as a block and the neck under them shows: drawn through the grid alone, the thin dark
+    shadow under hopper's chin (opened with AI) stretched into a dark band twice as tall
+    (17-18 dark rows under the lower lip on E, U, WQ, R, CH, TH against the photo's 9; 7-9
+    with the rigid chin)."""
+    rgb, face = load(DATA / "hopper.jpg")
+    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
+    face = detect_faces(talking)[0]
+    assets = make_mouth_assets(talking, face)
+    roi = assets.roi
+    patch = roi.crop(talking)
+    grid = build_grid(face, roi)
+    cx, mw = int(round(grid.center_x)), grid.mouth_width
+    half = int(0.15 * mw)
+    top = int(grid.points[6, :, 1].max())  # the photo's skin under the lower lip
+    patch_lum = patch[top:, cx - half:cx + half + 1].astype(np.float64) @ [0.299, 0.587, 0.114]
+
+    def dark_rows(cell: np.ndarray, start: int) -> int:
+        """Rows under the (moved) lower lip, mouth centre, darker than 0.4 x the neck."""
+        lum = cell[start:, cx - half:cx + half + 1].astype(np.float64) @ [0.299, 0.587, 0.114]
+        return int(np.sum(lum.mean(axis=1) < 0.4 * np.median(patch_lum)))
+
+    photo = dark_rows(patch, top)
+    assert photo >= 5, photo  # the photo has a shadow under its chin
+    for name in ("E", "U", "WQ", "R", "CH", "TH", "FV"):
+        offsets = np.asarray(assets.meshdef["targets"][name]).reshape(grid.points.shape)
+        start = int((grid.points[6, :, 1] + offsets[6, :, 1]).max())  # under its lower lip
+        assert start < top - 2, (name, start, top)  # the jaw rose
+        shown = dark_rows(composite(patch, assets.sprites[name]), start)
+        assert shown <= 1.35 * photo, (name, shown, photo)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from avatarkit.mouth import mesh
+from avatarkit.mouth.chin_rise import draw_with_risen_chin
 from avatarkit.mouth.interior import MouthLook, render_interior, row_curve
 from avatarkit.mouth.mesh import MouthGrid
 from avatarkit.mouth.shapes import JAW_RIGID, MouthShape
-from avatarkit.mouth.warp import warp_image
+from avatarkit.mouth.warp import warp_maps
 
 
 def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape: MouthShape,
@@ -18,7 +19,8 @@ def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape:
         return patch.copy()
     h, w = patch.shape[:2]
     target = grid.points + offsets
-    warped = warp_image(patch, grid.flat, offsets.reshape(-1, 2)).astype(np.float32)
+    warped = draw_with_risen_chin(patch, grid, offsets,
+                                  *warp_maps(grid.flat, offsets.reshape(-1, 2), (w, h)))
     if shape.close >= 1.0:
         # The lips meet all along: no interior shows. (Drawn over the zero-area opening,
         # its anti-aliased edge left a line of teeth or cavity colour along the seam that
