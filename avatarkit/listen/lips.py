@@ -21,6 +21,7 @@ holds back phones until the context they need (`CONTEXT_MS` past their end) has 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,13 +77,18 @@ def _rolling_max(x: np.ndarray, past: int, future: int) -> np.ndarray:
     return out
 
 
+def _dip(level: np.ndarray) -> np.ndarray:
+    """Per frame: dB below the loudest frame of its context (PAST_CONTEXT before,
+    FUTURE_CONTEXT after)."""
+    return _rolling_max(level, PAST_CONTEXT, FUTURE_CONTEXT) - level
+
+
 def _murmuring(levels: np.ndarray, o: LipOptions) -> np.ndarray:
     """Per frame: a nasal murmur, the formant band falling away against the context while
     the low band (voicing through the nose) holds, so the whole level hardly dips."""
     bands = levels[:, :N_BANDS]
-    mid, low = bands[:, _MID_BANDS].max(axis=1), bands[:, _LOW_BANDS].max(axis=1)
-    mid_dip = _rolling_max(mid, PAST_CONTEXT, FUTURE_CONTEXT) - mid
-    low_dip = _rolling_max(low, PAST_CONTEXT, FUTURE_CONTEXT) - low
+    mid_dip = _dip(bands[:, _MID_BANDS].max(axis=1))
+    low_dip = _dip(bands[:, _LOW_BANDS].max(axis=1))
     return (mid_dip >= o.murmur_mid_dip_db) & (mid_dip - low_dip >= o.murmur_tilt_db)
 
 
@@ -159,15 +165,13 @@ class LipReader:
         levels = self.levels[base:end]
         total = levels[:, N_BANDS]
         upper = levels[:, UPPER_BANDS].max(axis=1)
-        dip = _rolling_max(total, PAST_CONTEXT, FUTURE_CONTEXT) - total
-        cache: list[np.ndarray] = []
+        dip = _dip(total)
 
+        @functools.cache
         def evidence() -> tuple[np.ndarray, np.ndarray]:
             """(nasal murmur, murmur or dip) per frame: made only when a phone needs it."""
-            if not cache:
-                cache.append(_murmuring(levels, o))
-                cache.append((dip >= o.dip_db) | cache[0])
-            return cache[0], cache[1]
+            murmuring = _murmuring(levels, o)
+            return murmuring, (dip >= o.dip_db) | murmuring
 
         out: list[TimedPhoneme] = []
         for j, p in enumerate(phones):

@@ -18,7 +18,7 @@ LISTEN_COARTICULATION = CoarticulationOptions(fps=30.0, max_anticipation_ms=40.0
 class LipOptions:
     """How acoustic evidence of closed lips corrects the recognised phones (`lips.py`)."""
 
-    #: A closure is a drop of the total level (and the upper band's) by at least this much
+    #: A closure is a drop of the total level by at least this much
     #: against the loudest frame from 100 ms before to 40 ms after, dB.
     dip_db: float = 8.0
     #: The upper band (> 2.5 kHz) falls to within this much of the recording's noise floor

@@ -49,10 +49,20 @@ def listen(
     duration = len(samples) * 1000.0 / RATE
     if text is not None:
         return _listen_with_text(samples, text, lang, opts, duration)
+    return Heard(tuple(_recognized(samples, _lips(samples, opts), opts)), duration, "recognized")
+
+
+def _lips(samples: np.ndarray, opts: ListenOptions) -> LipReader:
+    """The lip evidence of a whole recording."""
     lips = LipReader(opts.lips)
     lips.push(samples)
-    phones = lips.refine(recognize(samples, opts.recognizer), final=True)
-    return Heard(tuple(phones), duration, "recognized")
+    return lips
+
+
+def _recognized(samples: np.ndarray, lips: LipReader, opts: ListenOptions,
+                ) -> list[TimedPhoneme]:
+    """Phones recognised from the audio alone, corrected by the lip evidence."""
+    return lips.refine(recognize(samples, opts.recognizer), final=True)
 
 
 def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOptions,
@@ -65,17 +75,16 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
 
     if not transcript_words(text):
         raise AvatarkitError("the transcript has no words: pass the spoken text, or no --text")
-    lips = LipReader(opts.lips)
-    lips.push(samples)
+    lips = _lips(samples, opts)
     aligned = align(samples, text, lang)
     if aligned:
         phones = insert_pauses(aligned, quiet_spans(lips.levels))
         return Heard(tuple(_listen_where_unspoken(samples, phones, opts)), duration, "aligned")
     log.warning("the transcript did not align with the audio; listening without it")
-    phones = lips.refine(recognize(samples, opts.recognizer), final=True)
     matcher = TranscriptMatcher(lang)
     matcher.add(text)
-    return Heard(tuple(matcher.relabel(phones, final=True)), duration, "recognized+text")
+    return Heard(tuple(matcher.relabel(_recognized(samples, lips, opts), final=True)), duration,
+                 "recognized+text")
 
 
 #: An aligned sound held longer than this (ms; vowels, others) is the aligner stretching a
@@ -101,9 +110,8 @@ def _listen_where_unspoken(samples: np.ndarray, phones: list[TimedPhoneme],
             out.append(p)
             continue
         a, b = int(p.start_ms * RATE / 1000), int(p.end_ms * RATE / 1000)
-        reader = LipReader(opts.lips)
-        reader.push(samples[a:b])
-        heard = reader.refine(recognize(samples[a:b], opts.recognizer), final=True)
+        stretch = samples[a:b]
+        heard = _recognized(stretch, _lips(stretch, opts), opts)
         out += [TimedPhoneme(q.symbol, q.start_ms + p.start_ms,
                              min(q.end_ms + p.start_ms, p.end_ms)) for q in heard
                 if q.start_ms + p.start_ms < p.end_ms]
