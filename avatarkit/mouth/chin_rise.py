@@ -77,17 +77,16 @@ def _remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarra
 
 
 def draw_with_risen_chin(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray,
-                         map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
-    """float32 (h, w, 3): `patch` drawn through the grid warp's maps, with the part under a
+                         warped: np.ndarray) -> np.ndarray:
+    """float32 (h, w, 3): `warped` (`patch` drawn through the grid warp), with the part under a
     rising jaw row replaced by the rigid chin over the mirrored neck band (blended over a
     few px where the chin's shadow meets the band, and into the grid's own warp towards the
     sides, where the jaw line runs into the collar). The grid warp alone where the jaw row
     does not rise (closed and smiling photos, opening shapes)."""
-    warped = _remap(patch, map_x, map_y)
     rise_cols = -offsets[mesh.ROW_JAW, :, 1]
     if not np.any(grid.jaw_open) or float(np.max(rise_cols)) < MIN_RISE:
         return warped
-    h, w = map_y.shape
+    h, w = warped.shape[:2]
     pts = grid.points
     mw = grid.mouth_width
     xs = np.arange(w, dtype=np.float64)

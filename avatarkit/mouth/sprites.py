@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from avatarkit.mouth import mesh
-from avatarkit.mouth.chin_rise import draw_with_risen_chin
+from avatarkit.mouth.chin_rise import chin_edge, draw_with_risen_chin
 from avatarkit.mouth.interior import MouthLook, render_interior, row_curve
 from avatarkit.mouth.mesh import MouthGrid
-from avatarkit.mouth.shapes import JAW_RIGID, MouthShape
-from avatarkit.mouth.warp import warp_maps
+from avatarkit.mouth.shapes import MouthShape
+from avatarkit.mouth.warp import warp_image
 
 
 def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape: MouthShape,
@@ -17,10 +17,10 @@ def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape:
     """RGB uint8 ROI with the mouth in `shape`; identical to `patch` when nothing moves."""
     if not np.any(offsets):
         return patch.copy()
-    h, w = patch.shape[:2]
     target = grid.points + offsets
-    warped = draw_with_risen_chin(patch, grid, offsets,
-                                  *warp_maps(grid.flat, offsets.reshape(-1, 2), (w, h)))
+    warped = draw_with_risen_chin(
+        patch, grid, offsets,
+        warp_image(patch, grid.flat, offsets.reshape(-1, 2)).astype(np.float32))
     if shape.close >= 1.0:
         # The lips meet all along: no interior shows. (Drawn over the zero-area opening,
         # its anti-aliased edge left a line of teeth or cavity colour along the seam that
@@ -62,8 +62,7 @@ def chin_alpha(grid: MouthGrid, offsets: np.ndarray, size: tuple[int, int]) -> n
     so its edge is that far below the jaw row, wherever the jaw row went."""
     w, h = size
     pts = grid.points
-    jaw = pts[mesh.ROW_JAW, :, 1]
-    edge_src = jaw + JAW_RIGID * (pts[-1, :, 1] - jaw)
+    edge_src = chin_edge(grid)
     # A chin raised (an open photo's jaw closing) still covers the photo's own chin below it.
     edge = edge_src + np.maximum(offsets[mesh.ROW_JAW, :, 1], 0.0)
     xs = pts[mesh.ROW_JAW, :, 0] + offsets[mesh.ROW_JAW, :, 0]
