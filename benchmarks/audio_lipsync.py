@@ -125,35 +125,10 @@ def streamed(clip: Clip, options: ListenOptions, channel: list | None = None) ->
     return frames
 
 
-#: A closure (MBP >= 0.8, a run of frames) this far from every labelled p/b/m is stray, ms.
-STRAY_MS = 60.0
-
-
-def stray_closures(frames: list[Frame], truth: list) -> tuple[int, int]:
-    """(closures shown nowhere near a p/b/m, closures shown): what the long-vowel count
-    misses, lips shutting on other consonants (precision of the closures)."""
-    from avatarkit.visemes.phonemes import normalize_ipa
-
-    labial = [(p.start_ms, p.end_ms) for p in truth if normalize_ipa(p.symbol) in {"p", "b", "m"}]
-    runs: list[list[float]] = []
-    shut = False
-    for f in frames:
-        on = f.weights.get("MBP", 0.0) >= 0.8
-        if on and not shut:
-            runs.append([f.pts_ms, f.pts_ms])
-        elif on:
-            runs[-1][1] = f.pts_ms
-        shut = on
-    stray = sum(1 for a, b in runs
-                if not any(s - STRAY_MS <= b and a <= e + STRAY_MS for s, e in labial))
-    return stray, len(runs)
-
-
 def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
-             ) -> tuple[LipScore, float, float, str, tuple[int, int]]:
+             ) -> tuple[LipScore, float, float, str]:
     total: LipScore | None = None
     agree, frames_n, audio_s, compute_s = 0, 0, 0.0, 0.0
-    stray = [0, 0]
     methods = set()
     channel: list = [None]
     for c in clips:
@@ -170,14 +145,12 @@ def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
         audio_s += len(c.samples) / RATE
         s = lip_score(frames, c.truth)
         total = s if total is None else total + s
-        for k, v in enumerate(stray_closures(frames, c.truth)):
-            stray[k] += v
         sc = score(frames, c.truth)
         agree += sc.agreeing_frames
         frames_n += sc.frames
     assert total is not None
     speed = audio_s / max(compute_s, 1e-9)
-    return total, agree / max(frames_n, 1), speed, "/".join(sorted(methods)), (stray[0], stray[1])
+    return total, agree / max(frames_n, 1), speed, "/".join(sorted(methods))
 
 
 def cli_speed(wav: Path, runs: int, *, cached: bool = True) -> tuple[float, float]:
@@ -215,11 +188,11 @@ def live_capacity(clip: Clip, options: ListenOptions) -> float:
     return len(clip.samples) / RATE / (time.process_time() - t0)
 
 
-def row(name: str, mode: str, s: LipScore, agree: float, speed: float, method: str,
-        stray: tuple[int, int]) -> str:
+def row(name: str, mode: str, s: LipScore, agree: float, speed: float, method: str) -> str:
     return (f"{name:<22} {mode:<11} closures {s.closures_hit:>3}/{s.closures:<3} "
             f"{100 * s.closure_hit_rate:5.1f}%  false {s.false_closures:>2}/{s.long_vowels:<3} "
-            f"{100 * s.false_closure_rate:4.1f}%  stray {stray[0]:>3}/{stray[1]:<3} "
+            f"{100 * s.false_closure_rate:4.1f}%  "
+            f"stray {s.stray_closures:>3}/{s.closures_shown:<3} "
             f"f/v {100 * s.labiodental_hit_rate:5.1f}%  "
             f"frames {100 * agree:5.1f}%  {speed:6.1f}x  [{method}]")
 
@@ -253,8 +226,8 @@ def main() -> None:
         print(f"\n{name}: {len(clips)} clips, {seconds:.1f} s")
         modes = ["audio", "text"] + (["stream", "stream+ch"] if name.startswith("real") else [])
         for mode in modes:
-            s, agree, speed, method, stray = evaluate(clips, mode, lang, options)
-            print(row(name, mode, s, agree, speed, method, stray))
+            s, agree, speed, method = evaluate(clips, mode, lang, options)
+            print(row(name, mode, s, agree, speed, method))
     if real:
         wav = real[0].path
         assert wav is not None

@@ -112,3 +112,18 @@ def test_accuracy_floors_against_espeak_ground_truth() -> None:
     assert a.frame_agreement >= 0.85
     assert b.frame_agreement >= 0.65
     assert a.mean_onset_error_ms <= 15
+
+
+def test_lip_score_counts_closures_shown_far_from_any_labial_as_stray() -> None:
+    from avatarkit.visemes.coarticulation import Frame
+    from avatarkit.visemes.phonemes import TimedPhoneme
+    from avatarkit.visemes.scoring import lip_score
+
+    truth = [TimedPhoneme("a", 0, 200), TimedPhoneme("p", 200, 280),
+             TimedPhoneme("a", 280, 500), TimedPhoneme("k", 500, 560),
+             TimedPhoneme("a", 560, 800)]
+    shut = {220, 240, 260, 520, 540}  # lips shut over the p, and again over the k
+    frames = [Frame(t, {"MBP": 1.0} if t in shut else {"AI": 1.0}) for t in range(0, 800, 20)]
+    s = lip_score(frames, truth)
+    assert (s.closures_hit, s.closures) == (1, 1)
+    assert (s.stray_closures, s.closures_shown) == (1, 2)

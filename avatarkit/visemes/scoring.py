@@ -153,6 +153,9 @@ def alignment_from_synthesis(text: str, synthesis: Synthesis) -> list[AlignmentC
 
 #: Vowels at least this long are where a closure must never appear (`false_closures`), ms.
 LONG_VOWEL_MS = 100.0
+#: A closure shown (a run of frames at the closure weight) this far from every labelled
+#: p/b/m is stray (`stray_closures`), ms.
+STRAY_MS = 60.0
 _LABIODENTAL = frozenset({"f", "v"})
 
 
@@ -166,6 +169,10 @@ class LipScore:
     false_closures: int
     labiodentals: int
     labiodentals_hit: int
+    #: Closures shown (runs of frames at the closure weight), and those more than STRAY_MS
+    #: from every p/b/m: lips shutting on other consonants, which the long-vowel count misses.
+    closures_shown: int
+    stray_closures: int
 
     @property
     def closure_hit_rate(self) -> float:
@@ -217,4 +224,24 @@ def lip_score(
             counts["long_vowels"] += 1
             counts["false_closures"] += _any_frame(
                 frames, p.start_ms + quarter, p.end_ms - quarter, "MBP", closure_weight)
+    labials = [(p.start_ms, p.end_ms) for p in truth
+               if normalize_ipa(p.symbol) in CLOSURE_SYMBOLS]
+    for a, b in _closure_runs(frames, closure_weight):
+        counts["closures_shown"] += 1
+        counts["stray_closures"] += not any(s - STRAY_MS <= b and a <= e + STRAY_MS
+                                            for s, e in labials)
     return LipScore(**counts)
+
+
+def _closure_runs(frames: Sequence[Frame], weight: float) -> list[tuple[float, float]]:
+    """(first, last pts_ms) of each run of consecutive frames with MBP >= `weight`."""
+    runs: list[tuple[float, float]] = []
+    shut = False
+    for f in frames:
+        on = f.weights.get("MBP", 0.0) >= weight
+        if on and not shut:
+            runs.append((f.pts_ms, f.pts_ms))
+        elif on:
+            runs[-1] = (runs[-1][0], f.pts_ms)
+        shut = on
+    return runs
