@@ -11,7 +11,7 @@ import pytest
 from avatarkit.face import regions
 from avatarkit.face.landmarks import detect_faces, landmarks
 from avatarkit.mouth.assets import make_mouth_assets
-from avatarkit.mouth.interior import measure_look
+from avatarkit.mouth.interior import LUMA, measure_look
 from avatarkit.mouth.mesh import build_grid
 from avatarkit.mouth.open_photo import fit_open_mouth
 from avatarkit.mouth.roi import mouth_roi
@@ -30,14 +30,20 @@ def _opening(points: np.ndarray) -> float:
     return regions.inner_lip_opening(points) / regions.mouth_width(points)
 
 
-@pytest.mark.parametrize("name", ["hopper", "biden"])
-def test_open_photo_rest_is_the_photo_and_mbp_closes(name: str) -> None:
-    rgb, face = load(DATA / f"{name}.jpg")
+def _opened(path):
+    """A portrait taken mid-word: opened with its own AI shape, the face re-detected on it
+    and its assets rebuilt. (photo, face, assets)"""
+    rgb, face = load(path)
     talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
     face = detect_faces(talking)[0]
+    return talking, face, make_mouth_assets(talking, face)
+
+
+@pytest.mark.parametrize("name", ["hopper", "biden"])
+def test_open_photo_rest_is_the_photo_and_mbp_closes(name: str) -> None:
+    talking, face, assets = _opened(DATA / f"{name}.jpg")
     photo = _opening(face.points)
     assert photo > 0.25, photo  # really open
-    assets = make_mouth_assets(talking, face)
     roi = assets.roi
     assert np.array_equal(assets.sprites["Rest"][..., :3], roi.crop(talking))
     measured = {k: _opening(landmarks(_with(talking, assets, k))) for k in ("Rest", "MBP", "AI")}
@@ -52,12 +58,9 @@ def test_toothy_open_photo_closes_on_mbp(path) -> None:
     meets the lips over the teeth, with no teeth left between them for the detector to read
     as parted lips (this read 0.19 and 0.23 mouth widths when MBP stretched the lips over
     the whole opening)."""
-    rgb, face = load(path)
-    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
-    face = detect_faces(talking)[0]
+    talking, face, assets = _opened(path)
     photo = _opening(face.points)
     assert photo > 0.3, photo
-    assets = make_mouth_assets(talking, face)
     assert np.array_equal(assets.sprites["Rest"][..., :3], assets.roi.crop(talking))
     measured = {k: _opening(landmarks(_with(talking, assets, k))) for k in ("Rest", "MBP", "O")}
     assert abs(measured["Rest"] - photo) < 0.01, measured
@@ -99,10 +102,7 @@ def test_ai_on_an_ai_open_photo_is_about_the_photo(path) -> None:
     as open as the photo, and E (which opens less than AI) less. Adding each shape's whole
     opening on top of the photo's stretched AI to 0.8 mouth widths, which the detector read
     as 0.32 against the photo's 0.47 on obama, with E at 0.64."""
-    rgb, face = load(path)
-    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
-    face = detect_faces(talking)[0]
-    assets = make_mouth_assets(talking, face)
+    talking, _, assets = _opened(path)
     measured = {k: _opening(landmarks(_with(talking, assets, k))) for k in ("Rest", "AI", "E")}
     assert measured["AI"] >= measured["Rest"] - 0.02, measured
     assert measured["AI"] <= measured["Rest"] + 0.2, measured
@@ -115,21 +115,18 @@ def test_rising_chin_keeps_the_shadow_under_it_thin() -> None:
     shadow under hopper's chin (opened with AI) stretched into a dark band twice as tall
     (17-18 dark rows under the lower lip on E, U, WQ, R, CH, TH against the photo's 9; 7-9
     with the rigid chin)."""
-    rgb, face = load(DATA / "hopper.jpg")
-    talking = _with(rgb, make_mouth_assets(rgb, face), "AI")
-    face = detect_faces(talking)[0]
-    assets = make_mouth_assets(talking, face)
+    talking, face, assets = _opened(DATA / "hopper.jpg")
     roi = assets.roi
     patch = roi.crop(talking)
     grid = build_grid(face, roi)
     cx, mw = int(round(grid.center_x)), grid.mouth_width
     half = int(0.15 * mw)
     top = int(grid.points[6, :, 1].max())  # the photo's skin under the lower lip
-    patch_lum = patch[top:, cx - half:cx + half + 1].astype(np.float64) @ [0.299, 0.587, 0.114]
+    patch_lum = patch[top:, cx - half:cx + half + 1].astype(np.float64) @ LUMA
 
     def dark_rows(cell: np.ndarray, start: int) -> int:
         """Rows under the (moved) lower lip, mouth centre, darker than 0.4 x the neck."""
-        lum = cell[start:, cx - half:cx + half + 1].astype(np.float64) @ [0.299, 0.587, 0.114]
+        lum = cell[start:, cx - half:cx + half + 1].astype(np.float64) @ LUMA
         return int(np.sum(lum.mean(axis=1) < 0.4 * np.median(patch_lum)))
 
     photo = dark_rows(patch, top)
