@@ -20,6 +20,7 @@ from avatarkit.mouth.mask import feathered_mask
 from avatarkit.mouth.mesh import MouthGrid, build_grid
 from avatarkit.mouth.open_photo import fit_open_mouth
 from avatarkit.mouth.roi import Roi, mouth_roi
+from avatarkit.mouth.seam import seam_spec
 from avatarkit.mouth.shapes import SHAPES, all_offsets
 from avatarkit.mouth.sprites import chin_alpha, render_mouth, to_sprite
 from avatarkit.visemes.classes import VISEME_CLASSES
@@ -112,6 +113,7 @@ def make_mouth_assets(rgb: np.ndarray, face: Face) -> MouthAssets:
                     "cols": list(grid.corner_cols),
                     "note": "the interior texture shows inside the polygon of the deformed "
                             "upper row (left to right) and lower row (right to left)"},
+        "seam": seam_spec(look.lip_rgb),
         "rows": {"upper_outer_lip": mesh.ROW_UPPER_OUTER, "upper_inner_lip": mesh.ROW_UPPER_INNER,
                  "lower_inner_lip": mesh.ROW_LOWER_INNER, "lower_outer_lip": mesh.ROW_LOWER_OUTER,
                  "jaw": mesh.ROW_JAW},

@@ -6,8 +6,9 @@ import numpy as np
 
 from avatarkit.mouth import mesh
 from avatarkit.mouth.chin_rise import chin_edge, draw_with_risen_chin
-from avatarkit.mouth.interior import MouthLook, render_interior, row_curve
+from avatarkit.mouth.interior import MouthLook, render_interior
 from avatarkit.mouth.mesh import MouthGrid
+from avatarkit.mouth.seam import draw_seam, seam_rgb
 from avatarkit.mouth.shapes import MouthShape
 from avatarkit.mouth.warp import warp_image
 
@@ -25,26 +26,12 @@ def render_mouth(patch: np.ndarray, grid: MouthGrid, offsets: np.ndarray, shape:
         # The lips meet all along: no interior shows. (Drawn over the zero-area opening,
         # its anti-aliased edge left a line of teeth or cavity colour along the seam that
         # the face detector read as parted lips.)
-        out = _lip_seam(warped, target, grid, look)
+        c0, c1 = grid.corner_cols
+        out = draw_seam(warped, target[mesh.ROW_UPPER_INNER, c0:c1 + 1], seam_rgb(look.lip_rgb))
     else:
         interior, alpha = render_interior(patch, grid, target, shape, look)
         out = warped * (1 - alpha[..., None]) + interior * alpha[..., None]
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def _lip_seam(image: np.ndarray, target: np.ndarray, grid: MouthGrid,
-              look: MouthLook) -> np.ndarray:
-    """A soft dark line where closed lips meet, so they read as two lips, not one band."""
-    h, w = image.shape[:2]
-    c0, c1 = grid.corner_cols
-    xs = np.arange(w, dtype=np.float32)
-    seam = row_curve(target, mesh.ROW_UPPER_INNER, slice(c0, c1 + 1), w)
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    inside = (xs >= target[mesh.ROW_UPPER_INNER, c0, 0]) & (xs <= target[mesh.ROW_UPPER_INNER,
-                                                                          c1, 0])
-    strength = 0.45 * np.exp(-((ys - seam[None, :]) / 0.8) ** 2) * inside[None, :]
-    dark = (look.lip_rgb * 0.35).astype(np.float32)
-    return image * (1 - strength[..., None]) + dark * strength[..., None]
 
 
 #: How far below the dropped chin's edge the sprite fades out, in mouth widths (at least

@@ -76,6 +76,16 @@ class InteriorLayer:
     classes: np.ndarray  # (len(VISEME_CLASSES),) how much each class shows it
 
 
+@dataclass(frozen=True)
+class Seam:
+    """meshdef.json's optional `seam`: the dark line where closed lips meet (mouth/seam.py)."""
+
+    rgb: np.ndarray  # (3,) float32
+    strength: float
+    sigma_px: float
+    classes: np.ndarray  # (len(VISEME_CLASSES),) how much each class draws it
+
+
 @dataclass
 class Avatar:
     """The assets of one avatar folder, ready to draw with (see `load_avatar`)."""
@@ -91,6 +101,7 @@ class Avatar:
     landmarks: np.ndarray  # (478, 2) photo landmarks from avatar.json
     video: Path  # idle.mp4
     interior_layers: tuple[InteriorLayer, ...] = ()  # optional, drawn over `interior`
+    seam: Seam | None = None  # optional, drawn where the closing classes meet the lips
     _frames: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -199,6 +210,21 @@ def _interior_layers(folder: Path, doc: dict, shape: tuple[int, int]) -> tuple[
                              "rebuild the avatar with `avatarkit build`") from exc
 
 
+def _seam(folder: Path, doc: dict) -> Seam | None:
+    """meshdef.json's optional lip seam (older avatars have none)."""
+    spec = doc.get("seam")
+    if not spec:
+        return None
+    try:
+        return Seam(rgb=np.asarray(spec["rgb"], np.float32).reshape(3),
+                    strength=float(spec["strength"]), sigma_px=float(spec["sigma_px"]),
+                    classes=np.array([float(spec["classes"].get(c, 0.0))
+                                      for c in VISEME_CLASSES]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AvatarkitError(f"{folder}: meshdef.json has an invalid seam ({exc!r}) - "
+                             "rebuild the avatar with `avatarkit build`") from exc
+
+
 def load_avatar(folder: str | Path) -> Avatar:
     """Load and check an avatar folder made by `avatarkit build`.
 
@@ -256,4 +282,5 @@ def load_avatar(folder: str | Path) -> Avatar:
     interior = _read_png(folder, meshdoc.get("interior", "mouth_interior.png"), "RGBA", shape)
     return Avatar(folder=folder, manifest=manifest, roi=roi, track=track, mask=mask,
                   cells=cells, mesh=mesh, interior=interior, landmarks=points, video=video,
-                  interior_layers=_interior_layers(folder, meshdoc, shape))
+                  interior_layers=_interior_layers(folder, meshdoc, shape),
+                  seam=_seam(folder, meshdoc))

@@ -26,6 +26,7 @@ import numpy as np
 from avatarkit.errors import AvatarkitError
 from avatarkit.mouth.interior import polygon_alpha
 from avatarkit.mouth.place import blend_box, frame_box, place_patch, shifted, to_box
+from avatarkit.mouth.seam import seam_alpha
 from avatarkit.mouth.warp import warp_maps
 from avatarkit.render.avatar import Avatar
 from avatarkit.render.weights import REST
@@ -134,6 +135,16 @@ class MeshVariant:
                     rgb = to_box(rgb, affine, box)
                     alpha = to_box(alpha, affine, box, fill_edge=False)
                 warped += (rgb - warped) * (cover * alpha * amount)[..., None]
+        seam = self.avatar.seam
+        if seam is not None:
+            amount = float(np.clip(np.dot(weights, seam.classes), 0.0, 1.0))
+            if amount > 0:
+                m = self.mesh
+                row = (m.points + offsets).reshape(m.rows, m.cols, 2)[
+                    m.upper_row, m.corner_cols[0]:m.corner_cols[1] + 1]
+                alpha = seam_alpha(row, (roi.w, roi.h), seam.strength, seam.sigma_px)
+                a = to_box(alpha.astype(np.float32), affine, box, fill_edge=False) * amount
+                warped += (seam.rgb - warped) * a[..., None]
         return blend_box(frame, box, warped, to_box(self.mask, affine, box, fill_edge=False))
 
     def _jaw_maps(self, offsets: np.ndarray, local: np.ndarray,

@@ -242,6 +242,15 @@
       vec4 t = texture2D(uInterior, vRoi);
       gl_FragColor = vec4(t.rgb, t.a * uReveal * texture2D(uMask, vRoi).r);
     }`;
+  // The lip seam: vVideo.x = vertical ROI-pixel distance from the upper inner lip row.
+  const FS_SEAM = `
+    precision mediump float;
+    uniform sampler2D uMask; uniform vec3 uRgb; uniform float uAlpha; uniform float uSigma;
+    varying vec2 vVideo; varying vec2 vRoi;
+    void main() {
+      float d = vVideo.x / uSigma;
+      gl_FragColor = vec4(uRgb, uAlpha * exp(-d * d) * texture2D(uMask, vRoi).r);
+    }`;
   // One interior layer: vRoi = where to sample it (within its cell), vVideo = ROI position
   // of the fragment (for the mask).
   const FS_LAYER = `
@@ -276,6 +285,14 @@
       this.progVideo = this.program(VS, FS_VIDEO);
       this.progMouth = this.program(VS, FS_MOUTH);
       this.progInterior = this.program(VS, FS_INTERIOR);
+      const seam = assets.meshdef.seam;
+      if (seam) {
+        this.progSeam = this.program(VS, FS_SEAM);
+        this.seam = {
+          rgb: seam.rgb.map((v) => v / 255), strength: seam.strength, sigma: seam.sigma_px,
+          classes: CLASSES.map((c) => (seam.classes && seam.classes[c]) || 0),
+        };
+      }
       gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
       gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
       this.texVideo = this.texture(null);
@@ -445,10 +462,46 @@
             new Uint16Array(idx), [["uInterior", this.texInterior], ["uMask", this.texMask]]);
           this.drawLayers(strip, new Uint16Array(idx), dst, weights, reveal, affine);
         }
+        this.drawSeam(dst, weights, affine);
       }
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.drawImage(this.canvas, 0, 0);
       return active;
+    }
+    /** The lip seam (meshdef.seam): a dark line along the deformed upper inner lip row
+     * between the corner columns, faded by the weights of the closing classes: alpha =
+     * strength x amount x exp(-(d / sigma)^2), d the vertical distance from the row. A strip
+     * 3 sigma above and below the row carries d in vVideo.x. */
+    drawSeam(dst, weights, affine) {
+      if (!this.seam) return;
+      let amount = 0;
+      for (let k = 0; k < CLASSES.length; k++) amount += weights[k] * this.seam.classes[k];
+      amount = Math.min(1, Math.max(0, amount));
+      if (amount <= 0) return;
+      const { upper_row: ur, cols: [c0, c1] } = this.opening;
+      const reach = 3 * this.seam.sigma;
+      const strip = new Float32Array(4 * (c1 - c0 + 1));
+      let j = 0;
+      for (let c = c0; c <= c1; c++) {
+        const u = ur * this.cols + c;
+        strip[j++] = dst[2 * u]; strip[j++] = dst[2 * u + 1] - reach;
+        strip[j++] = dst[2 * u]; strip[j++] = dst[2 * u + 1] + reach;
+      }
+      const v = this.vertices(strip, affine, strip);
+      for (let i = 0; i < strip.length / 2; i++) {
+        v[6 * i + 2] = i % 2 ? reach : -reach; v[6 * i + 3] = 0;
+      }
+      const idx = [];
+      for (let k = 0; k < c1 - c0; k++) {
+        const p = 2 * k, q = p + 2;
+        idx.push(p, q, q + 1, p, q + 1, p + 1);
+      }
+      const gl = this.gl, prog = this.progSeam;
+      gl.useProgram(prog);
+      gl.uniform3f(gl.getUniformLocation(prog, "uRgb"), ...this.seam.rgb);
+      gl.uniform1f(gl.getUniformLocation(prog, "uAlpha"), this.seam.strength * amount);
+      gl.uniform1f(gl.getUniformLocation(prog, "uSigma"), this.seam.sigma);
+      this.drawWith(prog, v, new Uint16Array(idx), [["uMask", this.texMask]]);
     }
     /** The interior layers over the opening strip, each faded in by the weights of its
      * classes. "jaw" layers move with the deformed lower inner lip row: a strip vertex of
