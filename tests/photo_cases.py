@@ -54,9 +54,9 @@ def two_faces(path: Path) -> Path:
     return save(canvas, path, quality=92)
 
 
-def head_turned(path: Path, squeeze: float = 0.3) -> Path:
-    """Hopper with the image-right half of her face squeezed to `squeeze` of its width (30 %:
-    yaw ratio ~0.66, refused; 55 %: ~0.52, built with a warning).
+def head_turned(path: Path, squeeze: float = 0.25) -> Path:
+    """Hopper with the image-right half of her face squeezed to `squeeze` of its width (25 %:
+    yaw ratio ~0.77, refused; 55 %: ~0.52, built with a warning).
 
     No photo with a turned head ships with our public-domain sources; squeezing one side is
     what a turn does to the image (the far cheek foreshortens, the near one stays), and the

@@ -212,24 +212,26 @@ def test_face_cut_off(tmp_path):
 def test_head_turned(tmp_path):
     assert_refused(head_turned(tmp_path / "turned.jpg"), tmp_path / "out",
                    r"turned\.jpg: the head is turned too far to the side \(yaw ratio 0\.\d\d, "
-                   r"max 0\.55\) - use a photo that looks roughly into the camera")
+                   r"max 0\.65\) - use a photo that looks roughly into the camera")
 
 
-def test_head_turned_within_the_model_builds_with_a_warning(tmp_path):
-    """A ~27 degree turn (yaw ratio ~0.52) builds, warns, and its mouth shapes are real: the
-    detector sees AI open widest and MBP closed on the sprites composited onto the photo."""
+@pytest.mark.parametrize("squeeze", [0.55, 0.4])
+def test_head_turned_within_the_model_builds_with_a_warning(tmp_path, squeeze):
+    """A ~27 and a ~32 degree turn (yaw ratio ~0.52 and ~0.62) build, warn, and their mouth
+    shapes are real: the detector sees AI open widest and MBP closed on the sprites
+    composited onto the photo."""
     from avatarkit.face import regions
     from avatarkit.face.landmarks import detect_faces, landmarks
     from avatarkit.mouth.assets import make_mouth_assets
     from avatarkit.mouth.sprites import composite
 
-    photo = head_turned(tmp_path / "turned.jpg", squeeze=0.55)
+    photo = head_turned(tmp_path / "turned.jpg", squeeze=squeeze)
     result = build_avatar(photo, tmp_path / "out", FAST)
     assert result.status == "built", result.error
     assert any("head is turned to the side" in w for w in result.warnings), result.warnings
     rgb = np.asarray(Image.open(photo).convert("RGB"))
     face = detect_faces(rgb)[0]
-    assert 0.45 < face.yaw_ratio <= 0.55
+    assert 0.45 < face.yaw_ratio <= 0.65
     assets = make_mouth_assets(rgb, face)
     roi = assets.roi
     opening = {}
