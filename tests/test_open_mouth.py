@@ -12,8 +12,9 @@ from PIL import Image
 from avatarkit.build import BuildOptions, build_avatar
 from avatarkit.face import regions
 from avatarkit.face.landmarks import detect_faces, landmarks
+from avatarkit.mouth import seam
 from avatarkit.mouth.assets import make_mouth_assets
-from avatarkit.mouth.interior import LUMA, measure_look
+from avatarkit.mouth.interior import LUMA, measure_look, polygon_alpha
 from avatarkit.mouth.mesh import build_grid
 from avatarkit.mouth.open_photo import fit_open_mouth
 from avatarkit.mouth.roi import mouth_roi
@@ -90,6 +91,18 @@ def test_both_renderers_close_a_toothy_open_photo(path, tmp_path) -> None:
     for variant in ("sprites", "mesh"):
         drawn = make_variant(avatar, variant).draw(frame, 0, mbp)
         assert _opening(landmarks(drawn)) <= 0.10, variant
+    # Closing, the mesh squeezes the photo's teeth into the narrowing gap: it is shaded, not
+    # a bright line (p90 luminance there was 162-172 on hero, over the lips' 139).
+    lips = float(avatar.seam.rgb @ LUMA) / seam.LIP_SHADE
+    mesh = make_variant(avatar, "mesh")
+    affine = avatar.roi_affine(0)
+    for w in (0.8, 0.9):
+        weights = weight_vector({"MBP": w, "Rest": 1 - w})
+        drawn = mesh.draw(frame, 0, weights)
+        gap = avatar.mesh.opening(avatar.mesh.offsets(weights)) @ affine[:, :2].T + affine[:, 2]
+        inside = polygon_alpha(gap, avatar.size) > 0.3
+        assert inside.sum() > 20
+        assert np.percentile(drawn[inside].astype(np.float32) @ LUMA, 90) <= lips, w
 
 
 @pytest.mark.parametrize("path", [HERO, DATA / "obama.jpg", DATA / "hopper.jpg",

@@ -20,6 +20,13 @@ STRENGTH = 0.45
 SIGMA_PX = 0.8
 #: The line's colour: the lip colour this much as bright.
 LIP_SHADE = 0.35
+#: The mesh renderers shade a narrowing opening towards the line's colour once it is under
+#: this fraction of the photo's own gap (fully at zero): a warp squeezes whatever the photo
+#: shows between the lips (on a photo taken mid-word: its teeth) into the narrowing gap, a
+#: bright line where closing lips show a shadow. Sprites are drawn per class, not squeezed.
+SHADE_BELOW = 0.5
+#: Columns where the photo's lips are less than this far apart (px) are not shaded.
+MIN_PHOTO_GAP_PX = 1.0
 #: The classes whose lips meet all along: they carry the line.
 CLASSES = tuple(c for c in VISEME_CLASSES if SHAPES[c].close >= 1.0)
 
@@ -49,15 +56,28 @@ def draw_seam(image: np.ndarray, row: np.ndarray, rgb: np.ndarray,
     return image * (1 - a) + rgb * a
 
 
+def closing_shade(photo_gap: np.ndarray, gap: np.ndarray, below: float = SHADE_BELOW,
+                  min_photo_gap: float = MIN_PHOTO_GAP_PX) -> np.ndarray:
+    """Per grid column 0..1: how far the opening is shaded, from the photo's gap and the
+    deformed one (both px, per column)."""
+    ratio = gap / np.maximum(photo_gap, 1e-6)
+    shade = np.clip(1.0 - ratio / below, 0.0, 1.0)
+    return np.where(photo_gap > min_photo_gap, shade, 0.0)
+
+
 def seam_spec(lip_rgb: np.ndarray) -> dict:
     """meshdef.json's `seam` entry (docs/player.md: how a mesh renderer draws it)."""
     return {"rgb": [round(float(v), 2) for v in seam_rgb(lip_rgb)], "strength": STRENGTH,
             "sigma_px": SIGMA_PX, "classes": {c: 1.0 for c in CLASSES},
+            "shade_below": SHADE_BELOW, "min_photo_gap_px": MIN_PHOTO_GAP_PX,
             "note": "a dark line along the deformed upper inner lip row between the corner "
                     "columns (`opening`): alpha = strength x min(1, sum of the weights of its "
                     "classes) x exp(-(d / sigma_px)^2), d = vertical ROI-pixel distance from "
                     "the row (linear between columns), drawn over the warped mouth and under "
-                    "the mask"}
+                    "the mask. Mesh renderers also fill the opening strip with this colour at "
+                    "alpha = clamp(1 - (gap / photo gap) / shade_below, 0, 1) per column "
+                    "(0 where the photo gap is under min_photo_gap_px; linear between "
+                    "columns), whatever the weights: a narrowing gap is in shadow"}
 
 
-__all__ = ["CLASSES", "draw_seam", "seam_alpha", "seam_rgb", "seam_spec"]
+__all__ = ["CLASSES", "closing_shade", "draw_seam", "seam_alpha", "seam_rgb", "seam_spec"]

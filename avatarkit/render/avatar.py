@@ -84,6 +84,8 @@ class Seam:
     strength: float
     sigma_px: float
     classes: np.ndarray  # (len(VISEME_CLASSES),) how much each class draws it
+    shade_below: float  # a narrowing opening is shaded under this fraction of the photo's gap
+    min_photo_gap_px: float  # columns where the photo's lips are closer are not shaded
 
 
 @dataclass
@@ -219,7 +221,9 @@ def _seam(folder: Path, doc: dict) -> Seam | None:
         return Seam(rgb=np.asarray(spec["rgb"], np.float32).reshape(3),
                     strength=float(spec["strength"]), sigma_px=float(spec["sigma_px"]),
                     classes=np.array([float(spec["classes"].get(c, 0.0))
-                                      for c in VISEME_CLASSES]))
+                                      for c in VISEME_CLASSES]),
+                    shade_below=float(spec.get("shade_below", 0.0)),
+                    min_photo_gap_px=float(spec.get("min_photo_gap_px", 0.0)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AvatarkitError(f"{folder}: meshdef.json has an invalid seam ({exc!r}) - "
                              "rebuild the avatar with `avatarkit build`") from exc

@@ -26,7 +26,7 @@ import numpy as np
 from avatarkit.errors import AvatarkitError
 from avatarkit.mouth.interior import polygon_alpha
 from avatarkit.mouth.place import blend_box, frame_box, place_patch, shifted, to_box
-from avatarkit.mouth.seam import seam_alpha
+from avatarkit.mouth.seam import closing_shade, seam_alpha
 from avatarkit.mouth.warp import warp_maps
 from avatarkit.render.avatar import Avatar
 from avatarkit.render.weights import REST
@@ -135,17 +135,34 @@ class MeshVariant:
                     rgb = to_box(rgb, affine, box)
                     alpha = to_box(alpha, affine, box, fill_edge=False)
                 warped += (rgb - warped) * (cover * alpha * amount)[..., None]
-        seam = self.avatar.seam
-        if seam is not None:
-            amount = float(np.clip(np.dot(weights, seam.classes), 0.0, 1.0))
-            if amount > 0:
-                m = self.mesh
-                row = (m.points + offsets).reshape(m.rows, m.cols, 2)[
-                    m.upper_row, m.corner_cols[0]:m.corner_cols[1] + 1]
-                alpha = seam_alpha(row, (roi.w, roi.h), seam.strength, seam.sigma_px)
-                a = to_box(alpha.astype(np.float32), affine, box, fill_edge=False) * amount
-                warped += (seam.rgb - warped) * a[..., None]
+        if self.avatar.seam is not None:
+            self._shadow(warped, offsets, weights, affine, box)
         return blend_box(frame, box, warped, to_box(self.mask, affine, box, fill_edge=False))
+
+    def _shadow(self, warped: np.ndarray, offsets: np.ndarray, weights: np.ndarray,
+                affine: np.ndarray, box: tuple[int, int, int, int]) -> None:
+        """Closing lips, in place: the narrowing opening shaded and the lip seam drawn
+        (meshdef.seam; mouth/seam.py says why)."""
+        seam, m, roi = self.avatar.seam, self.mesh, self.avatar.roi
+        assert seam is not None
+        c0, c1 = m.corner_cols
+        moved = (m.points + offsets).reshape(m.rows, m.cols, 2)[:, c0:c1 + 1]
+        photo = m.points.reshape(m.rows, m.cols, 2)[:, c0:c1 + 1]
+        upper, lower = moved[m.upper_row], moved[m.lower_row]
+        shade = closing_shade(photo[m.lower_row, :, 1] - photo[m.upper_row, :, 1],
+                              lower[:, 1] - upper[:, 1], seam.shade_below,
+                              seam.min_photo_gap_px) if seam.shade_below > 0 else None
+        alpha = np.zeros((roi.h, roi.w), np.float32)
+        if shade is not None and shade.max() > 0:
+            across = np.interp(np.arange(roi.w), upper[:, 0], shade).astype(np.float32)
+            alpha = polygon_alpha(m.opening(offsets), (roi.w, roi.h)) * across[None, :]
+        amount = float(np.clip(np.dot(weights, seam.classes), 0.0, 1.0))
+        if amount > 0:
+            line = seam_alpha(upper, (roi.w, roi.h), seam.strength, seam.sigma_px) * amount
+            alpha = 1.0 - (1.0 - alpha) * (1.0 - line)
+        if alpha.max() > 0:
+            a = to_box(alpha.astype(np.float32), affine, box, fill_edge=False)
+            warped += (seam.rgb - warped) * a[..., None]
 
     def _jaw_maps(self, offsets: np.ndarray, local: np.ndarray,
                   shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -251,6 +251,12 @@
       float d = vVideo.x / uSigma;
       gl_FragColor = vec4(uRgb, uAlpha * exp(-d * d) * texture2D(uMask, vRoi).r);
     }`;
+  // A narrowing opening in shadow: vVideo.x = the column's shade.
+  const FS_SHADE = `
+    precision mediump float;
+    uniform sampler2D uMask; uniform vec3 uRgb;
+    varying vec2 vVideo; varying vec2 vRoi;
+    void main() { gl_FragColor = vec4(uRgb, vVideo.x * texture2D(uMask, vRoi).r); }`;
   // One interior layer: vRoi = where to sample it (within its cell), vVideo = ROI position
   // of the fragment (for the mask).
   const FS_LAYER = `
@@ -288,9 +294,11 @@
       const seam = assets.meshdef.seam;
       if (seam) {
         this.progSeam = this.program(VS, FS_SEAM);
+        this.progShade = this.program(VS, FS_SHADE);
         this.seam = {
           rgb: seam.rgb.map((v) => v / 255), strength: seam.strength, sigma: seam.sigma_px,
           classes: CLASSES.map((c) => (seam.classes && seam.classes[c]) || 0),
+          shadeBelow: seam.shade_below || 0, minGap: seam.min_photo_gap_px || 0,
         };
       }
       gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
@@ -462,11 +470,39 @@
             new Uint16Array(idx), [["uInterior", this.texInterior], ["uMask", this.texMask]]);
           this.drawLayers(strip, new Uint16Array(idx), dst, weights, reveal, affine);
         }
+        this.drawShade(strip, dst, new Uint16Array(idx), affine);
         this.drawSeam(dst, weights, affine);
       }
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.drawImage(this.canvas, 0, 0);
       return active;
+    }
+    /** A narrowing opening shaded towards the seam colour (meshdef.seam.shade_below): per
+     * column, alpha = clamp(1 - (gap / photo gap) / shade_below, 0, 1), 0 where the photo's
+     * lips are under min_photo_gap_px apart; the warp squeezes the photo's teeth into it. */
+    drawShade(strip, dst, idx, affine) {
+      if (!this.seam || !(this.seam.shadeBelow > 0)) return;
+      const { a } = this;
+      const { upper_row: ur, lower_row: lr, cols: [c0, c1] } = this.opening;
+      const v = this.vertices(strip, affine, strip);
+      let any = false;
+      for (let c = c0; c <= c1; c++) {
+        const u = ur * this.cols + c, l = lr * this.cols + c;
+        const photoGap = a.points[2 * l + 1] - a.points[2 * u + 1];
+        const gap = dst[2 * l + 1] - dst[2 * u + 1];
+        let shade = 0;
+        if (photoGap > this.seam.minGap) {
+          shade = Math.min(1, Math.max(0, 1 - gap / photoGap / this.seam.shadeBelow));
+        }
+        any = any || shade > 0;
+        const i = 2 * (c - c0);
+        v[6 * i + 2] = shade; v[6 * (i + 1) + 2] = shade;
+      }
+      if (!any) return;
+      const gl = this.gl, prog = this.progShade;
+      gl.useProgram(prog);
+      gl.uniform3f(gl.getUniformLocation(prog, "uRgb"), ...this.seam.rgb);
+      this.drawWith(prog, v, idx, [["uMask", this.texMask]]);
     }
     /** The lip seam (meshdef.seam): a dark line along the deformed upper inner lip row
      * between the corner columns, faded by the weights of the closing classes: alpha =
