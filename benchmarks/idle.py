@@ -3,6 +3,13 @@ landmarks) and warp / encode time per frame at the example size, 1024 px and 204
 
     python benchmarks/idle.py
 
+Issue 13 asks for peak roll speed <= 2.5x its mean and no eye-line roll step over 0.35 deg
+outside blinks. Both are printed as detected and as planned (what the warp applies; the
+track follows it exactly), next to the detector's own jitter: the roll it reads on the
+photo merely shifted by sub-pixel steps spreads over 0.10-0.37 deg on the test portraits,
+so single detected steps of 0.3-0.43 deg are the detector, while the planned steps are at
+most 0.11 deg and the planned peak speed 1.5-2.0x the mean (3-10 s loops).
+
 Floors asserted by tests/test_idle_loop.py; budget (issue 3): the whole build of the example,
 idle loop included, under 3 s on the 2-core development machine (see benchmarks/build.py).
 """
@@ -14,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -28,6 +36,16 @@ from avatarkit.mouth.roi import mouth_roi  # noqa: E402
 from avatarkit.native_stderr import quiet_native_stderr  # noqa: E402
 
 HERO = ROOT / "examples" / "hero.jpg"
+
+
+def jitter(rgb: np.ndarray, reference: np.ndarray) -> float:
+    """Max - min of the roll the detector reads on the photo shifted by 0..1 px in tenths:
+    how much of a detected frame-to-frame step is the detector, not the head."""
+    shifted = [cv2.warpAffine(rgb, np.float32([[1, 0, d], [0, 1, d / 2]]),
+                              (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE) for d in np.linspace(0, 1, 11)]
+    angles = q.head_angles(q.redetect(shifted), reference)
+    return float(np.nanmax(angles) - np.nanmin(angles))
 
 
 def quality(workdir: Path, photo: Path = HERO, seconds: float = 4.0) -> None:
@@ -64,6 +82,12 @@ def quality(workdir: Path, photo: Path = HERO, seconds: float = 4.0) -> None:
           f" largest frame step {steps[q.clear_of_blinks(curves.blink)].max():.2f} deg outside"
           f" blinks ({steps.max():.2f} in all), residual to plan"
           f" {np.std(angles - curves.roll_deg):.2f} deg")
+    planned = np.abs(np.diff(np.append(curves.roll_deg, curves.roll_deg[0])))
+    print(f"  planned roll (what the warp applies; the track follows it exactly): peak speed"
+          f" {planned.max() / planned.mean():.2f}x mean, largest frame step"
+          f" {planned.max():.3f} deg")
+    print(f"  detector jitter: roll detected on the photo moved by sub-pixel steps (no"
+          f" rotation) spreads over {jitter(rgb, face.points):.2f} deg")
     print(f"  roll speed (low-passed detector) peak {speed.max():.2f} deg/s ="
           f" {speed.max() / speed.mean():.2f}x mean, at the seam {speed[-1]:.2f} deg/s,"
           f" frames under 10 % of mean {np.mean(speed < 0.1 * speed.mean()):.0%}")
