@@ -1,7 +1,7 @@
 """The listener's recipe for a whole recording: audio (+ transcript) -> timed phones.
 
     audio --resample 16 kHz--> samples
-      with text:    forced alignment --pauses from the signal--> phones
+      with text:    forced alignment --pauses, /m/ murmurs from the signal--> phones
       without text (or when the text does not align):
                     phone recognition --lip evidence--> (--transcript relabel-->) phones
     phones --coarticulation--> viseme timeline (same format, exporters, renderer as TTS)
