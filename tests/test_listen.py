@@ -40,13 +40,35 @@ def test_transcript_alignment_closes_the_lips_on_real_speech(real) -> None:
     assert heard.method == "aligned"
     s = _score(heard.phones, heard.duration_ms, truth)
     assert s.closures >= 12
-    assert s.closure_hit_rate >= 0.85, s  # 13/14 measured
-    assert s.false_closure_rate <= 0.05, s
+    # every closure (13/14 before the words were placed around pauses and each /m/ was
+    # fitted to its murmur), and none in a long vowel
+    assert s.closures_hit == s.closures, s
+    assert s.false_closures == 0, s
     assert s.labiodental_hit_rate >= 0.8, s
-    # the transcript leaves out fillers and restarts: those stretches are listened to, not
-    # covered by one sound held for seconds (a frozen mouth)
-    held = [p for p in heard.phones if p.symbol not in ("_", "p", "b", "m")]
+    # the transcript leaves out restarts: those stretches are listened to, not covered by
+    # one sound held for seconds (a frozen mouth); its own fillers ("uh") are a half-open
+    # schwa however long they are held
+    held = [p for p in heard.phones if p.symbol not in ("_", "p", "b", "m", "ə")]
     assert max(p.end_ms - p.start_ms for p in held) <= 500.0
+    fillers = [p for p in heard.phones if p.symbol == "ə"]
+    assert len(fillers) >= 5 and max(p.end_ms - p.start_ms for p in fillers) >= 300.0
+
+
+def test_the_aligner_places_words_around_the_pauses_of_a_noisy_recording(real) -> None:
+    """The dev recording's pauses are too loud to count as quiet; the word pass leaves
+    them out of the words (they used to drag the words after them ~0.5 s early)."""
+    from avatarkit.listen.align import align
+
+    samples, text, truth = real
+    aligned = align(samples, text)
+    assert aligned is not None
+    pauses = [(p.start_ms, p.end_ms) for p in aligned if p.symbol == "_"]
+    long_pauses = [(p.start_ms, p.end_ms) for p in truth
+                   if p.symbol == "_" and p.end_ms - p.start_ms >= 200.0]
+    assert len(long_pauses) >= 8
+    covered = [any(min(b, d) - max(a, c) >= (b - a) / 2 for c, d in pauses)
+               for a, b in long_pauses]
+    assert all(covered), (long_pauses, pauses)  # 0 of 9 before
 
 
 def test_clipped_speech_still_moves_the_mouth(real) -> None:
@@ -154,6 +176,57 @@ def test_the_murmur_that_ends_um_closes_the_lips(ending: str, closes: bool) -> N
     assert bool(closures) == closes, closures
     if closes:
         assert 790 <= closures[0].start_ms <= 830 and 900 <= closures[0].end_ms <= 970
+
+
+def _um(rng: np.random.Generator) -> np.ndarray:
+    """Silence, a 300 ms vowel (500-800 ms), a 150 ms nasal murmur (800-950 ms), silence."""
+    vowel = _voiced(300, (600, 1200, 2500), 0.3)
+    x = np.concatenate([np.zeros(RATE // 2), vowel, _voiced(150, (250,), 0.02),
+                        np.zeros(RATE // 2)])
+    return x + rng.normal(0, 1e-4, len(x))  # a recording's noise floor
+
+
+@pytest.mark.parametrize("squeezed", [False, True])
+def test_an_aligned_pause_that_opens_with_a_murmur_closes_the_lips(squeezed: bool) -> None:
+    """A transcript's "um" whose /m/ the aligner gave to the pause (or squeezed into the
+    vowel, where the signal shows no closure): the murmur is the /m/."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    x = _um(np.random.default_rng(0))
+    lips = LipReader()
+    lips.push(x)
+    vowel = ([TimedPhoneme("ʌ", 500, 560), TimedPhoneme("m", 560, 590),
+              TimedPhoneme("ʌ", 590, 800)] if squeezed else [TimedPhoneme("ʌ", 500, 800)])
+    aligned = [TimedPhoneme("_", 0, 500), *vowel, TimedPhoneme("_", 800, len(x) * 1000 / RATE)]
+    out = lips.close_murmurs(aligned)
+    closures = [p for p in out if p.symbol in ("p", "m")]
+    assert len(closures) == 1, out
+    assert closures[0].start_ms == 800 and 900 <= closures[0].end_ms <= 970, closures
+    # the vowel (and the squeezed /m/ the signal shows no closure for) stays open
+    assert {p.symbol for p in out if p.end_ms <= 800} == {"_", "ʌ"}, out
+    # without the murmur the pause stays a pause
+    silent = np.concatenate([x[: RATE * 8 // 10], np.zeros(len(x) - RATE * 8 // 10)])
+    quiet = LipReader()
+    quiet.push(silent + np.random.default_rng(1).normal(0, 1e-4, len(silent)))
+    assert [p.symbol for p in quiet.close_murmurs(aligned)] == [p.symbol for p in aligned]
+
+
+def test_an_aligned_m_closes_over_its_murmur() -> None:
+    """The aligner gives an /m/ too much of the vowel before it: the closure is the murmur."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    x = _um(np.random.default_rng(0))
+    lips = LipReader()
+    lips.push(x)
+    end = len(x) * 1000 / RATE
+    aligned = [TimedPhoneme("_", 0, 500), TimedPhoneme("ʌ", 500, 650),
+               TimedPhoneme("m", 650, 950), TimedPhoneme("_", 950, end)]
+    out = lips.fit_nasal_closures(aligned)
+    m = next(p for p in out if p.symbol == "m")
+    assert 780 <= m.start_ms <= 820 and m.end_ms >= 930, out
+    assert out[1] == TimedPhoneme("ʌ", 500, m.start_ms)
 
 
 def _hiss(ms: float, level: float, rng: np.random.Generator) -> np.ndarray:

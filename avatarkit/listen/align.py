@@ -3,7 +3,9 @@
 Words come from the transcript; their phones from pocketsphinx's CMUdict, or, for words it
 does not know (names, other languages), from espeak-ng's G2P mapped onto the model's ARPAbet
 phone set (`IPA_TO_ARPABET`). Alignment without optional silences absorbs pauses into the
-neighbouring phones, so pauses are put back where the signal is silent (`pauses.py`). When
+neighbouring phones, so pauses are put back where the signal is silent (`pauses.py`); the
+word-level pass does allow silence and noise between words, so a pause in a noisy recording
+(too loud to count as quiet) cannot drag the words after it out of place. When
 pocketsphinx cannot align the text (it does not match the audio, or the audio is noise),
 `align` returns None and the caller falls back to listening without the text.
 """
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from avatarkit.listen.pcm import RATE
-from avatarkit.listen.phones import FRAME_MS, DecoderPool, _pcm16, model_dir, to_ipa
+from avatarkit.listen.phones import FILLER, FRAME_MS, DecoderPool, _pcm16, model_dir, to_ipa
 from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ IPA_TO_ARPABET: dict[str, tuple[str, ...]] = {
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 #: Beam widths that align a whole utterance of tens of seconds in one pass.
 _BEAMS = {"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60}
+#: Beams of the word-level pass with optional silences between the words: the extra paths
+#: need a wider beam (at 1e-80 one of the two real dev recordings found no path at all).
+_PAUSED_BEAMS = {"beam": 1e-100, "pbeam": 1e-100, "wbeam": 1e-80}
 
 
 def transcript_words(text: str) -> list[str]:
@@ -118,8 +123,13 @@ def _pronounce(decoder, words: list[str], lang: str) -> list[str]:
     return out
 
 
-def _search(decoder, words: Sequence[str], pcm: bytes) -> list | None:
-    """Word-level alignment: [(word, first frame, last frame)] or None if it fails."""
+def _search(decoder, words: Sequence[str], pcm: bytes, *, pauses: bool = False
+            ) -> list | None:
+    """Word-level alignment: [(word, first frame, last frame)] or None if it fails.
+
+    `pauses`: silence and noise may come between the words (as `<sil>`, `[NOISE]`, ...
+    segments); without it every frame belongs to a word of the text."""
+    _configure(decoder, pauses)
     try:
         decoder.set_align_text(" ".join(words))
         decoder.start_utt()
@@ -131,6 +141,17 @@ def _search(decoder, words: Sequence[str], pcm: bytes) -> list | None:
     if decoder.hyp() is None:
         return None
     return [(s.word, s.start_frame, s.end_frame) for s in decoder.seg() or ()]
+
+
+def _configure(decoder, pauses: bool) -> None:
+    """Switch the decoder between strict alignment and alignment with optional pauses
+    (pocketsphinx reads these settings when the next alignment's search is built)."""
+    config = decoder.config
+    if bool(config["fsgusefiller"]) == pauses:
+        return
+    config["fsgusefiller"] = pauses
+    for name, value in (_PAUSED_BEAMS if pauses else _BEAMS).items():
+        config[name] = value
 
 
 def _phone_pass(decoder, words: Sequence[str], pcm: bytes, offset_ms: float
@@ -150,10 +171,23 @@ def _phone_pass(decoder, words: Sequence[str], pcm: bytes, offset_ms: float
     if alignment is None:
         return None
     return [
-        TimedPhoneme(to_ipa(p.name), offset_ms + p.start * FRAME_MS,
+        TimedPhoneme(_filler_vowel(w.name, to_ipa(p.name)), offset_ms + p.start * FRAME_MS,
                      offset_ms + (p.start + p.duration) * FRAME_MS)
         for w in alignment.words() for p in w if p.duration > 0
     ]
+
+
+#: Hesitation words of transcripts ("uh", "um"): their vowel is a filler, which a speaker
+#: may hold for a second (the listener must not take it for speech the text lacks).
+FILLER_WORDS = frozenset({"uh", "um", "uhm", "er", "erm", "ah", "eh", "hm", "hmm", "mm"})
+
+
+def _filler_vowel(word: str, phone: str) -> str:
+    """The filler symbol for the vowel of a hesitation word, else `phone`."""
+    base = re.sub(r"\(\d+\)$", "", word).split("__")[0]
+    if base in FILLER_WORDS and phone in ("ʌ", "ɑ", "ɛ", "ɚ", "ɝ", "ə"):
+        return FILLER
+    return phone
 
 
 def _spread(decoder, word: str, start_ms: float, end_ms: float) -> list[TimedPhoneme]:
@@ -178,6 +212,22 @@ def _chunks(segments: list, min_frames: int) -> list[list]:
     elif len(groups) > 1:
         groups[-2].extend(groups.pop())
     return groups
+
+
+def _runs(segments: list, words: Sequence[str]) -> list[tuple[bool, list]]:
+    """Word segments split at the pauses between them: [(is a pause, segments)] in order.
+
+    A segment whose word is not one of `words` (the transcript, as the decoder spells
+    it; an alternative pronunciation carries a "(2)") is silence or noise."""
+    spoken = set(words)
+    out: list[tuple[bool, list]] = []
+    for seg in segments:
+        pause = re.sub(r"\(\d+\)$", "", seg[0]) not in spoken
+        if out and out[-1][0] == pause:
+            out[-1][1].append(seg)
+        else:
+            out.append((pause, [seg]))
+    return out
 
 
 #: Length of the pieces the phone-level pass aligns one at a time, frames (2 s).
@@ -209,12 +259,19 @@ def _align(decoder, words: list[str], samples: np.ndarray, lang: str
     if not words:
         return None
     pcm = _pcm16(samples)
-    segments = _search(decoder, words, pcm)
+    # words placed with pauses allowed between them, else (no path) strictly
+    segments = _search(decoder, words, pcm, pauses=True) or _search(decoder, words, pcm)
     if not segments:
         return None
     bytes_per_frame = 2 * RATE * int(FRAME_MS) // 1000
     phones: list[TimedPhoneme] = []
-    for piece in _chunks(segments, PIECE_FRAMES):
+    pieces: list[list] = []
+    for pause, run in _runs(segments, words):
+        if pause:
+            phones.append(TimedPhoneme("_", run[0][1] * FRAME_MS, (run[-1][2] + 1) * FRAME_MS))
+        else:
+            pieces += _chunks(run, PIECE_FRAMES)
+    for piece in pieces:
         first, last = piece[0][1], piece[-1][2] + 1
         found = _phone_pass(decoder, [w for w, _, _ in piece],
                             pcm[first * bytes_per_frame:last * bytes_per_frame],
@@ -226,4 +283,5 @@ def _align(decoder, words: list[str], samples: np.ndarray, lang: str
                 one = _phone_pass(decoder, [word], audio, a * FRAME_MS)
                 found += one if one else _spread(decoder, word, a * FRAME_MS, (b + 1) * FRAME_MS)
         phones += found
-    return phones or None
+    phones.sort(key=lambda p: p.start_ms)
+    return phones if any(p.symbol != "_" for p in phones) else None

@@ -29,7 +29,8 @@ import numpy as np
 from avatarkit.listen.features import HOP, N_BANDS, WINDOW, band_centres_hz, band_levels
 from avatarkit.listen.options import LipOptions
 from avatarkit.listen.pcm import RATE
-from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
+from avatarkit.listen.phones import FILLER
+from avatarkit.visemes.phonemes import TimedPhoneme, lookup, normalize_ipa
 
 #: A dip is measured against the loudest frame from this many frames (10 ms each) before...
 PAST_CONTEXT = 10
@@ -52,14 +53,17 @@ _MID_BANDS = (band_centres_hz() >= 500.0) & (band_centres_hz() < 2500.0)
 FLOOR_FRAMES = 300
 #: Frames at the start of a pause that may still be the transition into its murmur.
 MURMUR_LEAD = 2
-#: What the recogniser's spoken-noise model (fillers: uh, um) is mapped to.
-_FILLER = "ə"
 
 #: Labials the recogniser hears in place of a closure (same place, wrong manner).
 _CLOSURE_LOOKALIKES = frozenset({"f", "v", "w"})
 _LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
 _BILABIAL = frozenset({"p", "b", "m"})
 CLOSURE = "p"
+
+
+def _is_vowel(symbol: str) -> bool:
+    """Whether an IPA phone is a vowel (fillers included)."""
+    return symbol != "_" and lookup(symbol).info.manner == "vowel"
 
 
 def _rolling_max(x: np.ndarray, past: int, future: int) -> np.ndarray:
@@ -235,6 +239,102 @@ class LipReader:
                 out.append(TimedPhoneme(p.symbol, c1, p.end_ms))
         return out
 
+    def fit_nasal_closures(self, phones: Sequence[TimedPhoneme]) -> list[TimedPhoneme]:
+        """Aligned phones (a transcript's): each /m/ closes where the signal shows it.
+
+        A forced aligner knows that an /m/ is there, not exactly where: it often gives the
+        vowel of "um" to the /m/. A nasal murmur is visible (the level dips or the formant
+        band falls away while the low band holds), so within the aligned /m/ the lips close
+        over the frames that show it (at least `min_murmur_ms`), and the vowel next to it
+        keeps the rest. Stops are left as aligned: a voiced /b/ often shows no dip at all.
+        """
+        o = self.options
+        n = len(self.levels)
+        out = list(phones)
+        if n == 0:
+            return out
+        total = self.levels[:, N_BANDS]
+        shut = (_dip(total) >= o.dip_db) | _murmuring(self.levels, o)
+        for i in range(1, len(out) - 1):
+            p = out[i]
+            if normalize_ipa(p.symbol) != "m":
+                continue
+            a, b = frame_index(p.start_ms), min(frame_index(p.end_ms), n)
+            seen = np.flatnonzero(shut[a:b])
+            if not len(seen):
+                continue
+            c0 = max(p.start_ms, (a + seen[0]) * 10.0 + FRAME_CENTRE_MS - 5.0)
+            c1 = min(p.end_ms, (a + seen[-1]) * 10.0 + FRAME_CENTRE_MS + 5.0)
+            if c1 - c0 < o.min_murmur_ms:
+                middle = (c0 + c1) / 2
+                c0 = max(p.start_ms, middle - o.min_murmur_ms / 2)
+                c1 = min(p.end_ms, middle + o.min_murmur_ms / 2)
+            # only a vowel next to it takes back what the /m/ does not show
+            prev, nxt = out[i - 1], out[i + 1]
+            if _is_vowel(prev.symbol) and prev.end_ms >= p.start_ms - 1e-6:
+                out[i - 1] = TimedPhoneme(prev.symbol, prev.start_ms, c0)
+            else:
+                c0 = p.start_ms
+            if _is_vowel(nxt.symbol) and nxt.start_ms <= p.end_ms + 1e-6:
+                out[i + 1] = TimedPhoneme(nxt.symbol, c1, nxt.end_ms)
+            else:
+                c1 = p.end_ms
+            out[i] = TimedPhoneme(p.symbol, c0, c1)
+        return out
+
+    def close_murmurs(self, phones: Sequence[TimedPhoneme]) -> list[TimedPhoneme]:
+        """Aligned phones (a transcript's): a pause after a vowel that opens with a nasal
+        murmur starts with a closure.
+
+        The transcript's word ends in /m/ ("um", "them"), but forced alignment without
+        the murmur in the right place gives it to the pause or squeezes it: closed lips
+        that pass voicing through the nose are the /m/, wherever the aligner put it.
+        Whole recordings only (the levels of all the audio are there).
+        """
+        out: list[TimedPhoneme] = []
+        n = len(self.levels)
+        for i, p in enumerate(phones):
+            before = normalize_ipa(phones[i - 1].symbol) if i else "_"
+            if p.symbol != "_" or not (_is_vowel(before) or before in _BILABIAL):
+                out.append(p)
+                continue
+            a, b = frame_index(p.start_ms), min(frame_index(p.end_ms), n)
+            # a murmur continuing the /m/ before it is measured against the vowel before that
+            kept = self._closure_from, self._closure_until
+            if before in _BILABIAL:
+                self._closure_from, self._closure_until = phones[i - 1].start_ms, p.start_ms
+            run = self._murmur_run(a, b, p.start_ms, after_closure=before in _BILABIAL)
+            self._closure_from, self._closure_until = kept
+            if not run:
+                out.append(p)
+                continue
+            end = min(p.end_ms, p.start_ms + run * 10.0)
+            self._drop_unseen_nasal(out)
+            out.append(TimedPhoneme(CLOSURE, p.start_ms, end))
+            if end < p.end_ms:
+                out.append(TimedPhoneme("_", end, p.end_ms))
+        return out
+
+    def _drop_unseen_nasal(self, out: list[TimedPhoneme]) -> None:
+        """The murmur found after the vowels that end `out` is the word's /m/: an aligned
+        /m/ just before those vowels that the signal shows no closure for (the aligner
+        squeezed "um" and gave its vowel to the next word) goes, the vowel takes its span."""
+        k = len(out) - 1
+        while k > 0 and _is_vowel(out[k].symbol):
+            k -= 1
+        if k == len(out) - 1 or normalize_ipa(out[k].symbol) != "m":
+            return
+        o = self.options
+        a, b = frame_index(out[k].start_ms), frame_index(out[k].end_ms)
+        context = self.levels[max(0, a - PAST_CONTEXT): b + FUTURE_CONTEXT + 1]
+        first = a - max(0, a - PAST_CONTEXT)
+        shut = (_dip(context[:, N_BANDS]) >= o.dip_db) | _murmuring(context, o)
+        if shut[first: first + b - a].any():
+            return
+        nxt = out[k + 1]
+        out[k + 1] = TimedPhoneme(nxt.symbol, out[k].start_ms, nxt.end_ms)
+        del out[k]
+
     def _close(self, start_ms: float, end_ms: float) -> None:
         """Remember a closure made (one that continues the last keeps its start)."""
         if start_ms > self._closure_until + 10.0:
@@ -257,6 +357,17 @@ class LipReader:
     def _murmur(self, a: int, b: int, start_ms: float) -> int:
         """Frames of nasal murmur that open the pause over frames [a, b), if it follows a
         filler or a closure (the "m" of "um", a phrase-final /m/): 0 when there is none.
+        """
+        first_piece = abs(start_ms - self._run[1]) < 1e-6
+        after_filler = first_piece and self._run[2] == FILLER
+        after_closure = self._closure_until >= start_ms - 10.0 or (
+            first_piece and self._run[2] in _BILABIAL)
+        if not (after_filler or after_closure):
+            return 0
+        return self._murmur_run(a, b, start_ms, after_closure=after_closure)
+
+    def _murmur_run(self, a: int, b: int, start_ms: float, *, after_closure: bool) -> int:
+        """Frames of nasal murmur that open frames [a, b): 0 when there is none.
 
         A murmur is clearly quieter than the vowel before it yet above the recording's
         floor (the quietest frames of the last seconds: a stream delivers a pause in
@@ -264,11 +375,7 @@ class LipReader:
         the formants).
         """
         o = self.options
-        first_piece = abs(start_ms - self._run[1]) < 1e-6
-        after_filler = first_piece and self._run[2] == _FILLER
-        after_closure = self._closure_until >= start_ms - 10.0 or (
-            first_piece and self._run[2] in _BILABIAL)
-        if not (after_filler or after_closure) or a < PAST_CONTEXT or b <= a:
+        if a < PAST_CONTEXT or b <= a:
             return 0
         levels = self.levels
         total = levels[:, N_BANDS]

@@ -63,8 +63,10 @@ def model_dir() -> Path:
     return Path(pocketsphinx.get_model_path())
 
 
-#: pocketsphinx's "spoken noise" model catches fillers (uh, um, hm): a neutral, half-open mouth.
-FILLERS = {"+SPN+": "ə"}
+#: What a filler (uh, um, hm) becomes: a neutral, half-open mouth.
+FILLER = "ə"
+#: pocketsphinx's "spoken noise" model catches fillers.
+FILLERS = {"+SPN+": FILLER}
 
 
 def to_ipa(arpabet: str) -> str:

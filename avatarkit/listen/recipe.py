@@ -1,7 +1,7 @@
 """The listener's recipe for a whole recording: audio (+ transcript) -> timed phones.
 
     audio --resample 16 kHz--> samples
-      with text:    forced alignment --pauses from the signal--> phones
+      with text:    forced alignment --pauses, /m/ murmurs from the signal--> phones
       without text (or when the text does not align):
                     phone recognition --lip evidence--> (--transcript relabel-->) phones
     phones --coarticulation--> viseme timeline (same format, exporters, renderer as TTS)
@@ -78,8 +78,9 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
     lips = _lips(samples, opts)
     aligned = align(samples, text, lang)
     if aligned:
-        phones = insert_pauses(aligned, quiet_spans(lips.levels))
-        return Heard(tuple(_listen_where_unspoken(samples, phones, opts)), duration, "aligned")
+        phones = lips.close_murmurs(insert_pauses(aligned, quiet_spans(lips.levels)))
+        phones = lips.fit_nasal_closures(_listen_where_unspoken(samples, phones, opts))
+        return Heard(tuple(phones), duration, "aligned")
     log.warning("the transcript did not align with the audio; listening without it")
     matcher = TranscriptMatcher(lang)
     matcher.add(text)
@@ -100,13 +101,16 @@ def _listen_where_unspoken(samples: np.ndarray, phones: list[TimedPhoneme],
     audio somewhere and holds a neighbouring sound over it, a mouth frozen for a second.
     Those stretches get the audio-only recipe instead (dev speech: 15 such stretches).
     """
+    from avatarkit.listen.phones import FILLER
     from avatarkit.visemes.phonemes import lookup
 
     out: list[TimedPhoneme] = []
     for p in phones:
         kind = "vowel" if lookup(p.symbol).info.manner == "vowel" else "other"
-        # a long closure is plausible (a held stop, "mmm") and the transcript's word for it
-        if p.symbol in ("_", "p", "b", "m") or p.end_ms - p.start_ms <= HELD_TOO_LONG_MS[kind]:
+        # a long closure is plausible (a held stop, "mmm") and the transcript's word for
+        # it, and so is a long "uh" (a filler the transcript has)
+        if p.symbol in ("_", "p", "b", "m", FILLER) or (
+                p.end_ms - p.start_ms <= HELD_TOO_LONG_MS[kind]):
             out.append(p)
             continue
         a, b = int(p.start_ms * RATE / 1000), int(p.end_ms * RATE / 1000)
