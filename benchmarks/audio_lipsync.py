@@ -13,7 +13,10 @@ Reported per set: lip-closure hits (MBP >= 0.8 within +-30 ms of each p/b/m's mi
 false closures in long vowels (>= 100 ms; MBP >= 0.8 in their middle half), stray closures
 (runs of MBP >= 0.8 frames more than 60 ms from every labelled p/b/m, of all runs), f/v hits
 (FV >= 0.5 within +-30 ms), frame agreement of the dominant viseme; the streaming form
-(audio only, 20 ms chunks; cold, and as turns of one session) on the real sets; speed as
+(audio only, 20 ms chunks; cold, and as turns of one session) and audio alone behind the
+speech gate (`gated`, Silero VAD: the `vad` extra) on the real sets; with --music (Debian's
+wesnoth-1.16-music by default, when installed), how much music without speech moves the
+mouth, alone and gated; speed as
 x real time for the library call and for the whole `avatarkit visemes --audio` process
 (median of --runs; by the wall clock and per CPU second of the process, with the bytecode
 cached as an installed avatarkit starts, and compiling the sources on each start), and how
@@ -33,7 +36,7 @@ import sys
 import tempfile
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,7 @@ from avatarkit.visemes.timeline import timeline_from_phonemes
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music")
 CORPUS = ROOT / "benchmarks" / "corpus"
 
 
@@ -138,7 +142,7 @@ def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
             methods.add(mode)
         else:
             heard = listen(c.samples, text=c.text if mode == "text" else None, lang=lang,
-                           options=options)
+                           options=replace(options, speech_gate=mode == "gated"))
             methods.add(heard.method)
             frames = frames_for(heard.phones, heard.duration_ms, options)
         compute_s += time.perf_counter() - t0
@@ -151,6 +155,23 @@ def evaluate(clips: list[Clip], mode: str, lang: str, options: ListenOptions
     assert total is not None
     speed = audio_s / max(compute_s, 1e-9)
     return total, agree / max(frames_n, 1), speed, "/".join(sorted(methods))
+
+
+def music_motion(tracks: list[Path], options: ListenOptions, seconds: float = 20.0,
+                 ) -> list[tuple[str, float, float]]:
+    """Per music track (its first `seconds`): the share of frames showing a shape other than
+    Rest, from the audio alone and with the speech gate."""
+    out = []
+    for path in tracks:
+        samples = load_speech(path)[:int(seconds * RATE)]
+        shares = []
+        for gate in (False, True):
+            heard = listen(samples, options=replace(options, speech_gate=gate))
+            frames = frames_for(heard.phones, heard.duration_ms, options)
+            shares.append(float(np.mean([max((w for c, w in f.weights.items() if c != "Rest"),
+                                              default=0.0) > 0.3 for f in frames])))
+        out.append((path.name, shares[0], shares[1]))
+    return out
 
 
 def cli_speed(wav: Path, runs: int, *, cached: bool = True) -> tuple[float, float]:
@@ -203,6 +224,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--espeak", type=int, default=20, help="sentences per language")
     parser.add_argument("--fps", type=float, default=100.0)
+    parser.add_argument("--music", type=Path, default=MUSIC,
+                        help="a folder of .ogg music without speech (Debian's "
+                             "wesnoth-1.16-music when installed)")
     args = parser.parse_args()
     options = ListenOptions().with_fps(args.fps)
     sets: dict[str, tuple[list[Clip], str]] = {}
@@ -224,10 +248,17 @@ def main() -> None:
     for name, (clips, lang) in sets.items():
         seconds = sum(len(c.samples) for c in clips) / RATE
         print(f"\n{name}: {len(clips)} clips, {seconds:.1f} s")
-        modes = ["audio", "text"] + (["stream", "stream+ch"] if name.startswith("real") else [])
+        modes = ["audio", "text"] + (["stream", "stream+ch", "gated"] if name.startswith("real")
+                                     else [])
         for mode in modes:
             s, agree, speed, method = evaluate(clips, mode, lang, options)
             print(row(name, mode, s, agree, speed, method))
+    tracks = sorted(args.music.glob("*.ogg"))[:10] if args.music.is_dir() else []
+    if tracks:
+        print(f"\nmusic without speech ({args.music}, first 20 s of each): frames showing a "
+              "shape other than Rest, audio alone -> with the speech gate")
+        for name, alone, gated in music_motion(tracks, options):
+            print(f"  {name:<28} {100 * alone:5.1f}% -> {100 * gated:5.1f}%")
     if real:
         wav = real[0].path
         assert wav is not None

@@ -31,6 +31,10 @@ AvatarDir = Annotated[Path, typer.Argument(
 Text = Annotated[str | None, typer.Option(
     "--text", "-t", help="What the avatar says, spoken with the embedded voice; with --audio, "
                          "the transcript of that audio (sharper lip sync than audio alone).")]
+SpeechGate = Annotated[bool, typer.Option(
+    "--speech-gate",
+    help="With --audio alone: the mouth rests wherever Silero VAD hears no speech (music, "
+         "noise). Needs `pip install 'avatarkit\\[vad]'`.")]
 Lang = Annotated[str, typer.Option(
     "--lang", "-l", help="espeak-ng language of --text: en-us, en-gb, de, fr, ...")]
 Variant = Annotated[str, typer.Option(
@@ -90,6 +94,7 @@ def preview(
     tail: Tail = PreviewOptions.tail_s,
     model: Model = None,
     provider: Provider = "auto",
+    speech_gate: SpeechGate = False,
 ) -> None:
     variant = variant.lower()
     onnx = variant == "onnx"
@@ -110,6 +115,9 @@ def preview(
         raise AvatarkitError("pass --text (what the audio says) or --timeline, not both")
     if text is not None and not text.strip():
         raise AvatarkitError("nothing to say: --text is empty")
+    if speech_gate and (audio is None or text is not None or timeline is not None or onnx):
+        raise AvatarkitError("--speech-gate is for --audio that avatarkit listens to without "
+                             "a transcript (a transcript already says where the speech is)")
     if text is None and audio is None and sheet is None:
         raise AvatarkitError("nothing to render: pass --text \"...\", or --audio WAV "
                              "--timeline FILE, or --sheet PNG")
@@ -127,7 +135,7 @@ def preview(
         print(f"sheet: {sheet} ({image.width}x{image.height})")
     if text is None and audio is None:
         return
-    speech = _speech(text, lang, audio, timeline, listen=not onnx)
+    speech = _speech(text, lang, audio, timeline, listen=not onnx, speech_gate=speech_gate)
     mouth = _onnx_variant(avatar, speech, model, provider, options) if onnx else None
     target = out or Path(f"{avatar.name}_preview.mp4")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -159,12 +167,12 @@ def _onnx_variant(avatar, speech: Speech, model: Path, provider: str, options: P
 
 
 def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | None,
-            *, listen: bool) -> Speech:
+            *, listen: bool, speech_gate: bool = False) -> Speech:
     """The speech to render; timeline/audio length warnings are printed in yellow."""
     with printed_warnings():
         if audio is not None and timeline is None and listen:
             with console.status(f"listening to {escape(audio.name)}"):
-                speech = speech_from_audio(audio, text, lang)
+                speech = speech_from_audio(audio, text, lang, speech_gate)
         elif text is not None and audio is None:
             with console.status("speaking"):
                 speech = speech_from_text(text, lang)

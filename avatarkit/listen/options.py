@@ -50,6 +50,9 @@ class ListenOptions:
     recognizer: RecognizerOptions = field(default_factory=RecognizerOptions)
     lips: LipOptions = field(default_factory=LipOptions)
     coarticulation: CoarticulationOptions = LISTEN_COARTICULATION
+    #: Rest wherever a voice activity detector hears no speech (music, noise; listen/gate.py:
+    #: needs the `vad` extra and halves the speed). Whole recordings without a transcript.
+    speech_gate: bool = False
 
     @property
     def lookahead_ms(self) -> float:
@@ -68,4 +71,8 @@ class ListenOptions:
     def checked(self) -> ListenOptions:
         """Validate what a user can set."""
         self.coarticulation.checked()
+        if self.speech_gate:
+            from avatarkit.listen.gate import check_available
+
+            check_available()
         return self

@@ -49,7 +49,12 @@ def listen(
     duration = len(samples) * 1000.0 / RATE
     if text is not None:
         return _listen_with_text(samples, text, lang, opts, duration)
-    return Heard(tuple(_recognized(samples, _lips(samples, opts), opts)), duration, "recognized")
+    phones = _recognized(samples, _lips(samples, opts), opts)
+    if opts.speech_gate:
+        from avatarkit.listen.gate import gate_phones, speech_probability, speech_stretches
+
+        phones = gate_phones(phones, speech_stretches(speech_probability(samples)))
+    return Heard(tuple(phones), duration, "recognized")
 
 
 def _lips(samples: np.ndarray, opts: ListenOptions) -> LipReader:

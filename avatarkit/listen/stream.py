@@ -40,6 +40,9 @@ class AudioVisemeStream:
         channel: str | None = None,
     ) -> None:
         self.options = (options or ListenOptions()).with_fps(fps).checked()
+        if self.options.speech_gate:
+            raise AvatarkitError("the speech gate works on whole recordings (avatarkit "
+                                 "visemes/preview --audio); gate a live stream before it")
         self.lang = lang
         self._input = ToListenerRate(sample_rate, channels)
         self._phones = PhoneRecognizer(self.options.recognizer, channel=channel)

@@ -44,14 +44,15 @@ def speech_from_text(text: str, lang: str = "en-us", *, voice: str | None = None
                   WeightTrack.from_timeline(timeline))
 
 
-def speech_from_audio(audio_path: str | Path, text: str | None = None, lang: str = "en-us"
-                      ) -> Speech:
-    """Someone else's recording; the timeline comes from listening to it (`avatarkit.listen`)."""
-    from avatarkit.listen import timeline_from_audio
+def speech_from_audio(audio_path: str | Path, text: str | None = None, lang: str = "en-us",
+                      speech_gate: bool = False) -> Speech:
+    """Someone else's recording; the timeline comes from listening to it (`avatarkit.listen`;
+    `speech_gate`: Rest where a voice activity detector hears no speech)."""
+    from avatarkit.listen import ListenOptions, timeline_from_audio
 
     audio = read_audio(audio_path)
     timeline = timeline_from_audio(audio.samples, audio.sample_rate, text=text, lang=lang,
-                                   fps=100.0)
+                                   fps=100.0, options=ListenOptions(speech_gate=speech_gate))
     return Speech(audio, WeightTrack.from_timeline(timeline).fitted(audio.duration_ms))
 
 
