@@ -10,6 +10,7 @@ import secrets
 from concurrent.futures import Executor
 
 from server.blend import BlendPool, shared_pool
+from server.chunk_batch import ChunkBatch
 from server.config import ServerConfig
 from server.listen import (
     Engine,
@@ -48,6 +49,7 @@ class SessionManager:
         self._pending: set[Session] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._blend: BlendPool | None = None
+        self.chunk_batch = ChunkBatch()
         metrics.sessions = lambda: len(self.sessions)
         metrics.clients = lambda: sum(len(s.clients) for s in self.sessions.values())
 
@@ -92,6 +94,7 @@ class SessionManager:
         session = Session(session_id, avatar_id, provider, provider_name, voice.lang,
                           self.config, self.metrics, self.executor, self._pending.add)
         session.blend_pool = self._blend
+        session.chunk_batch = self.chunk_batch
         session.listen_engine = self.listen_engine
         if voice.provider in ("audio", "openai") and isinstance(self.listen_engine,
                                                                 WorkerEngine):
@@ -126,6 +129,11 @@ class SessionManager:
                 deadline = loop.time()
                 delay = 0
             await asyncio.sleep(delay)
+            if self.chunk_batch:  # chunks needed by the next tick: their producers resume
+                try:  # and put the events on the timeline before the tick after it
+                    self.chunk_batch.run(loop.time() + tick)
+                except Exception:
+                    log.exception("blending chunks failed")
             for session in list(self._pending):
                 try:
                     session.flush()
