@@ -27,6 +27,7 @@ from avatarkit.visemes.phonemes import Alphabet, Segment, TimedPhoneme, to_segme
 
 _CLASS_INDEX = {name: i for i, name in enumerate(VISEME_CLASSES)}
 _REST = _CLASS_INDEX["Rest"]
+_CLASS_NAMES = np.array(VISEME_CLASSES, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -347,8 +348,14 @@ def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float
     top = np.argmax(w, axis=1)
     rows = np.arange(len(w))
     w[rows, top] = np.round(w[rows, top] + 1.0 - w.sum(axis=1), 3)
-    names = VISEME_CLASSES
+    # the kept (row, class) pairs in order, then one dict per row from its run of them
+    kept_rows, kept_cols = np.nonzero(w > 0)
+    names = _CLASS_NAMES[kept_cols].tolist()
+    values = w[kept_rows, kept_cols].tolist()
+    ends = np.searchsorted(kept_rows, np.arange(1, len(w) + 1)).tolist()
     out = []
-    for r in w.tolist():
-        out.append({names[i]: v for i, v in enumerate(r) if v > 0})
+    start = 0
+    for end in ends:
+        out.append(dict(zip(names[start:end], values[start:end], strict=True)))
+        start = end
     return out
