@@ -129,11 +129,6 @@ class SessionManager:
                 deadline = loop.time()
                 delay = 0
             await asyncio.sleep(delay)
-            if self.chunk_batch:  # chunks needed by the next tick: their producers resume
-                try:  # and put the events on the timeline before the tick after it
-                    self.chunk_batch.run(loop.time() + tick)
-                except Exception:
-                    log.exception("blending chunks failed")
             for session in list(self._pending):
                 try:
                     session.flush()
@@ -141,6 +136,11 @@ class SessionManager:
                     log.exception("session %s: sending failed", session.id)
                 if not session.has_pending():
                     self._pending.discard(session)
+            if self.chunk_batch:  # after the sends, which are due now: chunks needed by the
+                try:  # next tick (~1 s before they play), their producers resume meanwhile
+                    self.chunk_batch.run(loop.time() + tick)
+                except Exception:
+                    log.exception("blending chunks failed")
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
