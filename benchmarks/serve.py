@@ -145,7 +145,8 @@ def run_fake() -> None:
     from tests.fakes.elevenlabs import FakeElevenLabs
 
     async def serve() -> None:
-        fake = await FakeElevenLabs(chunk_delay_s=0.0).start()
+        # the same few messages for every stream, serialised once: the fake shares the cores
+        fake = await FakeElevenLabs(chunk_delay_s=0.0, cache_messages=True).start()
         print(json.dumps({"elevenlabs_api_key": fake.api_key,
                           "elevenlabs_ws_base_url": fake.ws_base_url,
                           "elevenlabs_http_base_url": fake.http_base_url}), flush=True)
@@ -352,6 +353,17 @@ async def part_eleven(n_utt: int) -> None:
 # ---------------------------------------------------------------------- 3. load
 
 
+VISEME_HEAD = '{"type":"viseme","utterance_id":'
+
+
+def viseme_time(text: str) -> tuple[int, float]:
+    """(utterance_id, pts_ms) of a viseme message, read off its fixed head (server/wire.py
+    `encode_viseme` writes the fields in this order) instead of parsing the whole JSON: the
+    load generator shares the cores with the server it measures."""
+    _, uid, pts, _ = text.split(",", 3)
+    return int(uid[15:]), float(pts[9:])
+
+
 class LoadClient:
     """One session, one WebSocket, always one utterance queued; records event arrivals."""
 
@@ -381,9 +393,8 @@ class LoadClient:
                 self.events.append((now, uid, pts))
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 d = msg.data
-                if d.startswith('{"type":"viseme"'):
-                    m = loads(d)
-                    self.events.append((now, m["utterance_id"], m["pts_ms"]))
+                if d.startswith(VISEME_HEAD):
+                    self.events.append((now, *viseme_time(d)))
                 elif d.startswith('{"type":"utterance_end"'):
                     m = loads(d)
                     self.durations[m["utterance_id"]] = m["pts_ms"]

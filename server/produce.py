@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from avatarkit.errors import AvatarkitError
@@ -32,7 +33,7 @@ from avatarkit.visemes.stream import VisemeStreamState, stream_finish, stream_st
 from server.blend import BlendedFrame
 from server.events import VISEME, Event, Shape, audio_events, event, viseme_events
 from server.listen import Listener, is_audio_only
-from server.pacing import Utterance, produce_wait
+from server.pacing import PRODUCE_AHEAD_MS, Utterance, produce_wait
 
 if TYPE_CHECKING:
     from server.session import Session
@@ -46,6 +47,10 @@ SLICE_MS = 400.0
 #: future and GIL hand-offs: with hundreds of relayed sessions it cost the loop more than
 #: the blend, and the threads' turns on the GIL delayed every socket write.
 INLINE_CHUNK_MS = 1500.0
+
+#: A chunk whose audio is due to be sent later than this, s, may wait for the pacer's next
+#: tick to be blended with other sessions' chunks (server/chunk_batch.py).
+BATCH_SLACK_S = 0.1
 
 #: What production hands the session: events with the shapes among them.
 Produced = tuple[list[Event], list[Shape]]
@@ -67,7 +72,7 @@ class Producer:
 
     def __init__(self, session: Session) -> None:
         self.s = session
-        self.coart = CoarticulationOptions(fps=session.config.viseme_fps).checked()
+        self.coart = _coarticulation(session.config.viseme_fps)
         self._lexicon: Lexicon | None = None
 
     def _lex(self) -> Lexicon:
@@ -158,13 +163,22 @@ class Producer:
     async def _aligned(self, run: _Run, chunk: SpeechChunk) -> None:
         s = self.s
         # upstream chunks come faster than real time (read ahead: server/limits.py): blend
-        # each shortly before it is due, one per turn of the loop, so hundreds of sessions'
-        # bursts interleave with the pacer instead of queueing in front of it
-        await self._until_needed(run.u, chunk.start_ms)
-        args = (run.u.id, chunk, run.vstate, self.coart, self._lex(), s.config.audio_frame_ms)
-        if chunk.duration_ms <= INLINE_CHUNK_MS:
+        # each shortly before it is due, so hundreds of sessions' bursts interleave with the
+        # pacer instead of queueing in front of it - with every session's chunks due by the
+        # same tick in one vectorised pass (server/chunk_batch.py) when the session has one
+        u, now = run.u, s.loop.time()
+        args = (u.id, chunk, run.vstate, self.coart, self._lex(), s.config.audio_frame_ms)
+        if s.chunk_batch is not None and chunk.duration_ms <= INLINE_CHUNK_MS and \
+                s.timeline.due(u, chunk.start_ms) > now + BATCH_SLACK_S:
+            # blended with every session's chunks at the pacer's tick (a first chunk, due
+            # now, is not: first audio would wait for the tick)
+            needed_at = s.timeline.due(u, chunk.start_ms - PRODUCE_AHEAD_MS)
+            produced, run.vstate = await s.chunk_batch.blend(*args, needed_at)
+        elif chunk.duration_ms <= INLINE_CHUNK_MS:  # needed now (a first chunk): here
+            await self._until_needed(run.u, chunk.start_ms)
             produced, run.vstate = chunk_events(*args)
         else:
+            await self._until_needed(run.u, chunk.start_ms)
             produced, run.vstate = await s.loop.run_in_executor(s.executor, chunk_events, *args)
         s.put(run.u, produced, run.vstate.audio_end_ms)
         s.flush()
@@ -243,6 +257,13 @@ class Producer:
             if secret:
                 message = message.replace(secret, "***")
         return message
+
+
+@lru_cache(maxsize=8)
+def _coarticulation(fps: float) -> CoarticulationOptions:
+    """The blend options at `fps`: one object for every session (chunks blended together
+    are grouped by their options, server/chunk_batch.py)."""
+    return CoarticulationOptions(fps=fps).checked()
 
 
 # ---------------------------------------------------------------------- worker-thread work

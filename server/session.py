@@ -25,6 +25,7 @@ from avatarkit.visemes.stream import ramp_to_rest
 from server import wire
 from server.bargein import stop_ramp
 from server.blend import BlendPool
+from server.chunk_batch import ChunkBatch
 from server.config import ServerConfig
 from server.events import (
     CONTROL,
@@ -88,6 +89,9 @@ class Session:
         self._tick = config.tick_ms / 1000.0
         #: The process that blends phoneme-timed speech (server/blend.py); None: the loop.
         self.blend_pool: BlendPool | None = None
+        #: Where character-aligned chunks wait to be blended with every session's at the
+        #: pacer's tick (server/chunk_batch.py); None: each on its own.
+        self.chunk_batch: ChunkBatch | None = None
         #: Variant C: the session's mouth-patch producer (server/lipsync.py), or None.
         self.lipsync: Any = None
         #: Where the acoustic front end of audio-only utterances runs (server/listen.py).

@@ -10,6 +10,7 @@ import secrets
 from concurrent.futures import Executor
 
 from server.blend import BlendPool, shared_pool
+from server.chunk_batch import ChunkBatch
 from server.config import ServerConfig
 from server.listen import (
     Engine,
@@ -48,6 +49,7 @@ class SessionManager:
         self._pending: set[Session] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._blend: BlendPool | None = None
+        self.chunk_batch = ChunkBatch()
         metrics.sessions = lambda: len(self.sessions)
         metrics.clients = lambda: sum(len(s.clients) for s in self.sessions.values())
 
@@ -92,6 +94,7 @@ class SessionManager:
         session = Session(session_id, avatar_id, provider, provider_name, voice.lang,
                           self.config, self.metrics, self.executor, self._pending.add)
         session.blend_pool = self._blend
+        session.chunk_batch = self.chunk_batch
         session.listen_engine = self.listen_engine
         if voice.provider in ("audio", "openai") and isinstance(self.listen_engine,
                                                                 WorkerEngine):
@@ -133,6 +136,11 @@ class SessionManager:
                     log.exception("session %s: sending failed", session.id)
                 if not session.has_pending():
                     self._pending.discard(session)
+            if self.chunk_batch:  # after the sends, which are due now: chunks needed by the
+                try:  # next tick (~1 s before they play), their producers resume meanwhile
+                    self.chunk_batch.run(loop.time() + tick)
+                except Exception:
+                    log.exception("blending chunks failed")
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,12 +158,20 @@ _WEIGHT_TEXT = {i / 1000: _num(i / 1000) for i in range(1001)}
 
 def encode_viseme(utterance_id: int, pts_ms: int, weights: Mapping[str, float]) -> str:
     """`{"type":"viseme",...}` built by hand: this is the hottest message on the wire."""
-    text = _WEIGHT_TEXT
-    body = ",".join([f'"{k}":{text.get(v) or _num(v)}' for k, v in weights.items()])
     return (
         f'{{"type":"viseme","utterance_id":{utterance_id},"pts_ms":{int(pts_ms)},'
-        f'"weights":{{{body}}}}}'
+        f'"weights":{{{viseme_body(weights.items())}}}}}'
     )
+
+
+#: `"class":weight` for every class and every weight multiple of 0.001, looked up.
+_PAIR_TEXT = {(k, v): f'"{k}":{t}' for k in VISEME_CLASSES for v, t in _WEIGHT_TEXT.items()}
+
+
+def viseme_body(items: Iterable[tuple[str, float]]) -> str:
+    """The inside of a viseme message's `weights` object."""
+    pairs = _PAIR_TEXT
+    return ",".join([pairs.get(kv) or f'"{kv[0]}":{_num(kv[1])}' for kv in items])
 
 
 def hello(

@@ -6,10 +6,14 @@ import asyncio
 
 import pytest
 
-from server import wire
+from avatarkit.visemes.coarticulation import CoarticulationOptions
+from avatarkit.visemes.g2p import espeak_lexicon
+from avatarkit.visemes.stream import VisemeStreamState, stream_finish, stream_step
+from server import chunk_batch, wire
 from server.app import create_app
 from server.config import ServerConfig
 from server.pacing import PRODUCE_AHEAD_MS
+from server.produce import Producer
 from server.state import LIMITS, SESSIONS
 from tests.fakes.elevenlabs import fake_elevenlabs  # noqa: F401  (fixture)
 from tests.server_support import is_end, make_avatar, receive_until, typed, watch
@@ -137,3 +141,50 @@ async def test_relayed_chunks_are_read_at_once_and_blended_shortly_before_they_p
     assert rec.pcm(1) == bytes(fake.audio)
     assert rec.json("utterance_end")[0]["reason"] == "completed"
     await ws.close()
+
+
+async def test_relayed_visemes_blended_together_equal_one_chunk_at_a_time(
+    aiohttp_client, tmp_path, fake_elevenlabs, monkeypatch  # noqa: F811
+):
+    """Several sessions relaying at once: their chunks are blended together at the pacer's
+    ticks (server/chunk_batch.py), and each session sends exactly the viseme frames (pts
+    and weights) of its chunks blended one at a time, as `chunk_events` does."""
+    fake = await fake_elevenlabs()
+    client, body = await _setup(aiohttp_client, tmp_path, fake)
+    received: dict[int, list] = {}  # id(producer) -> the chunks its utterance got
+    aligned = Producer._aligned
+
+    async def recording(self, run, chunk):  # noqa: ANN001, ANN202
+        received.setdefault(id(self), []).append(chunk)
+        await aligned(self, run, chunk)
+
+    monkeypatch.setattr(Producer, "_aligned", recording)
+    batch_sizes: list[int] = []
+    steps = chunk_batch.stream_steps
+    monkeypatch.setattr(chunk_batch, "stream_steps",
+                        lambda jobs, opts: batch_sizes.append(len(jobs)) or steps(jobs, opts))
+    texts = ["Maybe we should talk about fish and boats.", "Hello there, my friend.",
+             "Big blue waves break on the quiet shore.", "Five very puzzled owls."]
+    sids = [body["session_id"]]
+    for _ in texts[1:]:
+        r = await client.post("/session-2d", json={"avatar_id": "hero"})
+        sids.append((await r.json())["session_id"])
+    watching = [await watch(client, sid) for sid in sids]
+    for sid, text in zip(sids, texts, strict=True):
+        await client.post(f"/session-2d/{sid}/speak", json={"text": text})
+    for ws, rec in watching:
+        await receive_until(ws, rec, is_end(1), timeout=30)
+    sessions = [client.server.app[SESSIONS].get(sid) for sid in sids]
+    config = sessions[0].config
+    opts = CoarticulationOptions(fps=config.viseme_fps).checked()
+    lexicon = espeak_lexicon("en-us")
+    for session, (_, rec) in zip(sessions, watching, strict=True):
+        state, want = VisemeStreamState(), []
+        for chunk in received[id(session._producer)]:  # main's way: `chunk_events`' blend
+            frames, state = stream_step(state, chunk, opts, lexicon)
+            want += frames
+        want += stream_finish(state, opts, lexicon)[0]
+        got = [(v["pts_ms"], v["weights"]) for v in rec.json("viseme")]
+        assert got == [(f.pts_ms, f.weights) for f in want]
+        assert len(got) > 40
+    assert max(batch_sizes) > 1  # chunks of several sessions did go through one blend

@@ -9,7 +9,6 @@ other's internals.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -299,7 +298,9 @@ class ChunkAssembler:
             raise provider_error("provider_error", "audio is not a base64 string",
                                  self.options)
         try:
-            raw = self._carry + base64.b64decode(audio, validate=False)
+            # what base64.b64decode(audio) does, without its copy of the text to bytes
+            # first (~100 us for a 0.6 s chunk at 16 kHz: every chunk of every stream)
+            raw = self._carry + binascii.a2b_base64(audio)
         except (binascii.Error, ValueError) as exc:
             raise provider_error("provider_error", f"undecodable audio ({exc})",
                                  self.options) from exc

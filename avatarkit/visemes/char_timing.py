@@ -12,6 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from avatarkit.tts.alignment import AlignmentChunk, CharAlignment
 from avatarkit.visemes.g2p import Lexicon
@@ -87,8 +88,10 @@ def _trim(word: list[tuple[str, float, float]]) -> list[tuple[str, float, float]
     return word
 
 
+@lru_cache(maxsize=4096)
 def phoneme_weight(symbol: str) -> float:
-    """Typical relative duration of a phoneme (vowels long, glides short)."""
+    """Typical relative duration of a phoneme (vowels long, glides short); cached: a relaying
+    server places every word of every stream with it."""
     res = lookup(symbol)
     w = MANNER_WEIGHT.get(res.info.manner, 0.8)
     if res.info.manner == "vowel":

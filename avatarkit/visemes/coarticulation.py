@@ -27,6 +27,7 @@ from avatarkit.visemes.phonemes import Alphabet, Segment, TimedPhoneme, to_segme
 
 _CLASS_INDEX = {name: i for i, name in enumerate(VISEME_CLASSES)}
 _REST = _CLASS_INDEX["Rest"]
+_CLASS_NAMES = np.array(VISEME_CLASSES, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,34 @@ def coarticulate_step(
 ) -> tuple[list[Frame], CoarticulationState]:
     """Streaming blend: add newly timed phonemes, return frames that are now final."""
     opts = (options or CoarticulationOptions()).checked()
+    step = plan_step(state, phonemes, opts, final=final)
+    rows = None
+    if step.times is not None:
+        rows = _sparse_rows(_blend(step.segments, step.times, opts), opts.min_weight)
+    return finish_step(step, rows, opts)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One `coarticulate_step` before its blend: the frame times it must blend (None: no
+    frame is final yet) over its segments, and how the state moves on."""
+
+    state: CoarticulationState
+    segments: tuple[Segment, ...]
+    times: np.ndarray | None
+    known_ms: float
+    n_phonemes: int
+    final: bool
+
+
+def plan_step(
+    state: CoarticulationState,
+    phonemes: Sequence[TimedPhoneme],
+    opts: CoarticulationOptions,
+    *,
+    final: bool = False,
+) -> PlannedStep:
+    """The bookkeeping half of `coarticulate_step` (segments, which frames are final)."""
     if state.finished and phonemes:
         raise AvatarkitError("coarticulation stream already finished; start a new state")
     new_segments = to_segments(phonemes, opts.alphabet, first_index=state.phonemes_seen)
@@ -161,24 +190,33 @@ def coarticulate_step(
     else:
         last = int(math.floor((known - opts.lookahead_ms) / step_ms + 1e-9))
     first = state.next_frame
-    frames: list[Frame] = []
+    times = None
     if last >= first:
         times = np.arange(first, last + 1, dtype=np.float64) * step_ms
-        weights = _blend(segments, times, opts)
-        frames = [
-            Frame(int(round(t)), row)
-            for t, row in zip(times, _sparse_rows(weights, opts.min_weight), strict=True)
-        ]
-        first = last + 1
+    return PlannedStep(state, segments, times, known, len(phonemes), final)
+
+
+def finish_step(
+    step: PlannedStep, rows: Sequence[dict[str, float]] | None, opts: CoarticulationOptions
+) -> tuple[list[Frame], CoarticulationState]:
+    """The frames of a planned step from its blended weights (`_sparse_rows` of them), and
+    the state after it."""
+    state, times = step.state, step.times
+    first = state.next_frame
+    frames: list[Frame] = []
+    if times is not None and rows is not None:
+        frames = [Frame(int(round(t)), row) for t, row in zip(times.tolist(), rows, strict=True)]
+        first += len(times)
+    step_ms = 1000.0 / opts.fps
     horizon = first * step_ms - opts.max_carryover_ms - opts.smoothing_ms
-    kept = tuple(s for s in segments if s.end_ms >= horizon)
+    kept = tuple(s for s in step.segments if s.end_ms >= horizon)
     return frames, replace(
         state,
         segments=kept,
-        known_until_ms=known,
+        known_until_ms=step.known_ms,
         next_frame=first,
-        phonemes_seen=state.phonemes_seen + len(phonemes),
-        finished=final,
+        phonemes_seen=state.phonemes_seen + step.n_phonemes,
+        finished=step.final,
     )
 
 
@@ -310,8 +348,14 @@ def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float
     top = np.argmax(w, axis=1)
     rows = np.arange(len(w))
     w[rows, top] = np.round(w[rows, top] + 1.0 - w.sum(axis=1), 3)
-    names = VISEME_CLASSES
+    # the kept (row, class) pairs in order, then one dict per row from its run of them
+    kept_rows, kept_cols = np.nonzero(w > 0)
+    names = _CLASS_NAMES[kept_cols].tolist()
+    values = w[kept_rows, kept_cols].tolist()
+    ends = np.searchsorted(kept_rows, np.arange(1, len(w) + 1)).tolist()
     out = []
-    for r in w.tolist():
-        out.append({names[i]: v for i, v in enumerate(r) if v > 0})
+    start = 0
+    for end in ends:
+        out.append(dict(zip(names[start:end], values[start:end], strict=True)))
+        start = end
     return out

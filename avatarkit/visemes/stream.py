@@ -31,6 +31,7 @@ from avatarkit.visemes.coarticulation import (
     Frame,
     coarticulate_step,
 )
+from avatarkit.visemes.coarticulation_batch import coarticulate_steps
 from avatarkit.visemes.g2p import Lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, pause_to_end
 
@@ -61,6 +62,28 @@ def stream_step(
     lexicon: Lexicon | None = None,
 ) -> tuple[list[Frame], VisemeStreamState]:
     """Consume one chunk; return the frames that are now final, and the new state."""
+    state, phonemes = _phonemes(state, chunk, lexicon)
+    return _coarticulate(state, phonemes, options)
+
+
+def stream_steps(
+    steps: Sequence[tuple[VisemeStreamState, SpeechChunk, Lexicon | None]],
+    options: CoarticulationOptions,
+) -> list[tuple[list[Frame], VisemeStreamState]]:
+    """`stream_step` for each of many independent streams, blended in one vectorised pass
+    (identical frames; a server relaying hundreds of streams pays numpy's per-call cost
+    once per batch instead of once per chunk)."""
+    prepared = [_phonemes(state, chunk, lexicon) for state, chunk, lexicon in steps]
+    results = coarticulate_steps(
+        [(state.coarticulation, phonemes, False) for state, phonemes in prepared], options)
+    return [_advanced(state, phonemes, frames, coart)
+            for (state, phonemes), (frames, coart) in zip(prepared, results, strict=True)]
+
+
+def _phonemes(
+    state: VisemeStreamState, chunk: SpeechChunk, lexicon: Lexicon | None
+) -> tuple[VisemeStreamState, list[TimedPhoneme]]:
+    """A chunk's timed phonemes (G2P for character alignment), and the state with its audio."""
     audio_end = max(state.audio_end_ms, chunk.end_ms)
     chars = state.chars
     aligned = state.aligned
@@ -74,9 +97,7 @@ def stream_step(
         aligned = True
     else:
         phonemes = list(chunk.phonemes)
-    return _coarticulate(
-        replace(state, chars=chars, audio_end_ms=audio_end, aligned=aligned), phonemes, options
-    )
+    return replace(state, chars=chars, audio_end_ms=audio_end, aligned=aligned), phonemes
 
 
 def stream_finish(
@@ -109,6 +130,13 @@ def _coarticulate(
     final: bool = False,
 ) -> tuple[list[Frame], VisemeStreamState]:
     frames, coart = coarticulate_step(state.coarticulation, phonemes, options, final=final)
+    return _advanced(state, phonemes, frames, coart)
+
+
+def _advanced(
+    state: VisemeStreamState, phonemes: Sequence[TimedPhoneme], frames: list[Frame],
+    coart: CoarticulationState,
+) -> tuple[list[Frame], VisemeStreamState]:
     end = phonemes[-1].end_ms if phonemes else state.phonemes_end_ms
     return frames, replace(
         state,

@@ -243,6 +243,7 @@ class FakeElevenLabs:
         auth_failure: str = "http",
         ws_handshake_status: int | None = None,
         rate_wpm: int = 175,
+        cache_messages: bool = False,
     ) -> None:
         """Switches (all default to a well-behaved service).
 
@@ -271,6 +272,9 @@ class FakeElevenLabs:
           with an error message + close 1008 after it (`"message"`).
         - `ws_handshake_status`: refuse every WebSocket upgrade with this HTTP status
           (e.g. 503 from a proxy that blocks WebSockets; 429 for a rate limit).
+        - `cache_messages`: serialise each WebSocket message once and resend the same text
+          for the same chunk at the same stream offset, and keep no ground truth or audio
+          (load benchmarks: hundreds of streams of one text; the bytes sent are unchanged).
         """
         if time_base not in ("chunk", "stream"):
             raise ValueError(f"time_base must be 'chunk' or 'stream', not {time_base!r}")
@@ -295,6 +299,8 @@ class FakeElevenLabs:
         self.auth_failure = auth_failure
         self.ws_handshake_status = ws_handshake_status
         self.rate_wpm = rate_wpm
+        self.cache_messages = cache_messages
+        self._texts_cache: dict[tuple[_Chunk, float, int], list[str]] = {}
         #: Every WebSocket connection that got past the handshake, in order.
         self.ws_sessions: list[WsSession] = []
         #: Every handshake attempt: (path with query, headers), including refused ones.
@@ -394,6 +400,20 @@ class FakeElevenLabs:
                      "normalizedAlignment": None}]
         return [{"audio": audio, "isFinal": None, "alignment": raw, "normalizedAlignment": norm}]
 
+    def _texts(self, index: int, chunk: _Chunk, offset_ms: float) -> list[str]:
+        """The WebSocket message texts for one chunk (serialised once with `cache_messages`)."""
+        if not self.cache_messages:
+            return [json.dumps(m) for m in self._messages(index, chunk, offset_ms, http=False)]
+        nulls = (index in self.alignment_nulls) + 2 * (index in self.normalized_nulls)
+        key = (chunk, offset_ms, nulls)
+        texts = self._texts_cache.get(key)
+        if texts is None:
+            if len(self._texts_cache) > 4096:
+                self._texts_cache.clear()
+            texts = [json.dumps(m) for m in self._messages(index, chunk, offset_ms, http=False)]
+            self._texts_cache[key] = texts
+        return texts
+
     async def _speak(self, text: str, rate: int) -> _Piece:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
@@ -491,15 +511,17 @@ class FakeElevenLabs:
                 await ws.close()
                 return
             piece = await self._speak(text, rate)
-            self._record_truth(piece, offset_ms)
+            if not self.cache_messages:
+                self._record_truth(piece, offset_ms)
             for chunk in piece.chunks:
                 if await self._maybe_fail(ws, request, session):
                     return
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)
-                for message in self._messages(index, chunk, offset_ms, http=False):
-                    await ws.send_str(json.dumps(message))
-                self.audio += chunk.pcm
+                for message in self._texts(index, chunk, offset_ms):
+                    await ws.send_str(message)
+                if not self.cache_messages:
+                    self.audio += chunk.pcm
                 index += 1
                 session.chunks_sent = index
                 session.first_chunk_sent.set()
