@@ -51,6 +51,8 @@ _LOW_BANDS = band_centres_hz() < 450.0
 _MID_BANDS = (band_centres_hz() >= 500.0) & (band_centres_hz() < 2500.0)
 #: The floor a murmur must stand above is the quietest tenth of this many recent frames.
 FLOOR_FRAMES = 300
+#: Dip thresholds follow the recording's range only after this many frames of it.
+RANGE_AFTER_FRAMES = 100
 #: Frames at the start of a pause that may still be the transition into its murmur.
 MURMUR_LEAD = 2
 
@@ -87,13 +89,47 @@ def _dip(level: np.ndarray) -> np.ndarray:
     return _rolling_max(level, PAST_CONTEXT, FUTURE_CONTEXT) - level
 
 
-def _murmuring(levels: np.ndarray, o: LipOptions) -> np.ndarray:
+def _murmuring(levels: np.ndarray, o: LipOptions, scale: np.ndarray | float = 1.0
+               ) -> np.ndarray:
     """Per frame: a nasal murmur, the formant band falling away against the context while
-    the low band (voicing through the nose) holds, so the whole level hardly dips."""
+    the low band (voicing through the nose) holds, so the whole level hardly dips.
+    `scale` shrinks the dB thresholds where the recording has less range (`_range_scale`)."""
     bands = levels[:, :N_BANDS]
     mid_dip = _dip(bands[:, _MID_BANDS].max(axis=1))
     low_dip = _dip(bands[:, _LOW_BANDS].max(axis=1))
-    return (mid_dip >= o.murmur_mid_dip_db) & (mid_dip - low_dip >= o.murmur_tilt_db)
+    return ((mid_dip >= o.murmur_mid_dip_db * scale)
+            & (mid_dip - low_dip >= o.murmur_tilt_db * scale))
+
+
+def _floor_and_speech(total: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Per frame in [start, stop): (the recording's noise floor, its loud speech level), the
+    10th and 90th percentile of the FLOOR_FRAMES frames up to and including it (a stream
+    has them: chunking does not change them)."""
+    out = np.empty((stop - start, 2))
+    full = max(start, FLOOR_FRAMES - 1)  # frames from here on have a whole window behind
+    for i in range(start, min(full, stop)):  # the first 3 s of a recording
+        k = (i // 10, i - i // 10)
+        out[i - start] = np.partition(total[: i + 1], k)[list(k)]
+    if stop > full:
+        rows = np.lib.stride_tricks.sliding_window_view(
+            total[full - FLOOR_FRAMES + 1: stop], FLOOR_FRAMES)
+        k = ((FLOOR_FRAMES - 1) // 10, FLOOR_FRAMES - 1 - (FLOOR_FRAMES - 1) // 10)
+        out[full - start:] = np.partition(rows, k, axis=1)[:, list(k)]
+    return out
+
+
+def _range_scale(total: np.ndarray, start: int, stop: int, o: LipOptions) -> np.ndarray:
+    """Per frame in [start, stop): how far the recording's loud speech stands above its noise
+    floor, as a fraction of a clean recording's range (`LipOptions.range_db`; at most 1).
+
+    A closure drops the level toward the floor: noise raises the floor, so the same closure
+    shows a smaller dip, and each dip threshold shrinks in proportion. Measured over seconds,
+    not per phone: a quiet stretch of a clean recording keeps the full thresholds."""
+    floor, speech = _floor_and_speech(total, start, stop).T
+    scale = np.clip((speech - floor) / o.range_db, o.min_range_scale, 1.0)
+    # the range is unknown until the recording has been heard for a while
+    scale[: max(0, RANGE_AFTER_FRAMES - start)] = 1.0
+    return scale
 
 
 def frame_index(t_ms: float) -> int:
@@ -172,10 +208,19 @@ class LipReader:
         dip = _dip(total)
 
         @functools.cache
+        def dipped() -> np.ndarray:
+            """Per frame: a level dip (its threshold scaled to the recording's range)."""
+            return dip >= o.dip_db * scale()
+
+        @functools.cache
+        def scale() -> np.ndarray:
+            return _range_scale(self.levels[:, N_BANDS], base, end, o)
+
+        @functools.cache
         def evidence() -> tuple[np.ndarray, np.ndarray]:
             """(nasal murmur, murmur or dip) per frame: made only when a phone needs it."""
-            murmuring = _murmuring(levels, o)
-            return murmuring, (dip >= o.dip_db) | murmuring
+            murmuring = _murmuring(levels, o, scale())
+            return murmuring, dipped() | murmuring
 
         out: list[TimedPhoneme] = []
         for j, p in enumerate(phones):
@@ -195,7 +240,7 @@ class LipReader:
             closed = False
             if s in _CLOSURE_LOOKALIKES:
                 murmuring, shut = evidence()
-                gap = dip[a:b].max() >= o.dip_db
+                gap = dipped()[a:b].any()
                 nasal = murmuring[a:b].sum() * 10.0 >= o.min_closure_ms
                 closed = bool(gap or nasal) and self._frication_free(upper, shut, a, b, base)
             elif s == "_" and p.end_ms - self._run[1] <= o.max_gap_ms:
@@ -207,7 +252,7 @@ class LipReader:
                 # (after it is unknown while the pause is still going on in a stream)
                 inside = before != "_" and (after_s != "_")
                 closed = inside and bool({before, after_s} & _LABIAL) and bool(
-                    dip[a:b].max() >= o.dip_db)
+                    dipped()[a:b].any())
             if not closed and s == "_":
                 murmur = self._murmur(base + a, base + b, p.start_ms)
                 if murmur:

@@ -21,6 +21,12 @@ class LipOptions:
     #: A closure is a drop of the total level by at least this much
     #: against the loudest frame from 100 ms before to 40 ms after, dB.
     dip_db: float = 8.0
+    #: ...in a recording whose loud speech (the loudest tenth of its last 3 s) stands at least
+    #: this far above its noise floor (the quietest tenth); with less range (noise raises the
+    #: floor a closure falls to) every dip threshold shrinks in proportion, dB...
+    range_db: float = 10.0
+    #: ...but to no less than this fraction.
+    min_range_scale: float = 0.4
     #: The upper band (> 2.5 kHz) falls to within this much of the recording's noise floor
     #: (the quietest tenth of its last 3 s) somewhere in a closure; /f v/ keep their hiss
     #: above it throughout, dB.
