@@ -61,7 +61,7 @@ def create_app(
             origin_host_middleware(config.allowed_hosts, config.cors_origins),
             cors_middleware(config.cors_origins),
             auth_middleware(config.token, lambda sid: _session_token(app, sid)),
-            errors_middleware,
+            errors_middleware(lambda code: app[METRICS].refuse(code)),
         ],
         client_max_size=1024 * 1024,
     )

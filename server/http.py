@@ -37,26 +37,41 @@ def json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"ok": False, "error": code, "message": message}, status=status)
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure answers JSON with a stable code; the server keeps running."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return json_error(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        code = _STATUS_CODES.get(exc.status, "http_error")
-        message = {
-            404: f"no such route or resource: {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
-            413: "the request body is too large",
-        }.get(exc.status, exc.reason)
-        return json_error(exc.status, code, message)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return json_error(500, "internal", "internal server error (logged on the server)")
+def errors_middleware(
+    on_refused: Callable[[str], None] = lambda _code: None,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Every failure answers JSON with a stable code; the server keeps running. A request
+    refused for load (429: a rate limit, a cap, a full queue) is also told to `on_refused`
+    with its code, so /metrics shows refusals an operator would otherwise never see."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            if exc.status == 429:
+                on_refused(exc.code)
+            return json_error(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            return _http_error(request, exc)
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return json_error(500, "internal", "internal server error (logged on the server)")
+
+    return middleware
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (404, 405, 413...) as JSON; other HTTP exceptions go on."""
+    if exc.status < 400 or exc.content_type == "application/json":
+        raise exc
+    code = _STATUS_CODES.get(exc.status, "http_error")
+    message = {
+        404: f"no such route or resource: {request.path}",
+        405: f"{request.method} is not allowed on {request.path}",
+        413: "the request body is too large",
+    }.get(exc.status, exc.reason)
+    return json_error(exc.status, code, message)
 
 
 #: Routes of one session: its own token (POST /session-2d -> session_token) opens them.

@@ -21,6 +21,8 @@ FIRST_AUDIO_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 #: Buckets of the audio-in -> out delay of audio-driven speech, seconds (target 0.15).
 LISTEN_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5)
+#: Error codes of refusals for load, always listed (at 0) so alerts can watch them.
+REFUSAL_CODES = ("busy", "queue_full", "rate_limited", "too_many_sessions")
 
 
 def _labels(**labels: str) -> str:
@@ -66,6 +68,8 @@ class Metrics:
         self.utterances: dict[str, int] = defaultdict(int)
         self.provider_errors: dict[str, int] = defaultdict(int)
         self.builds: dict[str, int] = defaultdict(int)
+        #: Requests and WebSocket commands refused for load (HTTP 429), by error code.
+        self.refused: dict[str, int] = defaultdict(int)
         self.viseme_frames_dropped = 0
         self.slow_clients_closed = 0
         self.first_audio = Histogram(FIRST_AUDIO_BUCKETS)
@@ -78,6 +82,10 @@ class Metrics:
         #: Gauges read at render time.
         self.sessions: Callable[[], int] = lambda: 0
         self.clients: Callable[[], int] = lambda: 0
+
+    def refuse(self, code: str) -> None:
+        """Count one request refused for load (`rate_limited`, `too_many_sessions`...)."""
+        self.refused[code] += 1
 
     def render(self) -> str:
         lines: list[str] = []
@@ -112,6 +120,11 @@ class Metrics:
         metric("avatarkit_provider_errors_total", "counter", "TTS provider failures, by code.",
                [f"avatarkit_provider_errors_total{_labels(code=k)} {v}"
                 for k, v in sorted(self.provider_errors.items())])
+        metric("avatarkit_requests_refused_total", "counter",
+               "Requests and WebSocket commands refused for load (HTTP 429: rate limits, "
+               "caps, full queues), by error code.",
+               [f"avatarkit_requests_refused_total{_labels(code=k)} {self.refused.get(k, 0)}"
+                for k in sorted({*REFUSAL_CODES, *self.refused})])
         metric("avatarkit_viseme_frames_dropped_total", "counter",
                "Viseme frames skipped for slow clients.",
                [f"avatarkit_viseme_frames_dropped_total {self.viseme_frames_dropped}"])

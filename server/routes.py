@@ -29,6 +29,7 @@ from server.fanout import Client
 from server.http import ApiError
 from server.limits import RateLimiter
 from server.listen import MAX_RATE, MIN_RATE, AudioTurn
+from server.metrics import REFUSAL_CODES
 from server.providers import VoiceRequest, check_available, default_provider_name
 from server.session import Session
 from server.state import AVATARS, BUILDER, CONFIG, LIMITS, LIPSYNC, METRICS, SESSIONS
@@ -567,6 +568,8 @@ async def _command(app: web.Application, session: Session, pushing: _Pushing, da
             return await _user_audio(session, cmd.pcm)
         return wire.pong(cmd.request_id)
     except wire.WireError as exc:
+        if exc.code in REFUSAL_CODES:
+            app[METRICS].refuse(exc.code)
         return wire.error(exc.code, exc.message, request_id=exc.request_id)
 
 

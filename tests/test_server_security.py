@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import aiohttp
 import pytest
@@ -95,6 +96,13 @@ async def test_dns_rebinding_host_names_are_refused(aiohttp_client, avatars):
     assert (await named.get("/health", headers={"Host": "evil.example"})).status == 403
 
 
+def _refused(metrics: str) -> dict[str, int]:
+    """avatarkit_requests_refused_total by code, from a /metrics body."""
+    found = re.findall(r'^avatarkit_requests_refused_total\{code="(\w+)"\} (\d+)$', metrics,
+                       re.MULTILINE)
+    return {code: int(n) for code, n in found}
+
+
 async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, avatars):
     client = await recording_client(aiohttp_client, avatars, client_session_rate=0.6,
                            client_session_burst=3, max_sessions_per_client=5)
@@ -103,6 +111,8 @@ async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, a
     body = await replies[3].json()
     assert body["error"] == "rate_limited" and "retry in" in body["message"]
     assert await _sessions(client) == 3
+    assert _refused(await (await client.get("/metrics")).text()) == {
+        "busy": 0, "queue_full": 0, "rate_limited": 3, "too_many_sessions": 0}
     # invalid requests spend no token; the session keeps working
     assert (await client.post("/session-2d", json={"avatar_id": "nobody"})).status == 404
     assert (await client.get("/health")).status == 200
@@ -112,6 +122,7 @@ async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, a
         "session_id"] for _ in range(2)]
     r = await capped.post("/session-2d", json={"avatar_id": "hero"})
     assert r.status == 429 and (await r.json())["error"] == "too_many_sessions"
+    assert _refused(await (await capped.get("/metrics")).text())["too_many_sessions"] == 1
     await capped.delete(f"/session-2d/{sids[0]}")
     assert (await capped.post("/session-2d", json={"avatar_id": "hero"})).status == 200
 
@@ -135,6 +146,8 @@ async def test_speak_floods_are_rate_limited_per_session(aiohttp_client, avatars
     assert {m["id"] for m in refused} == set(range(5, 200))
     r = await client.post(f"/session-2d/{sid}/speak", json={"text": "Hi."})
     assert r.status == 429 and (await r.json())["error"] == "rate_limited"
+    # 195 on the socket and one over HTTP, each counted once
+    assert _refused(await (await client.get("/metrics")).text())["rate_limited"] == 196
     # another session has its own budget
     other = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
         "session_id"]
