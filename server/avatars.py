@@ -8,6 +8,7 @@ import contextlib
 import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,18 @@ class BuildTimeout(Exception):
 
 
 class Builder:
-    """Runs `build_avatar` in a spawned worker process (mediapipe graphs are per process)."""
+    """Runs `build_avatar` in a spawned worker process (mediapipe graphs are per process).
+
+    At most `workers` builds are in the pool at once, so a build's time limit counts its own
+    run, not its wait behind others; a build that overruns stops the pool (the only way to
+    interrupt it), and a build stopped with it, through no fault of its own, runs again."""
 
     def __init__(self, workers: int, options: BuildOptions, timeout_s: float = 300.0) -> None:
         self.options = options
         self.timeout_s = timeout_s
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(workers)
         #: One lock per avatar id being built; removed when its last waiter is done.
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
@@ -178,18 +184,8 @@ class Builder:
         lock, users = self._locks.setdefault(avatar_id, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
-            async with lock:
-                loop = asyncio.get_running_loop()
-                options = replace(self.options, force=False)
-                pool = self._executor()
-                future = loop.run_in_executor(pool, build_one, photo, out, options, avatar_id)
-                try:
-                    result = await asyncio.wait_for(future, self.timeout_s)
-                except TimeoutError:
-                    self._kill(pool)
-                    raise BuildTimeout(
-                        f"the build took longer than {self.timeout_s:g} s and was stopped - "
-                        "try a smaller photo") from None
+            async with lock, self._slots:
+                result = await self._run(photo, out, avatar_id)
         finally:
             users[0] -= 1
             if not users[0]:
@@ -197,6 +193,28 @@ class Builder:
         if result.status == "failed":
             raise AvatarkitError(result.error or "the build failed")
         return result
+
+    async def _run(self, photo: Path, out: Path, avatar_id: str) -> BuildResult:
+        """One build in the pool; again on a fresh pool (once) if another build's overrun
+        stopped the pool under it. A pool that broke by itself (a worker out of memory)
+        raises BrokenProcessPool."""
+        loop = asyncio.get_running_loop()
+        options = replace(self.options, force=False)
+        for last_try in (False, True):
+            pool = self._executor()
+            future = loop.run_in_executor(pool, build_one, photo, out, options, avatar_id)
+            try:
+                return await asyncio.wait_for(future, self.timeout_s)
+            except TimeoutError:
+                self._kill(pool)
+                raise BuildTimeout(
+                    f"the build took longer than {self.timeout_s:g} s and was stopped - "
+                    "try a smaller photo") from None
+            except (BrokenProcessPool, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if last_try or pool is self._pool or (task is not None and task.cancelling()):
+                    raise
+        raise AssertionError("unreachable")
 
     def _kill(self, pool: ProcessPoolExecutor) -> None:
         """Stop a pool whose build overran: its workers are killed (a build cannot be

@@ -166,6 +166,32 @@ async def test_a_build_past_its_time_limit_is_stopped(aiohttp_client, avatars_di
     assert (await client.get("/health")).status == 200
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_builds_beside_one_that_overran_answer_for_themselves(aiohttp_client, tmp_path,
+                                                                    workers):
+    """An overrun stops the whole worker pool; the builds waiting for it or running in it
+    beside the overrun then get their own run and their own time limit, and answer 504 for
+    themselves - not 500 "the build worker died"."""
+    import multiprocessing
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    client = await aiohttp_client(create_app(ServerConfig(
+        avatars_dir=tmp_path, build_timeout_s=0.3, build_workers=workers, blend_worker=False)))
+    replies = await asyncio.gather(*(
+        client.post("/avatarize-2d", data=_form(HERO.read_bytes() + b"\0" * n))
+        for n in (1, 2)))
+    bodies = [await r.json() for r in replies]
+    assert [(r.status, b["error"]) for r, b in zip(replies, bodies, strict=True)] == [
+        (504, "build_timeout")] * 2, bodies
+    for _ in range(100):
+        if not {p.pid for p in multiprocessing.active_children()} - before:
+            break
+        await asyncio.sleep(0.05)
+    assert not {p.pid for p in multiprocessing.active_children()} - before
+    metrics = await (await client.get("/metrics")).text()
+    assert 'avatarkit_avatar_builds_total{status="failed"} 2' in metrics
+
+
 async def test_uploaded_avatars_beyond_the_limit_are_evicted(aiohttp_client, tmp_path):
     """The least recently uploaded avatar goes first, never one a session uses, never a
     folder of --avatars that was not uploaded."""
