@@ -1,4 +1,4 @@
-"""`avatarkit visemes`: text (or a TTS character alignment) -> viseme timeline file."""
+"""`avatarkit visemes`: text, a TTS character alignment or a recording -> viseme timeline file."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from avatarkit.visemes.exporters import FORMATS, export
 from avatarkit.visemes.timeline import Timeline, speak, timeline_from_alignment
 
 Text = Annotated[str | None, typer.Option(
-    "--text", "-t", help="What to say (required unless --alignment is given).")]
+    "--text", "-t", help="What to say (required unless --alignment or --audio is given); "
+                         "with --audio, the transcript of that recording.")]
 Lang = Annotated[str, typer.Option(
     "--lang", "-l", help="espeak-ng language code for synthesis and G2P: en-us, en-gb, de, ...")]
 Fps = Annotated[float, typer.Option("--fps", help="Frames per second of the timeline.")]
@@ -33,7 +34,8 @@ AlignmentFile = Annotated[Path | None, typer.Option(
          "Lines) to use instead of synthesising.")]
 Voice = Annotated[str | None, typer.Option(
     "--voice", help="espeak-ng voice variant, e.g. Annie, m3, f2 (embedded voice only).")]
-Rate = Annotated[int, typer.Option("--rate", help="Speaking rate in words per minute.")]
+Rate = Annotated[int, typer.Option(
+    "--rate", help="Speaking rate of the embedded voice in words per minute (80-450).")]
 AudioIn = Annotated[Path | None, typer.Option(
     "--audio", metavar="SPEECH",
     help="Listen to a recording instead of synthesising: WAV or anything ffmpeg reads, any "
@@ -88,9 +90,9 @@ def visemes(
     else:
         if text is None or not text.strip():
             raise AvatarkitError("nothing to say: pass --text \"...\" (or --alignment FILE)")
-        from avatarkit.tts.espeak_lib import check_variant
+        from avatarkit.tts.espeak_voice import EspeakOptions
 
-        check_variant(voice)
+        EspeakOptions(lang=lang, variant=voice, rate_wpm=rate).checked()
         timeline, synthesis = speak(text, lang, options, variant=voice, rate_wpm=rate)
         if audio_out is not None:
             from avatarkit.tts.wav import write_wav
