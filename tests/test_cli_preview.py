@@ -117,7 +117,9 @@ def _bad_avatar(base: Path, hero_dir: Path, broken: str) -> Path:
         ("bad_audio", "could not read audio"),
         ("both_inputs", "or --timeline, not both"),
         ("bad_variant", "unknown variant 'flip'"),
-        ("nothing", "nothing to render"),
+        ("nothing", 'nothing to render: pass --text "...", --audio WAV or --sheet PNG'),
+        ("bad_lead_in", "--lead-in (lead_in_s) must be between 0 and 10 seconds, got -3"),
+        ("timeline_alone", "--timeline needs --audio"),
     ],
 )
 def test_errors_are_one_red_line(hero_dir: Path, voice, tmp_path: Path, case: str,
@@ -151,6 +153,10 @@ def test_errors_are_one_red_line(hero_dir: Path, voice, tmp_path: Path, case: st
         args = ["--text", "Hi.", "--variant", "flip"]
     elif case == "nothing":
         args = []
+    elif case == "bad_lead_in":
+        args = ["--text", "Hi.", "--lead-in", "-3"]
+    elif case == "timeline_alone":
+        args = ["--timeline", str(timeline)]
     res = preview(folder, *args, "-o", str(out))
     assert res.exit_code == 1, res.output
     assert res.stderr.startswith("error: ") and message in res.stderr, res.stderr

@@ -119,8 +119,7 @@ def preview(
         raise AvatarkitError("--speech-gate is for --audio that avatarkit listens to without "
                              "a transcript (a transcript already says where the speech is)")
     if text is None and audio is None and sheet is None:
-        raise AvatarkitError("nothing to render: pass --text \"...\", or --audio WAV "
-                             "--timeline FILE, or --sheet PNG")
+        raise AvatarkitError("nothing to render: pass --text \"...\", --audio WAV or --sheet PNG")
     options = PreviewOptions(variant="sprites" if onnx else variant, lead_in_s=lead_in,
                              tail_s=tail).checked()
     avatar = load_avatar(avatar_dir)

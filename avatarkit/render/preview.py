@@ -47,9 +47,10 @@ class PreviewOptions:
         if self.variant not in VARIANTS:
             raise AvatarkitError(f"unknown variant {self.variant!r}; use one of "
                                  f"{', '.join(VARIANTS)}")
-        for name in ("lead_in_s", "tail_s"):
+        for name, flag in (("lead_in_s", "--lead-in"), ("tail_s", "--tail")):
             if not 0.0 <= getattr(self, name) <= 10.0:
-                raise AvatarkitError(f"{name} must be between 0 and 10 seconds")
+                raise AvatarkitError(f"{flag} ({name}) must be between 0 and 10 seconds, "
+                                     f"got {getattr(self, name):g}")
         if not 0.0 <= self.ramp_ms <= 500.0:
             raise AvatarkitError("ramp_ms must be between 0 and 500")
         return self
