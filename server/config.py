@@ -190,7 +190,8 @@ class ServerConfig:
         if self.max_client_backlog_bytes <= self.viseme_drop_bytes:
             raise AvatarkitError("max_client_backlog_bytes must exceed viseme_drop_bytes")
         if self.avatars_dir is not None and not Path(self.avatars_dir).is_dir():
-            raise AvatarkitError(f"--avatars {self.avatars_dir}: no such folder")
+            what = "not a folder" if Path(self.avatars_dir).exists() else "no such folder"
+            raise AvatarkitError(f"--avatars {self.avatars_dir}: {what}")
         if self.model is not None and not Path(self.model).is_file():
             raise AvatarkitError(f"--model {self.model}: no such file (a Wav2Lip-compatible "
                                  ".onnx, see docs/onnx.md)")
@@ -198,11 +199,30 @@ class ServerConfig:
             raise AvatarkitError(f"--onnx-provider must be auto, tensorrt, cuda or cpu, got "
                                  f"{self.onnx_provider!r}")
         if self.listen_workers < 0:
-            raise AvatarkitError(f"listen_workers must be >= 0, got {self.listen_workers}")
+            raise AvatarkitError(f"--listen-workers must be >= 0, got {self.listen_workers}")
         if self.batch_max_frames < 1 or self.batch_max_wait_ms < 0:
             raise AvatarkitError("--batch-frames must be >= 1 and --batch-wait-ms >= 0")
-        if self.patch_codec not in ("png", "webp") or self.lipsync_threads < 1:
-            raise AvatarkitError("patch_codec must be png or webp, lipsync_threads >= 1")
+        if self.patch_codec not in ("png", "webp"):
+            raise AvatarkitError(f"--patch-codec must be png or webp, got {self.patch_codec!r}")
+        if self.lipsync_threads < 1:
+            raise AvatarkitError(f"lipsync_threads must be >= 1, got {self.lipsync_threads}")
+        # A negative count or rate would not fail later: it would refuse every session or
+        # speak (counts) or switch the limit off like 0 (rates), so it is refused here.
+        for flag, value in (("--max-sessions", self.max_sessions),
+                            ("--max-text", self.max_text_chars),
+                            ("--max-clients-per-session", self.max_clients_per_session)):
+            if value < 1:
+                raise AvatarkitError(f"{flag} must be >= 1, got {value}")
+        if self.max_queued_utterances < 0:
+            raise AvatarkitError(f"--max-queue must be >= 0, got {self.max_queued_utterances}")
+        for flag, number in (("--max-upstream", self.max_upstream),
+                             ("--session-rate", self.client_session_rate),
+                             ("--upload-rate", self.client_upload_rate),
+                             ("--speak-rate", self.session_speak_rate)):
+            if number < 0:
+                raise AvatarkitError(f"{flag} must be >= 0 (0 = no limit), got {number:g}")
+        if self.session_idle_ttl_s <= 0 or self.max_upload_bytes <= 0:
+            raise AvatarkitError("--idle-ttl and --max-upload-mb must be > 0")
         if (self.client_session_burst < 1 or self.session_speak_burst < 1
                 or self.max_sessions_per_client < 1):
             raise AvatarkitError("rate-limit bursts and --max-sessions-per-client must be >= 1")

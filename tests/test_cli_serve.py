@@ -155,3 +155,46 @@ async def test_sigterm_stops_the_server_and_its_worker_processes(tmp_path, ctrl_
 
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_sessions": -1}, "--max-sessions must be >= 1, got -1"),
+        ({"max_text_chars": 0}, "--max-text must be >= 1, got 0"),
+        ({"max_clients_per_session": 0}, "--max-clients-per-session must be >= 1"),
+        ({"max_queued_utterances": -1}, "--max-queue must be >= 0, got -1"),
+        ({"client_session_rate": -30.0}, "--session-rate must be >= 0 (0 = no limit), got -30"),
+        ({"session_speak_rate": -1.0}, "--speak-rate must be >= 0"),
+        ({"max_upstream": -4}, "--max-upstream must be >= 0"),
+        ({"session_idle_ttl_s": 0.0}, "--idle-ttl and --max-upload-mb must be > 0"),
+        ({"patch_codec": "gif"}, "--patch-codec must be png or webp, got 'gif'"),
+    ],
+)
+def test_limits_out_of_range_name_their_flag(overrides, message):
+    """A negative limit would not fail at startup: counts would refuse everything, rates
+    would switch their limit off as 0 does. Each is refused with the flag's name."""
+    from avatarkit.errors import AvatarkitError
+    from server.config import ServerConfig
+
+    with pytest.raises(AvatarkitError) as err:
+        ServerConfig(**overrides).checked()
+    assert message in str(err.value)
+    assert ServerConfig().checked() == ServerConfig()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--port", "99999999"], 2, "99999999 is not in the range"),
+        (["--avatars", __file__], 1, "error: --avatars " + __file__ + ": not a folder\n"),
+    ],
+)
+def test_bad_port_or_avatars_is_a_usage_error_not_a_traceback(args, code, message):
+    from typer.testing import CliRunner
+
+    from avatarkit.cli import app
+
+    result = CliRunner().invoke(app, ["serve", *args], terminal_width=200)
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output

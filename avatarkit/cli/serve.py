@@ -21,7 +21,8 @@ from avatarkit.cli.root import app, console, guarded
 def serve(
     host: Annotated[str, typer.Option(
         help="Interface to listen on (0.0.0.0 = all).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="TCP port.")] = 8000,
     avatars: Annotated[Path | None, typer.Option(
         "--avatars", metavar="DIR",
         help="Folder of avatars built earlier (`avatarkit build ... -o DIR`); each sub-folder "
