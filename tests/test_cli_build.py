@@ -118,6 +118,14 @@ def test_help_explains_options_and_defaults():
         assert text in result.output, text
 
 
+def test_help_names_every_file_a_build_writes(hero_dir):
+    from avatarkit.cli.build import HELP
+
+    written = sorted(p.name for p in hero_dir.iterdir())
+    assert "mouth_interior_layers.png" in written
+    assert [name for name in written if name not in HELP] == []
+
+
 def test_terminal_output_is_clean(tmp_path):
     """A real process: mediapipe's C++ log lines must not reach the user's terminal."""
     result = subprocess.run(

@@ -90,9 +90,10 @@ Seed = Annotated[int, typer.Option(
 HELP = (
     "Turn a portrait photo (or a folder of them) into avatar folders.\n\n"
     "Each avatar folder OUT/<name>/ holds the mouth sprite atlas (atlas.png, atlas.json), the "
-    "mesh deformation (meshdef.json, mouth_interior.png), the mouth mask (mask_mouth.png), the "
-    "idle loop (idle.mp4, idle_poster.png, track.json) and avatar.json, the manifest naming "
-    "them all. Unchanged photos with unchanged settings are skipped."
+    "mesh deformation (meshdef.json, mouth_interior.png, mouth_interior_layers.png), the mouth "
+    "mask (mask_mouth.png), the idle loop (idle.mp4, idle_poster.png, track.json) and "
+    "avatar.json, the manifest naming them all. Unchanged photos with unchanged settings are "
+    "skipped."
 )
 
 
