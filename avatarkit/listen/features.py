@@ -1,10 +1,9 @@
-"""Acoustic features of the lips' state: a log-mel spectrum shape and a relative level per
-10 ms frame, stacked over a short context.
+"""Acoustic features of the lips' state: log-mel band levels and the total level per 10 ms
+frame, the input of the lip evidence (lips.py) and the pause finder (pauses.py).
 
 Everything is local in time (no running normalisation), so a stream cut into any chunks gets
-exactly the features of the whole signal, and a quiet recording gets the same features as a
-loud one: closures show as a level drop against the frames around them, place of
-articulation as the spectrum's shape and its change into and out of the closure.
+exactly the features of the whole signal; lips.py judges each frame's level against the
+frames around it, so a quiet recording reads like a loud one.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ WINDOW = 400  # 25 ms
 N_FFT = 512
 N_BANDS = 24
 FMIN, FMAX = 100.0, 7000.0
-#: Context frames before and after the frame being classified.
-PAST, FUTURE = 10, 5
 #: Level floor relative to full scale, dB (digital silence is not -inf).
 FLOOR_DB = -90.0
 
@@ -86,21 +83,3 @@ def band_levels(samples: np.ndarray) -> np.ndarray:
     out *= 10
     return out
 
-
-def stack_context(levels: np.ndarray) -> np.ndarray:
-    """Per-frame model input from band levels: (frames, (PAST+FUTURE+1) * (N_BANDS+1)).
-
-    For each context frame: the spectrum's shape (bands minus their mean) and its level
-    relative to the loudest frame of the context. Frames past either end repeat the edge.
-    """
-    n = len(levels)
-    if n == 0:
-        return np.zeros((0, (PAST + FUTURE + 1) * (N_BANDS + 1)))
-    shape = levels[:, :N_BANDS] - levels[:, :N_BANDS].mean(axis=1, keepdims=True)
-    total = levels[:, N_BANDS]
-    offsets = np.arange(-PAST, FUTURE + 1)
-    idx = np.clip(np.arange(n)[:, None] + offsets[None, :], 0, n - 1)
-    ctx_total = total[idx]
-    rel = ctx_total - ctx_total.max(axis=1, keepdims=True)
-    feats = np.concatenate([shape[idx] / 10.0, rel[:, :, None] / 10.0], axis=2)
-    return feats.reshape(n, -1).astype(np.float32)

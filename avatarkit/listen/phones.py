@@ -215,11 +215,6 @@ class PhoneRecognizer:
         self._finished = False
 
     @property
-    def committed_ms(self) -> float:
-        """End of the committed phones on the stream clock, ms."""
-        return self._committed_ms
-
-    @property
     def channel(self) -> str | None:
         """The channel estimate: the one given before the first audio, the one learned from
         this turn once it has finished (pass it to the voice's next turn)."""

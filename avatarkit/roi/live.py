@@ -64,10 +64,6 @@ class LiveFrames:
         self._finished = False
         self._odd = b""
 
-    @property
-    def frames_released(self) -> int:
-        return self._next
-
     def push_pcm16(self, pcm: bytes) -> list[FrameWindow]:
         """Little-endian PCM16 mono bytes (a provider chunk; an odd byte waits for the next)."""
         data = self._odd + bytes(pcm)
