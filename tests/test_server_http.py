@@ -200,6 +200,11 @@ async def test_metrics_after_speech(aiohttp_client, avatars):
     assert m["avatarkit_asyncio_tasks"] >= 2  # at least the pacer and the idle sweep
     assert m["process_open_fds"] == pytest.approx(len(os.listdir("/proc/self/fd")), abs=20)
     assert 20e6 < m["process_resident_memory_bytes"] < 64e9
+    families = [line.split()[2] for line in (await r.text()).splitlines()
+                if line.startswith("# TYPE ")]
+    doc = DOC.read_text()
+    assert [f for f in families if f"`{f}`" not in doc and f"`{f}{{" not in doc] == [], \
+        "every metric is in docs/protocol.md's table"
 
 
 async def test_slow_client_loses_visemes_not_audio_then_is_closed(aiohttp_client, avatars):
