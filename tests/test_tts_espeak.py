@@ -45,6 +45,21 @@ def test_rate_changes_duration() -> None:
     assert fast.duration_ms < 0.7 * slow.duration_ms
 
 
+def test_fastest_allowed_rate_keeps_phonemes_on_the_audio() -> None:
+    """From 450 wpm espeak-ng speeds the audio up after synthesis but leaves its phoneme
+    events at the slower pace; the fastest rate allowed must not be one of those."""
+    from avatarkit.tts.espeak_voice import MAX_RATE_WPM
+
+    text = "hello there how are you today my friend"
+    fast = engine().synthesize(text, "en-us", rate_wpm=MAX_RATE_WPM)
+    assert fast.phonemes[-1].end_ms == pytest.approx(fast.duration_ms, abs=20)
+    EspeakOptions(rate_wpm=MAX_RATE_WPM).checked()
+    with pytest.raises(AvatarkitError, match="rate must be 80–449"):
+        EspeakOptions(rate_wpm=MAX_RATE_WPM + 1).checked()
+    beyond = engine().synthesize(text, "en-us", rate_wpm=MAX_RATE_WPM + 1)
+    assert beyond.phonemes[-1].end_ms > 1.3 * beyond.duration_ms  # why the cap is there
+
+
 @pytest.mark.parametrize("lang", ["xx", "klingon", ""])
 def test_unknown_language_is_one_clear_error(lang: str) -> None:
     with pytest.raises(AvatarkitError, match="unknown language"):

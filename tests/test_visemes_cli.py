@@ -61,8 +61,8 @@ def test_alignment_input(tmp_path: Path) -> None:
         (["--text", "  "], "nothing to say"),
         (["--text", "hi", "--format", "mp4"], "unknown format"),
         (["--text", "hi", "--fps", "0"], "fps"),
-        (["--text", "hi", "--rate", "0"], "rate must be 80–450 words per minute, got 0"),
-        (["--text", "hi", "--rate", "5000"], "rate must be 80–450"),
+        (["--text", "hi", "--rate", "0"], "rate must be 80–449 words per minute, got 0"),
+        (["--text", "hi", "--rate", "450"], "rate must be 80–449"),
         (["--alignment", "/nonexistent.json"], "could not read"),
     ],
 )
