@@ -64,6 +64,8 @@ def test_alignment_input(tmp_path: Path) -> None:
         (["--text", "hi", "--rate", "0"], "rate must be 80–449 words per minute, got 0"),
         (["--text", "hi", "--rate", "450"], "rate must be 80–449"),
         (["--alignment", "/nonexistent.json"], "could not read"),
+        (["-a", str(Path(__file__).parent / "data" / "speech" / "cold_corpus3.wav")],
+         "not text, so not JSON or JSON Lines (for a recording use --audio)"),
     ],
 )
 def test_errors_are_one_red_line(args: list[str], message: str) -> None:

@@ -172,6 +172,12 @@ def load_alignment_file(
         text = p.read_text("utf-8")
     except OSError as exc:
         raise AvatarkitError(f"could not read alignment file {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        # most often a recording given where its alignment was meant (`visemes -a` is
+        # --alignment, while `preview -a` is --audio)
+        raise AvatarkitError(
+            f"malformed alignment file {p}: not text, so not JSON or JSON Lines (for a "
+            "recording use --audio)") from None
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError:
