@@ -120,6 +120,8 @@ def _bad_avatar(base: Path, hero_dir: Path, broken: str) -> Path:
         ("nothing", 'nothing to render: pass --text "...", --audio WAV or --sheet PNG'),
         ("bad_lead_in", "--lead-in (lead_in_s) must be between 0 and 10 seconds, got -3"),
         ("timeline_alone", "--timeline needs --audio"),
+        ("track_fields", "track.json is damaged (no 'transforms' field) - rebuild the avatar"),
+        ("binary_timeline", "is not a viseme timeline avatarkit can read (not text"),
     ],
 )
 def test_errors_are_one_red_line(hero_dir: Path, voice, tmp_path: Path, case: str,
@@ -157,6 +159,11 @@ def test_errors_are_one_red_line(hero_dir: Path, voice, tmp_path: Path, case: st
         args = ["--text", "Hi.", "--lead-in", "-3"]
     elif case == "timeline_alone":
         args = ["--timeline", str(timeline)]
+    elif case == "track_fields":
+        folder = str(_bad_avatar(tmp_path, hero_dir, "track.json"))
+        (Path(folder) / "track.json").write_text("{}")
+    elif case == "binary_timeline":
+        args = ["--audio", str(wav), "--timeline", str(wav)]
     res = preview(folder, *args, "-o", str(out))
     assert res.exit_code == 1, res.output
     assert res.stderr.startswith("error: ") and message in res.stderr, res.stderr

@@ -185,8 +185,10 @@ def test_track_round_trip_and_bad_file(tmp_path) -> None:
     assert back.roi == Roi(10, 20, 40, 30) and back.frames == 3
     assert np.allclose(back.apply(4, np.array([[10.0, 20.0]])), [[12.5, 19.0]])  # wraps
     (tmp_path / "bad.json").write_text(json.dumps({"fps": 25}))
-    with pytest.raises(AvatarkitError, match="could not read"):
+    with pytest.raises(AvatarkitError, match=r"bad.json is damaged \(no 'transforms' field\)"):
         read_track(tmp_path / "bad.json")
+    with pytest.raises(AvatarkitError, match="could not read .*none.json: No such file"):
+        read_track(tmp_path / "none.json")
 
 
 def test_face_type_is_what_the_rig_reads() -> None:

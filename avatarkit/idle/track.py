@@ -63,6 +63,9 @@ def roi_samples(roi: Roi, n: int = 5) -> np.ndarray:
     return np.column_stack([gx.ravel(), gy.ravel()])
 
 
+_REBUILD = "rebuild the avatar with `avatarkit build`"
+
+
 def read_track(path: str | Path) -> Track:
     """Load a track.json written by `Track.write` (the renderer's input)."""
     path = Path(path)
@@ -71,8 +74,12 @@ def read_track(path: str | Path) -> Track:
         transforms = np.asarray(doc["transforms"], dtype=np.float64).reshape(-1, 2, 3)
         roi = Roi(**{k: int(doc["roi"][k]) for k in ("x", "y", "w", "h")})
         fps = float(doc["fps"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AvatarkitError(f"could not read {path}: {exc}") from exc
+    except OSError as exc:
+        raise AvatarkitError(f"could not read {path}: {exc.strerror or exc}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
+        raise AvatarkitError(f"{path} is damaged ({detail}) - {_REBUILD}") from exc
     if len(transforms) != int(doc.get("frames", len(transforms))):
-        raise AvatarkitError(f"could not read {path}: frame count does not match transforms")
+        raise AvatarkitError(f"{path} is damaged (its frame count does not match its "
+                             f"transforms) - {_REBUILD}")
     return Track(fps=fps, roi=roi, transforms=transforms)

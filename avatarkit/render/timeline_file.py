@@ -116,6 +116,9 @@ def read_timeline(path: str | Path) -> WeightTrack:
         text = path.read_text("utf-8")
     except FileNotFoundError:
         raise AvatarkitError(f"timeline {path} does not exist; {_REMAKE}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AvatarkitError(f"could not read timeline {path}: {exc}") from exc
+    except UnicodeDecodeError:
+        raise AvatarkitError(f"timeline {path.name} is not a viseme timeline avatarkit can read "
+                             f"(not text: a timeline is JSON or JSON Lines); {_REMAKE}") from None
+    except OSError as exc:
+        raise AvatarkitError(f"could not read timeline {path}: {exc.strerror or exc}") from exc
     return parse_timeline(text, f"timeline {path.name}")
