@@ -64,6 +64,7 @@ def test_alignment_input(tmp_path: Path) -> None:
         (["--text", "hi", "--rate", "0"], "rate must be 80–449 words per minute, got 0"),
         (["--text", "hi", "--rate", "450"], "rate must be 80–449"),
         (["--alignment", "/nonexistent.json"], "could not read"),
+        (["--audio", str(Path(__file__).parent)], "a folder, not an audio file"),
         (["-a", str(Path(__file__).parent / "data" / "speech" / "cold_corpus3.wav")],
          "not text, so not JSON or JSON Lines (for a recording use --audio)"),
     ],

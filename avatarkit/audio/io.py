@@ -92,7 +92,8 @@ def read_audio(path: str | Path) -> Audio:
     """Mono PCM16 of an audio file; AvatarkitError names the file when it cannot be read."""
     path = Path(path)
     if not path.is_file():
-        raise AvatarkitError(f"could not read audio {path}: no such file")
+        what = "a folder, not an audio file" if path.is_dir() else "no such file"
+        raise AvatarkitError(f"could not read audio {path}: {what}")
     try:
         audio = _read_wav(path)
     except (wave.Error, EOFError, ValueError, RuntimeError):
