@@ -125,7 +125,7 @@ def cors_middleware(origins: tuple[str, ...]) -> Callable[..., Awaitable[web.Str
         ok = origin is not None and (any_origin or origin in allowed)
         if _is_preflight(request):
             if not ok:
-                return json_error(403, "forbidden", f"origin {origin} is not allowed (--cors)")
+                return json_error(403, "bad_origin", f"origin {origin} is not allowed (--cors)")
             response: web.StreamResponse = web.Response(status=204)
         else:
             response = await handler(request)

@@ -73,6 +73,7 @@ async def test_cors(aiohttp_client, avatars):
     assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
     r = await client.options("/session-2d", headers={**pre, "Origin": "https://evil.example"})
     assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+    assert (await r.json())["error"] == "bad_origin"  # the code docs/protocol.md lists for 403
     r = await client.get("/health", headers={"Origin": "https://app.example",
                                              "Authorization": "Bearer t"})
     assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
