@@ -52,7 +52,6 @@ test: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/build.py
