@@ -109,6 +109,22 @@ def test_option_ranges(tmp_path, args, fragment):
     assert result.exit_code == 2 and fragment in result.output
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["build", str(HERO), "--bogus"], "No such option: --bogus"),
+    (["build", str(HERO), "--jobs", "0"], "Invalid value for '--jobs'"),
+    (["buidl"], "No such command 'buidl'"),
+])
+def test_usage_errors_are_one_red_line(args, fragment):
+    """From the real entry point: a mistyped option is one line like every other failure
+    (typer alone draws a boxed panel under two usage lines), still exit 2."""
+    done = subprocess.run([sys.executable, "-m", "avatarkit.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert "--help" in lines[0] and not done.stdout
+
+
 def test_help_explains_options_and_defaults():
     result = runner.invoke(app, ["build", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

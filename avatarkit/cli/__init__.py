@@ -63,7 +63,35 @@ def main() -> None:
     finally:
         gc.freeze()
         gc.enable()
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        _usage_error(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A click error (unknown option, value out of range...), found through typer's public
+    BadParameter: typer may ship click inside itself."""
+    from typer import BadParameter
+
+    base = next(c for c in BadParameter.__mro__ if c.__name__ == "ClickException")
+    return isinstance(exc, base)
+
+
+def _usage_error(exc: Any) -> None:
+    """A usage error as one red line like every other failure (typer draws a boxed panel
+    under two usage lines), with where to look; exits with click's code (2)."""
+    from avatarkit.cli.root import fail
+
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        sys.exit(exc.exit_code)  # `avatarkit` alone: typer has printed the help
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    fail(f"{exc.format_message()}{where}")
+    sys.exit(exc.exit_code)
 
 
 def __getattr__(name: str) -> Any:
