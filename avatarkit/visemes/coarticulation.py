@@ -353,9 +353,10 @@ def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float
     names = _CLASS_NAMES[kept_cols].tolist()
     values = w[kept_rows, kept_cols].tolist()
     ends = np.searchsorted(kept_rows, np.arange(1, len(w) + 1)).tolist()
+    pairs = list(zip(names, values, strict=True))  # sliced per row: half the cost of zips
     out = []
     start = 0
     for end in ends:
-        out.append(dict(zip(names[start:end], values[start:end], strict=True)))
+        out.append(dict(pairs[start:end]))
         start = end
     return out
