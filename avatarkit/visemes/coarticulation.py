@@ -17,12 +17,13 @@ import bisect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.visemes.classes import VISEME_CLASSES
+from avatarkit.visemes.evolve import evolve
 from avatarkit.visemes.phonemes import Alphabet, Segment, TimedPhoneme, to_segments
 
 _CLASS_INDEX = {name: i for i, name in enumerate(VISEME_CLASSES)}
@@ -210,7 +211,7 @@ def finish_step(
     step_ms = 1000.0 / opts.fps
     horizon = first * step_ms - opts.max_carryover_ms - opts.smoothing_ms
     kept = tuple(s for s in step.segments if s.end_ms >= horizon)
-    return frames, replace(
+    return frames, evolve(
         state,
         segments=kept,
         known_until_ms=step.known_ms,

@@ -32,6 +32,7 @@ from avatarkit.visemes.coarticulation import (
     coarticulate_step,
 )
 from avatarkit.visemes.coarticulation_batch import coarticulate_steps
+from avatarkit.visemes.evolve import evolve
 from avatarkit.visemes.g2p import Lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, pause_to_end
 
@@ -100,7 +101,7 @@ def _phonemes(
         aligned = True
     else:
         phonemes = list(chunk.phonemes)
-    return replace(state, chars=chars, audio_end_ms=audio_end, aligned=aligned), phonemes
+    return evolve(state, chars=chars, audio_end_ms=audio_end, aligned=aligned), phonemes
 
 
 def stream_finish(
@@ -123,7 +124,7 @@ def _finish_phonemes(
         phonemes, chars = chars_to_phonemes_finish(
             state.chars, lexicon, total_ms=state.audio_end_ms
         )
-        return replace(state, chars=chars), list(phonemes)
+        return evolve(state, chars=chars), list(phonemes)
     if state.phonemes_end_ms > 0:
         # the batch timeline pads with a pause to the end of the audio; so do we, by the same
         # rule (the audio end here is a sum of slice ends, float-rounded differently)
@@ -147,7 +148,7 @@ def _advanced(
     coart: CoarticulationState,
 ) -> tuple[list[Frame], VisemeStreamState]:
     end = phonemes[-1].end_ms if phonemes else state.phonemes_end_ms
-    return frames, replace(
+    return frames, evolve(
         state,
         coarticulation=coart,
         phonemes_end_ms=end,
