@@ -14,11 +14,13 @@
    one client each. Lateness of an event = arrival - when the session clock says it is due
    (first audio arrival + pts - send_ahead, utterances back to back). Reports p50/p99
    lateness, the headroom before play time (send-ahead - p99 lateness), server CPU (with its
-   child processes: the blend worker) and load-generator CPU, and the largest N with p99 <
-   20 ms, for each `--workers` count (default 1,2: `avatarkit serve --workers N`).
+   child processes: the blend worker) in all and per session (ms of CPU per second of one
+   session: what capacity is made of, and less swayed than lateness by other work on the
+   machine), load-generator CPU, and the largest N with p99 < 20 ms, for each `--workers`
+   count (default 1,2: `avatarkit serve --workers N`).
 4. relay: the same with ElevenLabs sessions: a fake ElevenLabs (tests/fakes) in a process of
    its own on loopback streams the audio, so the server only relays and paces it (no
-   synthesis in the server). Counts from --relay-counts.
+   synthesis in the server); its CPU is reported too. Counts from --relay-counts.
 
     .venv/bin/python benchmarks/serve.py --part load --part relay --workers 1,2
 """
@@ -167,6 +169,9 @@ class FakeService:
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                      text=True)
         self.settings: dict[str, str] = json.loads(self.proc.stdout.readline())
+
+    def cpu(self) -> float:
+        return _cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -403,11 +408,11 @@ class LoadClient:
                 break
         await ws.close()
 
-    def lateness(self, window: tuple[float, float], tick_ms: float) -> list[float]:
+    def lateness(self, window: tuple[float, float], early_ms: float) -> list[float]:
         """Arrival minus due time, ms. Due = session clock origin + (utterance offset + pts -
         send_ahead); the origin is fitted as the earliest arrival relative to its nominal
-        time plus one tick (the pacer sends up to one tick early), so a late first frame
-        does not make everything after it look early."""
+        time plus `early_ms` (the server's write window: the pacer sends events up to that
+        early), so a late first frame does not make everything after it look early."""
         if self.first is None:
             return []
         offsets, acc = {}, 0.0
@@ -416,23 +421,24 @@ class LoadClient:
             acc += self.durations.get(uid, 0.0)
         nominal = [(a, max(0.0, offsets[u] + p - SEND_AHEAD_MS) / 1000.0)
                    for a, u, p in self.events if u in offsets]
-        origin = min(a - n for a, n in nominal) + tick_ms / 1000.0
+        origin = min(a - n for a, n in nominal) + early_ms / 1000.0
         return [(a - origin - n) * 1000.0 for a, n in nominal if window[0] <= a <= window[1]]
 
 
-async def part_load(counts: list[int], seconds: float, tick_ms: float, fps: float,
-                    workers: list[int], relay: bool = False) -> None:
+async def part_load(counts: list[int], seconds: float, tick_ms: float, window_ms: float,
+                    fps: float, workers: list[int], relay: bool = False) -> None:
     voice = ("ElevenLabs relayed from a fake on loopback (its own process), no synthesis in "
              "the server" if relay else "embedded voice")
     print(f"\n## Concurrent sessions at real-time pace ({seconds:.0f} s measured per step, "
           f"one client each, {voice}, {fps:g} viseme frames/s, pacer tick {tick_ms:g} "
-          "ms, server in its own process)")
+          f"ms, write window {window_ms:g} ms, server in its own process)")
     print("| workers | sessions | events/s | p50 late ms | p99 late ms | p1 headroom ms | "
-          "server CPU % | load-gen CPU % |")
-    print("|---|---|---|---|---|---|---|---|")
+          "server CPU % | server CPU ms per session-s | load-gen CPU % | fake CPU % |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     best: dict[int, int] = {}
     fake = FakeService() if relay else None
     extra: dict[str, Any] = {"send_ahead_ms": SEND_AHEAD_MS, "tick_ms": tick_ms,
+                             "write_window_ms": window_ms,
                              "viseme_fps": fps}
     if fake is not None:
         extra.update(fake.settings, max_upstream=0)  # no cap on concurrent upstream streams
@@ -440,7 +446,7 @@ async def part_load(counts: list[int], seconds: float, tick_ms: float, fps: floa
         for w in workers:
             best[w] = 0
             for n in counts:
-                p99 = await _load_step(n, w, seconds, tick_ms, extra, relay)
+                p99 = await _load_step(n, w, seconds, window_ms, extra, fake)
                 if p99 < 20.0:
                     best[w] = max(best[w], n)
     finally:
@@ -451,11 +457,11 @@ async def part_load(counts: list[int], seconds: float, tick_ms: float, fps: floa
               f"(machine: {os.cpu_count()} cores, shared)")
 
 
-async def _load_step(n: int, workers: int, seconds: float, tick_ms: float,
-                     extra: dict[str, Any], relay: bool) -> float:
+async def _load_step(n: int, workers: int, seconds: float, window_ms: float,
+                     extra: dict[str, Any], fake: FakeService | None) -> float:
     """One row of the load table: n sessions on a fresh server; returns p99 lateness."""
     server = Server(_avatars(), workers=workers, **extra)
-    session = {"provider": "elevenlabs"} if relay else {}
+    session = {"provider": "elevenlabs"} if fake is not None else {}
     try:
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=conn) as http:
@@ -467,15 +473,17 @@ async def _load_step(n: int, workers: int, seconds: float, tick_ms: float,
                 tasks.append(asyncio.create_task(c.run(stop)))
                 await asyncio.sleep(max(1.0, n / 500) / n)
             await asyncio.sleep(2.0)  # settle
+            f0 = fake.cpu() if fake is not None else 0.0
             t0, c0, g0 = time.monotonic(), server.cpu(), time.process_time()
             await asyncio.sleep(seconds)
             t1, c1, g1 = time.monotonic(), server.cpu(), time.process_time()
+            f1 = fake.cpu() if fake is not None else 0.0
             if os.environ.get("BENCH_DEBUG"):
                 async with http.get(server.url + "/metrics") as r:
                     print("\n".join(x for x in (await r.text()).splitlines()
                                     if x.startswith("avatarkit_send_lateness")))
             stop.set()
-            late = [x for c in clients for x in c.lateness((t0, t1), tick_ms)]
+            late = [x for c in clients for x in c.lateness((t0, t1), window_ms)]
             errors = [t.exception() for t in tasks
                       if t.done() and not t.cancelled() and t.exception() is not None]
             failed = len(errors)
@@ -493,7 +501,8 @@ async def _load_step(n: int, workers: int, seconds: float, tick_ms: float,
         # headroom: how long before its play time an event arrived (send-ahead - lateness)
         print(f"| {workers} | {n} | {len(late) / wall:.0f} | {_pct(late, 50):.1f} | {p99:.1f} | "
               f"{SEND_AHEAD_MS - p99:.0f} | {100 * (c1 - c0) / wall:.0f} | "
-              f"{100 * (g1 - g0) / wall:.0f} |"
+              f"{1000 * (c1 - c0) / wall / n:.2f} | {100 * (g1 - g0) / wall:.0f} | "
+              + (f"{100 * (f1 - f0) / wall:.0f} |" if fake is not None else "- |")
               + (f" {failed} clients failed ({errors[0]!r:.120})" if failed else "")
               + (f" {silent} got no audio" if silent else ""),
               flush=True)
@@ -512,6 +521,9 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--tick-ms", type=float, default=None,
                     help="pacer tick of the server (default: the server's default)")
+    ap.add_argument("--window-ms", type=float, default=None,
+                    help="write window of the server (default: the server's default, at "
+                         "least the tick)")
     ap.add_argument("--fps", type=float, default=None,
                     help="viseme frames per second (default: the server's default)")
     args = ap.parse_args()
@@ -523,14 +535,15 @@ async def main() -> None:
     from server.config import ServerConfig
 
     tick = args.tick_ms or ServerConfig().tick_ms
+    window = max(tick, args.window_ms or ServerConfig().write_window_ms)
     fps = args.fps or ServerConfig().viseme_fps
     workers = [int(x) for x in args.workers.split(",")]
     if "load" in parts:
-        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick, fps,
-                        workers)
+        await part_load([int(x) for x in args.counts.split(",")], args.seconds, tick, window,
+                        fps, workers)
     if "relay" in parts:
         await part_load([int(x) for x in args.relay_counts.split(",")], args.seconds, tick,
-                        fps, workers, relay=True)
+                        window, fps, workers, relay=True)
 
 
 if __name__ == "__main__":

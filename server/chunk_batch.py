@@ -26,7 +26,7 @@ from server.produce import Produced
 @dataclass(eq=False)
 class _Job:
     uid: int
-    chunk: SpeechChunk
+    chunk: SpeechChunk | None  # None: the utterance's last frames (`finish_events`)
     state: VisemeStreamState
     opts: CoarticulationOptions
     lexicon: Lexicon
@@ -45,24 +45,27 @@ class ChunkBatch:
         return len(self._waiting)
 
     async def blend(
-        self, uid: int, chunk: SpeechChunk, state: VisemeStreamState,
+        self, uid: int, chunk: SpeechChunk | None, state: VisemeStreamState,
         opts: CoarticulationOptions, lexicon: Lexicon, frame_ms: float, needed_at: float,
     ) -> tuple[Produced, VisemeStreamState]:
-        """`chunk_events` of the chunk (server/produce.py), made at the last tick before
-        loop time `needed_at`."""
+        """`chunk_events` of the chunk (server/produce.py) - with no chunk, `finish_events`
+        of the utterance - made at the last tick before loop time `needed_at`."""
         done: asyncio.Future[tuple[Produced, VisemeStreamState]] = (
             asyncio.get_running_loop().create_future())
         job = _Job(uid, chunk, state, opts, lexicon, frame_ms, done)
         heapq.heappush(self._waiting, (needed_at, next(self._seq), job))
         return await done
 
-    def run(self, horizon: float) -> int:
-        """Blend every chunk needed by loop time `horizon` (the pacer's next tick), in one
-        pass per set of blend options; how many were blended."""
+    def run(self, horizon: float, limit: int | None = None) -> int:
+        """Blend the chunks needed by loop time `horizon` (the pacer's next tick), at most
+        `limit` of them (the earliest needed), in one pass per set of blend options; how
+        many were taken (fewer than `limit`: none is left that is needed by `horizon`)."""
         jobs: list[_Job] = []
         waiting = self._waiting
-        while waiting and waiting[0][0] <= horizon:
+        taken = 0
+        while waiting and waiting[0][0] <= horizon and (limit is None or taken < limit):
             job = heapq.heappop(waiting)[2]
+            taken += 1
             if not job.done.done():  # a producer cancelled meanwhile (barge-in, close)
                 jobs.append(job)
         groups: list[list[_Job]] = []  # by equal options (each session has its own copy)
@@ -75,7 +78,7 @@ class ChunkBatch:
                 groups.append([job])
         for group in groups:
             _blend_group(group)
-        return len(jobs)
+        return taken
 
 
 def _blend_group(jobs: list[_Job]) -> None:
@@ -91,5 +94,6 @@ def _blend_group(jobs: list[_Job]) -> None:
         return
     for job, (frames, state) in zip(jobs, results, strict=True):
         visemes, shapes = viseme_events(job.uid, frames)
-        job.done.set_result(
-            ((audio_events(job.uid, job.chunk, job.frame_ms) + visemes, shapes), state))
+        if job.chunk is not None:
+            visemes = audio_events(job.uid, job.chunk, job.frame_ms) + visemes
+        job.done.set_result(((visemes, shapes), state))

@@ -214,7 +214,14 @@ class Producer:
         if u.t0 is None:
             raise ProviderError("the voice returned no audio for this text", "empty_audio")
         if run.listener is None:
-            if run.vstate.aligned:  # the last few frames: as small as a chunk's blend
+            if run.vstate.aligned and s.chunk_batch is not None and \
+                    s.timeline.due(u, u.audio_end_ms) > s.loop.time() + BATCH_SLACK_S:
+                # the last few frames, blended with every session's chunks at the next tick
+                # (not later: the next utterance's stream is asked for once this one ends)
+                produced, run.vstate = await s.chunk_batch.blend(
+                    u.id, None, run.vstate, self.coart, self._lex(), s.config.audio_frame_ms,
+                    s.loop.time())
+            elif run.vstate.aligned:  # the last few frames: as small as a chunk's blend
                 produced, run.vstate = finish_events(u.id, run.vstate, self.coart, self._lex())
             else:
                 produced, run.vstate = finish_events(u.id, run.vstate, self.coart, None)

@@ -87,6 +87,7 @@ class Session:
         self.last_active = self.loop.time()
         self.closed = False
         self._tick = config.tick_ms / 1000.0
+        self._window = max(config.write_window_ms, config.tick_ms) / 1000.0
         #: The process that blends phoneme-timed speech (server/blend.py); None: the loop.
         self.blend_pool: BlendPool | None = None
         #: Where character-aligned chunks wait to be blended with every session's at the
@@ -278,15 +279,17 @@ class Session:
         return self.timeline.pts()
 
     def flush(self) -> None:
-        """Send every event due by the next tick; called by the pacer and the producer.
-        Synchronous (one socket write per client), so it never runs twice at once."""
+        """Send every event due within the write window once the earliest is due by the next
+        tick; called by the pacer and the producer. Synchronous (one socket write per
+        client), so it never runs twice at once."""
         first = self.timeline.first_due()
         if first is None:
             return
         now = self.loop.time()
-        horizon = now + self._tick
-        if first <= horizon:
-            self.metrics.send_lateness.observe(max(0.0, now - first))
+        if first > now + self._tick:  # a later tick writes it, with what follows it
+            return
+        self.metrics.send_lateness.observe(max(0.0, now - first))
+        horizon = now + self._window
         batch: list[Event] = []
         for ev, u in self.timeline.pop_due(horizon):
             kind = ev[KIND]

@@ -17,7 +17,12 @@ from avatarkit.visemes.coarticulation import (
 from avatarkit.visemes.coarticulation_batch import blend_many, coarticulate_steps
 from avatarkit.visemes.g2p import espeak_lexicon
 from avatarkit.visemes.phonemes import to_segments
-from avatarkit.visemes.stream import VisemeStreamState, stream_step, stream_steps
+from avatarkit.visemes.stream import (
+    VisemeStreamState,
+    stream_finish,
+    stream_step,
+    stream_steps,
+)
 from tests.test_visemes_stream import _aligned_sentences
 
 SYMBOLS = ["p", "b", "m", "f", "v", "a", "e", "i", "o", "u", "ʃ", "l", "r", "w", "θ", "t",
@@ -108,3 +113,41 @@ def test_stream_steps_equal_stream_step_for_aligned_chunks() -> None:
             states[i] = state
     assert got == want
     assert sum(len(f) for frames in want for f, _ in frames) > 50
+
+
+def test_stream_steps_finish_equal_stream_finish() -> None:
+    """A step without a chunk closes its stream as `stream_finish` does, in the same pass
+    as other streams' chunks; aligned and phoneme-timed streams, mid-word and between."""
+    opts = CoarticulationOptions(fps=30.0)
+    lexicon = espeak_lexicon("en-us")
+    aligned = [_aligned_sentences(sizes)[0] for sizes in (
+        (22050, 30000, 41000), (15000, 26000, 9000), (33000, 12000, 52000))]
+    rng = random.Random(7)
+    timed = [_stream(rng, 25)]
+    from avatarkit.tts.provider import SpeechChunk
+
+    timed_chunks = [[SpeechChunk(b"\0\0" * 16000, 16000, 0.0, tuple(timed[0][:12])),
+                     SpeechChunk(b"\0\0" * 16000, 16000, 1000.0, tuple(timed[0][12:]))]]
+    streams = aligned + timed_chunks
+    lexicons = [lexicon] * len(aligned) + [None]
+    want = []
+    for chunks, lex in zip(streams, lexicons, strict=True):
+        state = VisemeStreamState()
+        for chunk in chunks:
+            state = stream_step(state, chunk, opts, lex)[1]
+        want.append(stream_finish(state, opts, lex))
+    # every stream's last step a finish, next to the other streams' chunks in one pass
+    states = [VisemeStreamState() for _ in streams]
+    got: dict[int, tuple] = {}
+    longest = max(len(c) for c in streams)
+    for k in range(longest + 1):
+        live = [i for i, c in enumerate(streams) if k <= len(c)]
+        steps = [(states[i], streams[i][k] if k < len(streams[i]) else None, lexicons[i])
+                 for i in live]
+        for i, step, out in zip(live, steps, stream_steps(steps, opts), strict=True):
+            states[i] = out[1]
+            if step[1] is None:
+                got[i] = out
+    assert [got[i] for i in range(len(streams))] == want
+    assert all(frames for frames, _ in want)
+    assert all(state.coarticulation.finished for _, state in want)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from avatarkit.tts.alignment import AlignmentChunk, CharAlignment
+from avatarkit.visemes.evolve import evolve
 from avatarkit.visemes.g2p import Lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, lookup, pause_to_end
 
@@ -139,7 +140,7 @@ def _emit_word(
     else:
         start = state.emitted_ms  # close tiny gaps: speech is continuous there
     out += place_word(phonemes, start, end)
-    return out, replace(state, emitted_ms=end)
+    return out, evolve(state, emitted_ms=end)
 
 
 def chars_to_phonemes_step(
@@ -150,7 +151,7 @@ def chars_to_phonemes_step(
     out: list[TimedPhoneme] = []
     if al is not None and len(al):
         offset, relative = _chunk_offset(state, al)
-        state = replace(state, relative=relative)
+        state = evolve(state, relative=relative)
         word = list(state.pending)
         last_end = state.last_char_end_ms
         for ch, s, d in zip(al.chars, al.start_ms, al.duration_ms, strict=True):
@@ -163,11 +164,11 @@ def chars_to_phonemes_step(
                     word = []
             else:
                 word.append((ch, start, end))
-        state = replace(state, pending=tuple(word), last_char_end_ms=last_end)
+        state = evolve(state, pending=tuple(word), last_char_end_ms=last_end)
     if chunk.audio_ms is not None and state.audio_ms is not None:
-        state = replace(state, audio_ms=state.audio_ms + chunk.audio_ms)
+        state = evolve(state, audio_ms=state.audio_ms + chunk.audio_ms)
     elif chunk.audio_ms is None:
-        state = replace(state, audio_ms=None)
+        state = evolve(state, audio_ms=None)
     return out, state
 
 
@@ -176,12 +177,12 @@ def chars_to_phonemes_finish(
 ) -> tuple[list[TimedPhoneme], CharTimingState]:
     """Close the last word and pad with a pause to the end of the audio."""
     out, state = _emit_word(state, list(state.pending), lexicon) if state.pending else ([], state)
-    state = replace(state, pending=())
+    state = evolve(state, pending=())
     end = max(state.last_char_end_ms, total_ms or 0.0)
     pause = pause_to_end(state.emitted_ms, end)
     if pause:
         out += pause
-        state = replace(state, emitted_ms=end)
+        state = evolve(state, emitted_ms=end)
     return out, state
 
 

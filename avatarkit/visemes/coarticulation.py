@@ -17,12 +17,13 @@ import bisect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.visemes.classes import VISEME_CLASSES
+from avatarkit.visemes.evolve import evolve
 from avatarkit.visemes.phonemes import Alphabet, Segment, TimedPhoneme, to_segments
 
 _CLASS_INDEX = {name: i for i, name in enumerate(VISEME_CLASSES)}
@@ -210,7 +211,7 @@ def finish_step(
     step_ms = 1000.0 / opts.fps
     horizon = first * step_ms - opts.max_carryover_ms - opts.smoothing_ms
     kept = tuple(s for s in step.segments if s.end_ms >= horizon)
-    return frames, replace(
+    return frames, evolve(
         state,
         segments=kept,
         known_until_ms=step.known_ms,
@@ -353,9 +354,10 @@ def _sparse_rows(weights: np.ndarray, min_weight: float) -> list[dict[str, float
     names = _CLASS_NAMES[kept_cols].tolist()
     values = w[kept_rows, kept_cols].tolist()
     ends = np.searchsorted(kept_rows, np.arange(1, len(w) + 1)).tolist()
+    pairs = list(zip(names, values, strict=True))  # sliced per row: half the cost of zips
     out = []
     start = 0
     for end in ends:
-        out.append(dict(zip(names[start:end], values[start:end], strict=True)))
+        out.append(dict(pairs[start:end]))
         start = end
     return out

@@ -32,6 +32,7 @@ from avatarkit.visemes.coarticulation import (
     coarticulate_step,
 )
 from avatarkit.visemes.coarticulation_batch import coarticulate_steps
+from avatarkit.visemes.evolve import evolve
 from avatarkit.visemes.g2p import Lexicon
 from avatarkit.visemes.phonemes import TimedPhoneme, pause_to_end
 
@@ -67,15 +68,18 @@ def stream_step(
 
 
 def stream_steps(
-    steps: Sequence[tuple[VisemeStreamState, SpeechChunk, Lexicon | None]],
+    steps: Sequence[tuple[VisemeStreamState, SpeechChunk | None, Lexicon | None]],
     options: CoarticulationOptions,
 ) -> list[tuple[list[Frame], VisemeStreamState]]:
-    """`stream_step` for each of many independent streams, blended in one vectorised pass
-    (identical frames; a server relaying hundreds of streams pays numpy's per-call cost
-    once per batch instead of once per chunk)."""
-    prepared = [_phonemes(state, chunk, lexicon) for state, chunk, lexicon in steps]
+    """`stream_step` for each of many independent streams (`stream_finish` for a step whose
+    chunk is None), blended in one vectorised pass (identical frames; a server relaying
+    hundreds of streams pays numpy's per-call cost once per batch instead of once per
+    chunk, and once per batch for the last frames of each utterance too)."""
+    prepared = [_phonemes(state, chunk, lexicon) if chunk is not None
+                else _finish_phonemes(state, lexicon) for state, chunk, lexicon in steps]
     results = coarticulate_steps(
-        [(state.coarticulation, phonemes, False) for state, phonemes in prepared], options)
+        [(state.coarticulation, phonemes, chunk is None)
+         for (state, phonemes), (_, chunk, _) in zip(prepared, steps, strict=True)], options)
     return [_advanced(state, phonemes, frames, coart)
             for (state, phonemes), (frames, coart) in zip(prepared, results, strict=True)]
 
@@ -97,7 +101,7 @@ def _phonemes(
         aligned = True
     else:
         phonemes = list(chunk.phonemes)
-    return replace(state, chars=chars, audio_end_ms=audio_end, aligned=aligned), phonemes
+    return evolve(state, chars=chars, audio_end_ms=audio_end, aligned=aligned), phonemes
 
 
 def stream_finish(
@@ -106,20 +110,26 @@ def stream_finish(
     lexicon: Lexicon | None = None,
 ) -> tuple[list[Frame], VisemeStreamState]:
     """Close the utterance: the remaining frames up to the end of its audio."""
+    state, phonemes = _finish_phonemes(state, lexicon)
+    return _coarticulate(state, phonemes, options, final=True)
+
+
+def _finish_phonemes(
+    state: VisemeStreamState, lexicon: Lexicon | None
+) -> tuple[VisemeStreamState, list[TimedPhoneme]]:
+    """The phonemes that close the utterance (its last word, a pause to the audio's end)."""
     if state.aligned:
         if lexicon is None:
             raise AvatarkitError("a character-aligned speech stream needs a G2P lexicon")
         phonemes, chars = chars_to_phonemes_finish(
             state.chars, lexicon, total_ms=state.audio_end_ms
         )
-        state = replace(state, chars=chars)
-    elif state.phonemes_end_ms > 0:
+        return evolve(state, chars=chars), list(phonemes)
+    if state.phonemes_end_ms > 0:
         # the batch timeline pads with a pause to the end of the audio; so do we, by the same
         # rule (the audio end here is a sum of slice ends, float-rounded differently)
-        phonemes = pause_to_end(state.phonemes_end_ms, state.audio_end_ms)
-    else:
-        phonemes = []
-    return _coarticulate(state, phonemes, options, final=True)
+        return state, list(pause_to_end(state.phonemes_end_ms, state.audio_end_ms))
+    return state, []
 
 
 def _coarticulate(
@@ -138,7 +148,7 @@ def _advanced(
     coart: CoarticulationState,
 ) -> tuple[list[Frame], VisemeStreamState]:
     end = phonemes[-1].end_ms if phonemes else state.phonemes_end_ms
-    return frames, replace(
+    return frames, evolve(
         state,
         coarticulation=coart,
         phonemes_end_ms=end,
