@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -34,8 +35,9 @@ AlignmentFile = Annotated[Path | None, typer.Option(
          "Lines) to use instead of synthesising.")]
 Voice = Annotated[str | None, typer.Option(
     "--voice", help="espeak-ng voice variant, e.g. Annie, m3, f2 (embedded voice only).")]
-Rate = Annotated[int, typer.Option(
-    "--rate", help="Speaking rate of the embedded voice in words per minute (80-449).")]
+Rate = Annotated[int | None, typer.Option(
+    "--rate", show_default=False,
+    help="Speaking rate of the embedded voice in words per minute (80-449; default 175).")]
 AudioIn = Annotated[Path | None, typer.Option(
     "--audio", metavar="SPEECH",
     help="Listen to a recording instead of synthesising: WAV or anything ffmpeg reads, any "
@@ -61,7 +63,7 @@ def visemes(
     out: Out = None,
     alignment: AlignmentFile = None,
     voice: Voice = None,
-    rate: Rate = 175,
+    rate: Rate = None,
     audio: AudioIn = None,
     speech_gate: SpeechGate = False,
 ) -> None:
@@ -76,24 +78,25 @@ def visemes(
         raise AvatarkitError("--speech-gate is for --audio without a transcript (a transcript "
                              "already says where the speech is)")
     if audio is not None:
-        if audio_out is not None or voice is not None:
-            raise AvatarkitError(
-                "--audio-out and --voice are for synthesis; with --audio the speech is yours"
-            )
+        if audio_out is not None or voice is not None or rate is not None:
+            raise AvatarkitError("--audio-out, --voice and --rate are for synthesis; with "
+                                 "--audio the speech is yours")
         timeline = _from_audio(audio, text, alignment, lang, fps, speech_gate)
     elif alignment is not None:
-        if audio_out is not None:
-            raise AvatarkitError(
-                "--audio-out needs synthesis; with --alignment the audio comes from your TTS"
-            )
+        if audio_out is not None or voice is not None or rate is not None:
+            raise AvatarkitError("--audio-out, --voice and --rate are for synthesis; with "
+                                 "--alignment the audio comes from your TTS")
         timeline = _from_alignment(alignment, text, lang, options)
     else:
         if text is None or not text.strip():
             raise AvatarkitError("nothing to say: pass --text \"...\" (or --alignment FILE)")
         from avatarkit.tts.espeak_voice import EspeakOptions
 
-        EspeakOptions(lang=lang, variant=voice, rate_wpm=rate).checked()
-        timeline, synthesis = speak(text, lang, options, variant=voice, rate_wpm=rate)
+        espeak = EspeakOptions(lang=lang, variant=voice)
+        if rate is not None:
+            espeak = replace(espeak, rate_wpm=rate)
+        espeak.checked()
+        timeline, synthesis = speak(text, lang, options, variant=voice, rate_wpm=espeak.rate_wpm)
         if audio_out is not None:
             from avatarkit.tts.wav import write_wav
 
