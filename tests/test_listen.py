@@ -195,6 +195,23 @@ def test_the_murmur_that_ends_um_closes_the_lips(ending: str, closes: bool) -> N
         assert 790 <= closures[0].start_ms <= 830 and 900 <= closures[0].end_ms <= 970
 
 
+def test_a_pause_heard_on_the_last_frame_is_judged_without_error() -> None:
+    """The last piece of a stream can be a pause one frame long after a filler: its murmur
+    is judged from the frames there are (it raised an error)."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    x = _um(np.random.default_rng(0))[: 79 * 160 + 400]  # 80 frames: the last at 790-815 ms
+    lips = LipReader()
+    lips.push(x)
+    heard = [TimedPhoneme("_", 0, 500), TimedPhoneme("ə", 500, 800),
+             TimedPhoneme("_", 800, 815)]
+    out = lips.refine(heard, final=True)
+    assert out[0].start_ms == 0 and out[-1].end_ms == 815, out
+    # one frame is too short to be a murmur after a filler: the pause stays a pause
+    assert [p.symbol for p in out] == ["_", "ə", "_"], out
+
+
 def _um(rng: np.random.Generator) -> np.ndarray:
     """Silence, a 300 ms vowel (500-800 ms), a 150 ms nasal murmur (800-950 ms), silence."""
     vowel = _voiced(300, (600, 1200, 2500), 0.3)

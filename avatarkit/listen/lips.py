@@ -435,8 +435,10 @@ class LipReader:
         tilt = low - mid
         floor = float(np.percentile(total[max(0, b - FLOOR_FRAMES): b], 10))
         # a murmur can be a few dB above the floor only: judge its level over 30 ms
-        level = np.median(np.lib.stride_tricks.sliding_window_view(
-            total[a - 1: min(b + 1, len(total))], 3), axis=1)
+        # (a pause that starts on the last frame heard has fewer than three to take)
+        around = total[a - 1: min(b + 1, len(total))]
+        around = np.pad(around, (0, max(0, 3 - len(around))), mode="edge")
+        level = np.median(np.lib.stride_tricks.sliding_window_view(around, 3), axis=1)
         level = np.pad(level, (0, b - a - len(level)), mode="edge")
         is_murmur = ((level >= floor + o.murmur_above_floor_db)
                      & (mid[0] - mid[1:] >= o.murmur_mid_dip_db)
