@@ -122,7 +122,8 @@ def espeak_clips(lang_files: dict[str, str], per_lang: int) -> dict[str, list[Cl
             syn = engine().synthesize(line, lang)
             x = resample(np.frombuffer(syn.pcm, "<i2"), syn.sample_rate)
             clips.append(Clip(f"{name}/{i}", x, line, list(syn.phonemes)))
-        sets[f"espeak-ng {lang}"] = clips
+        if clips:  # --espeak 0: real speech only
+            sets[f"espeak-ng {lang}"] = clips
     return sets
 
 
