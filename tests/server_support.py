@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -194,3 +195,22 @@ async def watch(client: Any, session_id: str, query: str = "") -> tuple[Any, Rec
     """A session's WebSocket (`?query` appended) and what it received up to its `hello`."""
     ws = await client.ws_connect(f"/session-2d/{session_id}/ws{query}")
     return ws, await receive_until(ws, Received(), typed("hello"))
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """/metrics text -> {name{labels}: value}, checking every line is a typed sample."""
+    samples: dict[str, float] = {}
+    types: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            types[name] = kind
+            continue
+        if line.startswith("#") or not line:
+            continue
+        m = re.fullmatch(r'([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)', line)
+        assert m, f"not a sample line: {line!r}"
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+        assert base in types or m.group(1) in types, line
+    return samples

@@ -15,6 +15,7 @@ import pytest
 from server import wire
 from tests.server_support import (
     Received,
+    parse_prometheus,
     receive_until,
     recording_client,
     typed,
@@ -163,24 +164,6 @@ async def test_index_works_without_the_player(aiohttp_client, avatars, tmp_path)
     assert r.status == 200 and "player is not installed" in await r.text()
 
 
-def _parse_prometheus(text: str) -> dict[str, float]:
-    samples: dict[str, float] = {}
-    types: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            types[name] = kind
-            continue
-        if line.startswith("#") or not line:
-            continue
-        m = re.fullmatch(r'([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)', line)
-        assert m, f"not a sample line: {line!r}"
-        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-        base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
-        assert base in types or m.group(1) in types, line
-    return samples
-
-
 async def test_metrics_after_speech(aiohttp_client, avatars):
     client = await recording_client(aiohttp_client, avatars, send_ahead_ms=60_000)
     sid = (await (await client.post("/session-2d", json={"avatar_id": "hero"})).json())[
@@ -190,7 +173,7 @@ async def test_metrics_after_speech(aiohttp_client, avatars):
     await receive_until(ws, rec, typed("utterance_end"))
     r = await client.get("/metrics")
     assert r.headers["Content-Type"].startswith("text/plain")
-    m = _parse_prometheus(await r.text())
+    m = parse_prometheus(await r.text())
     assert m["avatarkit_sessions"] == 1 and m["avatarkit_ws_clients"] == 1
     assert m['avatarkit_utterances_total{outcome="completed"}'] == 1
     assert m["avatarkit_first_audio_seconds_count"] == 1
@@ -231,7 +214,7 @@ async def test_slow_client_loses_visemes_not_audio_then_is_closed(aiohttp_client
     text = "This sentence is long enough to fill a small socket buffer, slowly."
     await client.post(f"/session-2d/{sid}/speak", json={"text": text})
     await receive_until(good, rec, typed("utterance_end"))
-    m = _parse_prometheus(await (await client.get("/metrics")).text())
+    m = parse_prometheus(await (await client.get("/metrics")).text())
     assert m["avatarkit_viseme_frames_dropped_total"] > 0
     assert m["avatarkit_slow_clients_closed_total"] == 1
     assert m["avatarkit_ws_clients"] == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import aiohttp
 import pytest
@@ -18,6 +17,7 @@ from tests.server_support import (
     Received,
     RecordingVoice,
     is_end,
+    parse_prometheus,
     receive_until,
     recording_client,
     typed,
@@ -98,9 +98,9 @@ async def test_dns_rebinding_host_names_are_refused(aiohttp_client, avatars):
 
 def _refused(metrics: str) -> dict[str, int]:
     """avatarkit_requests_refused_total by code, from a /metrics body."""
-    found = re.findall(r'^avatarkit_requests_refused_total\{code="(\w+)"\} (\d+)$', metrics,
-                       re.MULTILINE)
-    return {code: int(n) for code, n in found}
+    prefix = 'avatarkit_requests_refused_total{code="'
+    return {key[len(prefix):-2]: int(value) for key, value in parse_prometheus(metrics).items()
+            if key.startswith(prefix)}
 
 
 async def test_sessions_per_client_are_rate_limited_and_capped(aiohttp_client, avatars):
