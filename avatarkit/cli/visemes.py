@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -92,10 +91,8 @@ def visemes(
             raise AvatarkitError("nothing to say: pass --text \"...\" (or --alignment FILE)")
         from avatarkit.tts.espeak_voice import EspeakOptions
 
-        espeak = EspeakOptions(lang=lang, variant=voice)
-        if rate is not None:
-            espeak = replace(espeak, rate_wpm=rate)
-        espeak.checked()
+        espeak = EspeakOptions(lang=lang, variant=voice,
+                               rate_wpm=EspeakOptions.rate_wpm if rate is None else rate).checked()
         timeline, synthesis = speak(text, lang, options, variant=voice, rate_wpm=espeak.rate_wpm)
         if audio_out is not None:
             from avatarkit.tts.wav import write_wav
