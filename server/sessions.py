@@ -64,11 +64,16 @@ class SessionManager:
         # only the sessions' own objects (a full pass over ~70k startup objects took tens of
         # ms: late events for every session).
         gc.freeze()
-        # Full passes still scan every session's objects (~70k at 250 relayed sessions: 40-55
-        # ms with the loop held, every ~4 s at the default third threshold of 10). Events are
-        # acyclic tuples, so little cyclic garbage waits for a full pass: run one a tenth as
-        # often.
-        gc.set_threshold(700, 10, 100)
+        # Full passes still scan every session's objects (~290 per relayed session: ~140 ms
+        # with the loop held at 750 sessions) and they come with the churn, not with the
+        # garbage: an utterance's objects outlive the young generations and count towards
+        # the next full pass even when reference counting frees them. Little cyclic garbage
+        # waits for a full pass (events are acyclic tuples; relayed sockets close without a
+        # cycle, tts/elevenlabs.close_quietly): ~4k objects per pass at 750 relayed
+        # sessions. So run one a hundredth as often as the default (third threshold 10):
+        # at 750 relayed sessions ~1 a minute instead of one every ~8 s at 100
+        # (benchmarks/serve.py, BENCH_GC).
+        gc.set_threshold(700, 10, 1000)
         self._tasks = [
             asyncio.create_task(self._pace(), name="avatarkit-pacer"),
             asyncio.create_task(self._sweep(), name="avatarkit-idle-sweep"),

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
+import weakref
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.elevenlabs import (
@@ -18,6 +21,7 @@ from avatarkit.tts.elevenlabs import (
     ElevenLabsOptions,
     ElevenLabsProvider,
     VoiceSettings,
+    close_quietly,
 )
 from avatarkit.tts.provider import Provider, ProviderError, SpeechChunk
 from avatarkit.visemes.g2p import espeak_lexicon
@@ -243,6 +247,44 @@ async def test_cancelling_a_waiting_consumer_closes_the_socket(fake_elevenlabs) 
     finally:
         await provider.aclose()
     assert fake.last.client_close_code == 1000
+
+
+async def test_closing_after_the_service_dropped_leaves_no_cycle() -> None:
+    """The service sends its last message and drops the connection before our close frame:
+    the closed socket must be freed by reference counting alone, not wait for a full pass
+    of the cyclic collector (which holds the server's loop for every live session)."""
+
+    async def drop_after_final(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"isFinal": True}))
+        assert request.transport is not None
+        request.transport.abort()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", drop_after_final)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    gc.disable()
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws")
+            assert json.loads((await ws.receive()).data) == {"isFinal": True}
+            await asyncio.sleep(0.05)  # our side sees the connection go
+            await close_quietly(ws)
+            # writing (or awaiting) the close frame failed: the error kept is what formed
+            # the cycle
+            assert ws.exception() is not None
+            ref = weakref.ref(ws)
+            del ws
+            assert ref() is None
+    finally:
+        gc.enable()
+        await runner.cleanup()
 
 
 async def test_owned_session_closed_given_session_kept(fake_elevenlabs) -> None:  # noqa: F811
