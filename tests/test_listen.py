@@ -380,3 +380,31 @@ def test_cli_bad_audio_is_one_red_line_and_no_output(tmp_path: Path, content: by
     assert "error:" in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("between, closes", [("vowel", False), ("silence", True),
+                                             ("murmur", True)])
+@pytest.mark.parametrize("stop", ["p", "b"])
+def test_a_stop_heard_over_unbroken_voice_does_not_close_the_lips(
+        stop: str, between: str, closes: bool) -> None:
+    """The recogniser hears /p b/ where the voice goes on at full level (a vowel onset, a
+    fragment of a live stream's revised path): no closure. Over a silent gap or a nasal
+    murmur the stop closes the lips as heard."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    rng = np.random.default_rng(0)
+    middle = {"vowel": _voiced(60, (600, 1200, 2500), 0.3),
+              "silence": np.zeros(int(RATE * 0.06)),
+              "murmur": _voiced(60, (250,), 0.02)}[between]
+    vowel = _voiced(300, (600, 1200, 2500), 0.3)
+    x = np.concatenate([np.zeros(RATE // 2), vowel, middle, vowel, np.zeros(RATE // 2)])
+    x = x + rng.normal(0, 1e-4, len(x))  # a recording's noise floor
+    lips = LipReader()
+    lips.push(x)
+    heard = [TimedPhoneme("_", 0, 500), TimedPhoneme("ɑ", 500, 800),
+             TimedPhoneme(stop, 800, 860), TimedPhoneme("ɑ", 860, 1160),
+             TimedPhoneme("_", 1160, len(x) * 1000 / RATE)]
+    out = lips.refine(heard, final=True)
+    assert [p.start_ms for p in out] == [p.start_ms for p in heard], out
+    assert out[2].symbol == (stop if closes else "h"), out

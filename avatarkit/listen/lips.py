@@ -61,6 +61,10 @@ _CLOSURE_LOOKALIKES = frozenset({"f", "v", "w"})
 _LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
 _BILABIAL = frozenset({"p", "b", "m"})
 CLOSURE = "p"
+#: Recognised bilabial stops: closed lips only where the signal shows the closure.
+_STOPS = frozenset({"p", "b"})
+#: What a recognised /p b/ without a dip or murmur in its span becomes: an open release.
+OPEN_STOP = "h"
 
 
 def _is_vowel(symbol: str) -> bool:
@@ -253,6 +257,12 @@ class LipReader:
                 inside = before != "_" and (after_s != "_")
                 closed = inside and bool({before, after_s} & _LABIAL) and bool(
                     dipped()[a:b].any())
+            if s in _STOPS and not evidence()[1][a:b].any():
+                # closed lips silence the voice (or leave a murmur): a /p b/ heard over loud,
+                # unbroken speech is the recogniser's guess (in a live stream often a
+                # fragment of a path it revised), not a closure
+                out.append(TimedPhoneme(OPEN_STOP, p.start_ms, p.end_ms))
+                continue
             if not closed and s == "_":
                 murmur = self._murmur(base + a, base + b, p.start_ms)
                 if murmur:
