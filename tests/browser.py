@@ -66,9 +66,11 @@ async def stats(page) -> dict:
 
 
 async def open_player(page, url: str, *, rendering: bool = True) -> None:
-    """Load the player at `url` and wait until its socket is open (and, with `rendering`,
-    it has drawn a few frames)."""
+    """Load the player at `url` and wait until its socket is open and the session's hello
+    has arrived (the socket opens a moment before it: tests read the hello), and, with
+    `rendering`, it has drawn a few frames."""
     await page.goto(url)
     await page.wait_for_function(
         "window.avatarkitPlayer && avatarkitPlayer.stats.ws === 'open'"
+        " && avatarkitPlayer.stats.hello !== null"
         + (" && avatarkitPlayer.stats.renders > 2" if rendering else ""), timeout=15000)
