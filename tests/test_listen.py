@@ -382,6 +382,18 @@ def test_cli_bad_audio_is_one_red_line_and_no_output(tmp_path: Path, content: by
     assert not out.exists()
 
 
+def _stop_between_vowels(between: str) -> np.ndarray:
+    """A vowel (500-800 ms), 60 ms of `between` (800-860 ms), the vowel again (860-1160 ms)."""
+    rng = np.random.default_rng(0)
+    middle = {"vowel": _voiced(60, (600, 1200, 2500), 0.3),
+              "silence": np.zeros(int(RATE * 0.06)),
+              # a murmur as loud as the vowel: no dip of the whole level, only its formants gone
+              "murmur": _voiced(60, (250,), 0.3)}[between]
+    vowel = _voiced(300, (600, 1200, 2500), 0.3)
+    x = np.concatenate([np.zeros(RATE // 2), vowel, middle, vowel, np.zeros(RATE // 2)])
+    return x + rng.normal(0, 1e-4, len(x))  # a recording's noise floor
+
+
 @pytest.mark.parametrize("between, closes", [("vowel", False), ("silence", True),
                                              ("murmur", True)])
 @pytest.mark.parametrize("stop", ["p", "b"])
@@ -389,22 +401,40 @@ def test_a_stop_heard_over_unbroken_voice_does_not_close_the_lips(
         stop: str, between: str, closes: bool) -> None:
     """The recogniser hears /p b/ where the voice goes on at full level (a vowel onset, a
     fragment of a live stream's revised path): no closure. Over a silent gap or a nasal
-    murmur the stop closes the lips as heard."""
+    murmur the stop closes the lips as heard; with a transcript to come, it stays as heard."""
     from avatarkit.listen.lips import LipReader
     from avatarkit.visemes.phonemes import TimedPhoneme
 
-    rng = np.random.default_rng(0)
-    middle = {"vowel": _voiced(60, (600, 1200, 2500), 0.3),
-              "silence": np.zeros(int(RATE * 0.06)),
-              "murmur": _voiced(60, (250,), 0.02)}[between]
-    vowel = _voiced(300, (600, 1200, 2500), 0.3)
-    x = np.concatenate([np.zeros(RATE // 2), vowel, middle, vowel, np.zeros(RATE // 2)])
-    x = x + rng.normal(0, 1e-4, len(x))  # a recording's noise floor
-    lips = LipReader()
-    lips.push(x)
+    x = _stop_between_vowels(between)
     heard = [TimedPhoneme("_", 0, 500), TimedPhoneme("ɑ", 500, 800),
              TimedPhoneme(stop, 800, 860), TimedPhoneme("ɑ", 860, 1160),
              TimedPhoneme("_", 1160, len(x) * 1000 / RATE)]
-    out = lips.refine(heard, final=True)
-    assert [p.start_ms for p in out] == [p.start_ms for p in heard], out
-    assert out[2].symbol == (stop if closes else "h"), out
+    for keep_stops in (False, True):
+        lips = LipReader()
+        lips.push(x)
+        out = lips.refine(heard, final=True, keep_stops=keep_stops)
+        assert [p.start_ms for p in out] == [p.start_ms for p in heard], out
+        assert out[2].symbol == (stop if closes or keep_stops else "h"), (keep_stops, out)
+
+
+def test_a_stop_streamed_in_pieces_is_judged_in_every_piece() -> None:
+    """A live stream commits a phone in pieces, some too short to hold a 10 ms frame: none of
+    the pieces of a /p/ over unbroken voice may close the lips."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    x = _stop_between_vowels("vowel")
+    lips = LipReader()
+    out = []
+    pieces = [TimedPhoneme("_", 0, 500), TimedPhoneme("ɑ", 500, 800),
+              TimedPhoneme("p", 800, 806), TimedPhoneme("p", 806, 810),
+              TimedPhoneme("p", 810, 860), TimedPhoneme("ɑ", 860, 1160),
+              TimedPhoneme("_", 1160, len(x) * 1000 / RATE)]
+    for i in range(0, len(x), 320):
+        lips.push(x[i:i + 320])
+        heard_ms = (i + 320) * 1000 / RATE
+        due = [p for p in pieces if p.end_ms <= heard_ms - 100]
+        pieces = pieces[len(due):]
+        out += lips.refine(due, final=False)
+    out += lips.refine(pieces, final=True)
+    assert [p.symbol for p in out if 800 <= p.start_ms < 860] == ["h", "h", "h"], out

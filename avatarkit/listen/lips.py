@@ -10,6 +10,8 @@ speech around it (a stop gap, or the murmur of a nasal), while /f v/ keep their 
       falls away, the low band holds), with no frication above the noise floor
                                                                  ->  closure (p) over the dip
     a short pause inside speech next to a labial                 ->  closure (p)
+    a recognised /p b/ with neither a dip nor a murmur in its span
+      (the voice goes on at full level: a guess, not a closure)  ->  open release (h)
     the nasal murmur that ends a filler ("um") or a closure,
       heard as the start of a pause                              ->  closure (p)
     a "phone" heard in near-digital silence                      ->  pause
@@ -61,10 +63,11 @@ _CLOSURE_LOOKALIKES = frozenset({"f", "v", "w"})
 _LABIAL = frozenset({"p", "b", "m", "f", "v", "w"})
 _BILABIAL = frozenset({"p", "b", "m"})
 CLOSURE = "p"
-#: Recognised bilabial stops: closed lips only where the signal shows the closure.
-_STOPS = frozenset({"p", "b"})
+#: Recognised bilabial stops: closed lips only where the signal shows the closure (an /m/ is
+#: left alone: opening the unseen ones cost closures on the real sets).
+_BILABIAL_STOPS = frozenset({"p", "b"})
 #: What a recognised /p b/ without a dip or murmur in its span becomes: an open release.
-OPEN_STOP = "h"
+OPEN_RELEASE = "h"
 
 
 def _is_vowel(symbol: str) -> bool:
@@ -182,8 +185,14 @@ class LipReader:
         self._levels_buf[self._n_levels: need] = rows
         self._n_levels = need
 
-    def refine(self, phones: Sequence[TimedPhoneme], *, final: bool) -> list[TimedPhoneme]:
-        """Corrected phones, in order; those without enough context yet are held back."""
+    def refine(self, phones: Sequence[TimedPhoneme], *, final: bool,
+               keep_stops: bool = False) -> list[TimedPhoneme]:
+        """Corrected phones, in order; those without enough context yet are held back.
+
+        `keep_stops`: a transcript will relabel these phones (`TranscriptMatcher`), so a
+        recognised /p b/ stays as heard even without a closure in the signal: the text, not
+        the recogniser's guess, then says whether it is a stop (as forced alignment does).
+        """
         self._held.extend(phones)
         if not self._held:
             return []
@@ -195,9 +204,10 @@ class LipReader:
         if not ready:
             return []
         context = self._held[:1]
-        return self._correct(ready, context)
+        return self._correct(ready, context, keep_stops)
 
-    def _correct(self, phones: list[TimedPhoneme], after: list[TimedPhoneme]) -> list[TimedPhoneme]:
+    def _correct(self, phones: list[TimedPhoneme], after: list[TimedPhoneme],
+                 keep_stops: bool = False) -> list[TimedPhoneme]:
         o = self.options
         n = len(self.levels)
         if n == 0:
@@ -235,6 +245,16 @@ class LipReader:
             self._run_end = p.end_ms
             a = frame_index(p.start_ms) - base
             b = min(frame_index(p.end_ms), n) - base
+            # closed lips silence the voice (or leave a murmur): a /p b/ heard over loud,
+            # unbroken speech is the recogniser's guess (in a live stream often a fragment of
+            # a partial path it revised), not a closure. A piece of a stream too short to
+            # hold a frame is judged by the frame it falls in. (The run keeps the heard /p b/:
+            # a pause next to it is still next to a labial.)
+            if s in _BILABIAL_STOPS and not keep_stops:
+                seen = evidence()[1][a:max(b, a + 1)]
+                if len(seen) and not seen.any():
+                    out.append(TimedPhoneme(OPEN_RELEASE, p.start_ms, p.end_ms))
+                    continue
             if b <= a:
                 out.append(p)
                 continue
@@ -257,12 +277,6 @@ class LipReader:
                 inside = before != "_" and (after_s != "_")
                 closed = inside and bool({before, after_s} & _LABIAL) and bool(
                     dipped()[a:b].any())
-            if s in _STOPS and not evidence()[1][a:b].any():
-                # closed lips silence the voice (or leave a murmur): a /p b/ heard over loud,
-                # unbroken speech is the recogniser's guess (in a live stream often a
-                # fragment of a path it revised), not a closure
-                out.append(TimedPhoneme(OPEN_STOP, p.start_ms, p.end_ms))
-                continue
             if not closed and s == "_":
                 murmur = self._murmur(base + a, base + b, p.start_ms)
                 if murmur:

@@ -64,10 +64,11 @@ def _lips(samples: np.ndarray, opts: ListenOptions) -> LipReader:
     return lips
 
 
-def _recognized(samples: np.ndarray, lips: LipReader, opts: ListenOptions,
-                ) -> list[TimedPhoneme]:
-    """Phones recognised from the audio alone, corrected by the lip evidence."""
-    return lips.refine(recognize(samples, opts.recognizer), final=True)
+def _recognized(samples: np.ndarray, lips: LipReader, opts: ListenOptions, *,
+                keep_stops: bool = False) -> list[TimedPhoneme]:
+    """Phones recognised from the audio alone, corrected by the lip evidence
+    (`keep_stops`: a transcript relabels them next, `LipReader.refine`)."""
+    return lips.refine(recognize(samples, opts.recognizer), final=True, keep_stops=keep_stops)
 
 
 def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOptions,
@@ -89,7 +90,8 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
     log.warning("the transcript did not align with the audio; listening without it")
     matcher = TranscriptMatcher(lang)
     matcher.add(text)
-    return Heard(tuple(matcher.relabel(_recognized(samples, lips, opts), final=True)), duration,
+    return Heard(tuple(matcher.relabel(_recognized(samples, lips, opts, keep_stops=True),
+                                       final=True)), duration,
                  "recognized+text")
 
 

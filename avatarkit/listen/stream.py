@@ -104,7 +104,8 @@ class AudioVisemeStream:
         if final:
             phones += self._phones.finish()
         self._lips.push(samples)
-        phones = self._lips.refine(phones, final=final)
+        # with a transcript coming, its words (not the signal) decide the stops
+        phones = self._lips.refine(phones, final=final, keep_stops=self._text.active)
         phones = self._text.relabel(phones, final=final)
         return self._coarticulate(phones, final=final)
 
