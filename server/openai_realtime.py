@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from avatarkit.tts.provider import ProviderError, SpeechChunk
+from avatarkit.tts.sockets import close_quietly
 from server.listen import AudioTurn
 from server.wire import WireError
 
@@ -237,7 +238,7 @@ class OpenAIRealtimeProvider:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._ws is not None:
-            await self._ws.close()
+            await close_quietly(self._ws)
         if self._own_http is not None:
             await self._own_http.close()
         self._fail_open(ProviderError("the session closed", "connection_lost"))

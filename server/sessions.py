@@ -69,7 +69,7 @@ class SessionManager:
         # garbage: an utterance's objects outlive the young generations and count towards
         # the next full pass even when reference counting frees them. Little cyclic garbage
         # waits for a full pass (events are acyclic tuples; relayed sockets close without a
-        # cycle, tts/elevenlabs.close_quietly): ~4k objects per pass at 750 relayed
+        # cycle, avatarkit/tts/sockets.close_quietly): ~500 objects a second at 750 relayed
         # sessions. So run one a hundredth as often as the default (third threshold 10):
         # at 750 relayed sessions ~1 a minute instead of one every ~8 s at 100
         # (benchmarks/serve.py, BENCH_GC).

@@ -38,6 +38,7 @@ from avatarkit.tts.elevenlabs_api import (
 from avatarkit.tts.elevenlabs_http import stream_http
 from avatarkit.tts.provider import ProviderError, SpeechChunk
 from avatarkit.tts.sentences import split_sentences
+from avatarkit.tts.sockets import close_quietly
 
 __all__ = ["DEFAULT_VOICE_ID", "OUTPUT_FORMATS", "TRANSPORTS", "ChunkAssembler",
            "ElevenLabsOptions", "ElevenLabsProvider", "VoiceSettings"]
@@ -201,21 +202,3 @@ class ElevenLabsProvider:
             await asyncio.wait([sender])  # never raises the sender's own cancellation
             # Closing tells the service to stop generating (barge-in, errors, done).
             await close_quietly(ws)
-
-
-async def close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
-    """Close `ws`, whatever state the peer left it in, leaving no reference cycle behind.
-
-    When the service has already torn the connection down, writing the close frame fails
-    and aiohttp keeps that error; its traceback holds the socket's own `close()` frame, so
-    the socket, its response, connection and transport (~40 objects) become a cycle that
-    only the collector's full passes free. Those passes scan every live session's objects
-    with the event loop held (~0.2 ms per relayed session); one such cycle per relayed
-    utterance made them frequent (benchmarks/serve.py, BENCH_GC). Dropping the traceback
-    lets reference counting free the socket as soon as it is closed.
-    """
-    with contextlib.suppress(Exception):
-        await ws.close()
-    exc = ws.exception()
-    if exc is not None:
-        exc.__traceback__ = None

@@ -244,6 +244,7 @@ class FakeElevenLabs:
         ws_handshake_status: int | None = None,
         rate_wpm: int = 175,
         cache_messages: bool = False,
+        end_with_drop: bool = False,
     ) -> None:
         """Switches (all default to a well-behaved service).
 
@@ -275,6 +276,8 @@ class FakeElevenLabs:
         - `cache_messages`: serialise each WebSocket message once and resend the same text
           for the same chunk at the same stream offset, and keep no ground truth or audio
           (load benchmarks: hundreds of streams of one text; the bytes sent are unchanged).
+        - `end_with_drop`: after the final message, cut the connection instead of closing
+          it with a close frame (the client's own close frame then finds it gone).
         """
         if time_base not in ("chunk", "stream"):
             raise ValueError(f"time_base must be 'chunk' or 'stream', not {time_base!r}")
@@ -283,6 +286,7 @@ class FakeElevenLabs:
         if fail is not None and fail not in FAILURES:
             raise ValueError(f"fail must be one of {FAILURES}")
         self.api_key = api_key
+        self.end_with_drop = end_with_drop
         self.time_base = time_base
         self.durations_key = durations_key
         self.chunk_chars = chunk_chars
@@ -508,7 +512,10 @@ class FakeElevenLabs:
                 if await self._maybe_fail(ws, request, session):
                     return
                 await ws.send_str(json.dumps({"isFinal": True}))
-                await ws.close()
+                if self.end_with_drop and request.transport is not None:
+                    request.transport.abort()
+                else:
+                    await ws.close()
                 return
             piece = await self._speak(text, rate)
             if not self.cache_messages:
