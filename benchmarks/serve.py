@@ -108,10 +108,13 @@ def run_server(port: int, avatars: str, extra: dict[str, Any], workers: int = 1)
 
         prof = cProfile.Profile()
         prof.enable()
+    if os.environ.get("BENCH_GC_GARBAGE"):
+        import threading
+
+        threading.Thread(target=_garbage_census, args=(float(os.environ["BENCH_GC_GARBAGE"]),),
+                         daemon=True).start()
     gc_log = os.environ.get("BENCH_GC")  # write cyclic-GC pass durations of the server here
     if gc_log:
-        import gc
-
         passes: list[tuple[int, float, int]] = []
         started = [0.0]
 
@@ -129,26 +132,6 @@ def run_server(port: int, avatars: str, extra: dict[str, Any], workers: int = 1)
                                info["collected"]))
 
         gc.callbacks.append(on_gc)
-        if os.environ.get("BENCH_GC_GARBAGE"):
-            import threading
-
-            def census() -> None:
-                from collections import Counter
-
-                time.sleep(float(os.environ["BENCH_GC_GARBAGE"]))
-                gc.set_debug(gc.DEBUG_SAVEALL)
-                gc.collect()
-                top = Counter(type(o).__qualname__ for o in gc.garbage).most_common(25)
-                print("cyclic garbage:", len(gc.garbage), top, flush=True)
-                frames = Counter(f"{o.f_code.co_filename.split('/')[-1]}:{o.f_code.co_name}"
-                                 for o in gc.garbage if type(o).__name__ == "frame")
-                print("frames:", frames.most_common(12), flush=True)
-                excs = Counter(type(o).__name__ for o in gc.garbage if isinstance(o, BaseException))
-                print("exceptions:", excs.most_common(8), flush=True)
-                gc.garbage.clear()
-                gc.set_debug(0)
-
-            threading.Thread(target=census, daemon=True).start()
     web.run_app(create_app(config), host="127.0.0.1", port=port, print=None,
                 access_log=None)
     if profile:
@@ -164,6 +147,28 @@ def run_server(port: int, avatars: str, extra: dict[str, Any], workers: int = 1)
                              f"p50 {_pct(ms, 50):.2f} p99 {_pct(ms, 99):.2f} max {ms[-1]:.2f}, "
                              f"{freed} objects freed")
         Path(gc_log).write_text("\n".join(lines) + "\n")
+
+
+def _garbage_census(after_s: float) -> None:
+    """`after_s` into the run, print what a full GC pass frees (the cyclic garbage), by type,
+    with the frames and exceptions in it: what makes full passes necessary. (It runs one
+    such pass itself, which BENCH_GC counts.)"""
+    from collections import Counter
+
+    time.sleep(after_s)
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.collect()
+    try:
+        top = Counter(type(o).__qualname__ for o in gc.garbage).most_common(25)
+        print("cyclic garbage:", len(gc.garbage), top, flush=True)
+        frames = Counter(f"{o.f_code.co_filename.split('/')[-1]}:{o.f_code.co_name}"
+                         for o in gc.garbage if type(o).__name__ == "frame")
+        print("frames:", frames.most_common(12), flush=True)
+        excs = Counter(type(o).__name__ for o in gc.garbage if isinstance(o, BaseException))
+        print("exceptions:", excs.most_common(8), flush=True)
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
 
 
 async def _run_front(config: Any, port: int, workers: int) -> None:
@@ -534,8 +539,6 @@ gc_passes: list[float] = []
 
 def _watch_own_gc() -> None:
     """Record the load generator's full GC passes: they delay the arrivals it measures."""
-    import gc
-
     started = [0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
@@ -568,16 +571,18 @@ async def _load_step(n: int, workers: int, seconds: float, window_ms: float,
             # the clients' connections live through the step: out of the load generator's
             # collector's reach (as the server does with its own long-lived objects)
             gc.freeze()
-            f0 = fake.cpu() if fake is not None else 0.0
-            h0 = await _lateness_buckets(http, server.url)
-            gc_passes.clear()
-            t0, c0, g0 = time.monotonic(), server.cpu(), time.process_time()
-            await asyncio.sleep(seconds)
-            t1, c1, g1 = time.monotonic(), server.cpu(), time.process_time()
-            f1 = fake.cpu() if fake is not None else 0.0
-            h1 = await _lateness_buckets(http, server.url)
-            own_gc = list(gc_passes)
-            gc.unfreeze()
+            try:
+                f0 = fake.cpu() if fake is not None else 0.0
+                h0 = await _lateness_buckets(http, server.url)
+                gc_passes.clear()
+                t0, c0, g0 = time.monotonic(), server.cpu(), time.process_time()
+                await asyncio.sleep(seconds)
+                t1, c1, g1 = time.monotonic(), server.cpu(), time.process_time()
+                f1 = fake.cpu() if fake is not None else 0.0
+                h1 = await _lateness_buckets(http, server.url)
+                own_gc = list(gc_passes)
+            finally:
+                gc.unfreeze()
             stop.set()
             late = [x for c in clients for x in c.lateness((t0, t1), window_ms)]
             errors = [t.exception() for t in tasks
@@ -594,7 +599,7 @@ async def _load_step(n: int, workers: int, seconds: float, window_ms: float,
         if os.environ.get("BENCH_DEBUG"):
             print("p90", _pct(late, 90), "p99.9", _pct(late, 99.9),
                   ">20ms", sum(x > 20 for x in late) / max(1, len(late)),
-                  "server writes per lateness bucket (s):",
+                  "server writes at most this late (s), cumulative:",
                   {le: n1 - h0.get(le, 0) for le, n1 in h1.items()},
                   "load generator full GC passes (ms):", [round(ms, 1) for ms in own_gc])
         # headroom: how long before its play time an event arrived (send-ahead - lateness)
