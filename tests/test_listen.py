@@ -438,3 +438,29 @@ def test_a_stop_streamed_in_pieces_is_judged_in_every_piece() -> None:
         out += lips.refine(due, final=False)
     out += lips.refine(pieces, final=True)
     assert [p.symbol for p in out if 800 <= p.start_ms < 860] == ["h", "h", "h"], out
+
+
+@pytest.mark.parametrize("stop_over, pause_closes", [("vowel", False), ("silence", True)])
+def test_a_pause_after_an_opened_stop_is_not_next_to_a_labial(stop_over: str,
+                                                             pause_closes: bool) -> None:
+    """A short pause closes the lips when the recogniser heard a labial next to it; a /p/
+    heard over unbroken voice was opened (no closure in the signal), so the pause after it
+    is not next to a labial. A /p/ over a real gap still makes the pause after it a closure."""
+    from avatarkit.listen.lips import LipReader
+    from avatarkit.visemes.phonemes import TimedPhoneme
+
+    rng = np.random.default_rng(0)
+    vowel = _voiced(300, (600, 1200, 2500), 0.3)
+    stop = (_voiced(60, (600, 1200, 2500), 0.3) if stop_over == "vowel"
+            else np.zeros(int(RATE * 0.06)))
+    gap = np.zeros(int(RATE * 0.06))
+    x = np.concatenate([np.zeros(RATE // 2), vowel, stop, gap, vowel, np.zeros(RATE // 2)])
+    x = x + rng.normal(0, 1e-4, len(x))
+    heard = [TimedPhoneme("_", 0, 500), TimedPhoneme("ɑ", 500, 800),
+             TimedPhoneme("p", 800, 860), TimedPhoneme("_", 860, 920),
+             TimedPhoneme("ɑ", 920, 1220), TimedPhoneme("_", 1220, len(x) * 1000 / RATE)]
+    lips = LipReader()
+    lips.push(x)
+    out = lips.refine(heard, final=True)
+    shut = [p for p in out if p.symbol == "p" and p.start_ms >= 860]
+    assert bool(shut) == pause_closes, out

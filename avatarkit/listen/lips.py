@@ -236,6 +236,15 @@ class LipReader:
             murmuring = _murmuring(levels, o, scale())
             return murmuring, dipped() | murmuring
 
+        def opens(q: TimedPhoneme) -> bool:
+            """A recognised /p b/ heard over loud, unbroken voice: no dip and no murmur in its
+            frames (a stream's piece too short to hold a frame: the frame it falls in)."""
+            if keep_stops or normalize_ipa(q.symbol) not in _BILABIAL_STOPS:
+                return False
+            q0 = frame_index(q.start_ms) - base
+            seen = evidence()[1][q0:max(min(frame_index(q.end_ms) - base, len(total)), q0 + 1)]
+            return bool(len(seen)) and not seen.any()
+
         out: list[TimedPhoneme] = []
         for j, p in enumerate(phones):
             s = normalize_ipa(p.symbol)
@@ -247,14 +256,11 @@ class LipReader:
             b = min(frame_index(p.end_ms), n) - base
             # closed lips silence the voice (or leave a murmur): a /p b/ heard over loud,
             # unbroken speech is the recogniser's guess (in a live stream often a fragment of
-            # a partial path it revised), not a closure. A piece of a stream too short to
-            # hold a frame is judged by the frame it falls in. (The run keeps the heard /p b/:
-            # a pause next to it is still next to a labial.)
-            if s in _BILABIAL_STOPS and not keep_stops:
-                seen = evidence()[1][a:max(b, a + 1)]
-                if len(seen) and not seen.any():
-                    out.append(TimedPhoneme(OPEN_RELEASE, p.start_ms, p.end_ms))
-                    continue
+            # a partial path it revised), not a closure, nor a labial for the pause after it
+            if opens(p):
+                out.append(TimedPhoneme(OPEN_RELEASE, p.start_ms, p.end_ms))
+                self._run = (OPEN_RELEASE, *self._run[1:])
+                continue
             if b <= a:
                 out.append(p)
                 continue
