@@ -116,22 +116,7 @@ def run_server(port: int, avatars: str, extra: dict[str, Any], workers: int = 1)
     gc_log = os.environ.get("BENCH_GC")  # write cyclic-GC pass durations of the server here
     if gc_log:
         passes: list[tuple[int, float, int]] = []
-        started = [0.0]
-
-        def on_gc(phase: str, info: dict[str, int]) -> None:
-            if phase == "start":
-                if info["generation"] == 2 and os.environ.get("BENCH_GC_TYPES"):
-                    from collections import Counter
-
-                    objs = gc.get_objects()
-                    top = Counter(type(o).__name__ for o in objs).most_common(12)
-                    print("gen2 pass over", len(objs), top, flush=True)
-                started[0] = time.perf_counter()
-            else:
-                passes.append((info["generation"], (time.perf_counter() - started[0]) * 1000,
-                               info["collected"]))
-
-        gc.callbacks.append(on_gc)
+        _time_gc_passes(passes, _print_gc_types if os.environ.get("BENCH_GC_TYPES") else None)
     web.run_app(create_app(config), host="127.0.0.1", port=port, print=None,
                 access_log=None)
     if profile:
@@ -147,6 +132,33 @@ def run_server(port: int, avatars: str, extra: dict[str, Any], workers: int = 1)
                              f"p50 {_pct(ms, 50):.2f} p99 {_pct(ms, 99):.2f} max {ms[-1]:.2f}, "
                              f"{freed} objects freed")
         Path(gc_log).write_text("\n".join(lines) + "\n")
+
+
+def _time_gc_passes(passes: list[tuple[int, float, int]],
+                    before_full: Any = None) -> None:
+    """Append (generation, ms, objects freed) of every collector pass of this process to
+    `passes`; call `before_full()` as each full pass starts."""
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            if info["generation"] == 2 and before_full is not None:
+                before_full()
+            started[0] = time.perf_counter()
+        else:
+            passes.append((info["generation"], (time.perf_counter() - started[0]) * 1000,
+                           info["collected"]))
+
+    gc.callbacks.append(on_gc)
+
+
+def _print_gc_types() -> None:
+    """What a full pass is about to scan, by type (BENCH_GC_TYPES)."""
+    from collections import Counter
+
+    objs = gc.get_objects()
+    top = Counter(type(o).__name__ for o in objs).most_common(12)
+    print("gen2 pass over", len(objs), top, flush=True)
 
 
 def _garbage_census(after_s: float) -> None:
@@ -509,14 +521,13 @@ async def part_load(counts: list[int], seconds: float, tick_ms: float, window_ms
 
 async def _lateness_buckets(http: aiohttp.ClientSession, url: str) -> dict[str, int]:
     """The server's own send-lateness histogram (all workers): cumulative count per bucket."""
+    from tests.server_support import parse_prometheus
+
     async with http.get(url + "/metrics") as r:
-        text = await r.text()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("avatarkit_send_lateness_seconds_bucket{le="):
-            le, count = line.split('le="', 1)[1].split('"} ')
-            out[le] = int(float(count))
-    return out
+        samples = parse_prometheus(await r.text())
+    head = 'avatarkit_send_lateness_seconds_bucket{le="'
+    return {key[len(head):-2]: int(value) for key, value in samples.items()
+            if key.startswith(head)}
 
 
 def _bucket_p99(before: dict[str, int], after: dict[str, int]) -> str:
@@ -533,23 +544,9 @@ def _bucket_p99(before: dict[str, int], after: dict[str, int]) -> str:
     return "-"
 
 
-#: Durations (ms) of the load generator's own full collector passes, while measuring.
-gc_passes: list[float] = []
-
-
-def _watch_own_gc() -> None:
-    """Record the load generator's full GC passes: they delay the arrivals it measures."""
-    started = [0.0]
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            gc_passes.append((time.perf_counter() - started[0]) * 1000)
-
-    gc.callbacks.append(on_gc)
+#: The load generator's own collector passes (generation, ms, objects freed): its full
+#: passes delay the arrivals it measures.
+gc_passes: list[tuple[int, float, int]] = []
 
 
 async def _load_step(n: int, workers: int, seconds: float, window_ms: float,
@@ -601,7 +598,8 @@ async def _load_step(n: int, workers: int, seconds: float, window_ms: float,
                   ">20ms", sum(x > 20 for x in late) / max(1, len(late)),
                   "server writes at most this late (s), cumulative:",
                   {le: n1 - h0.get(le, 0) for le, n1 in h1.items()},
-                  "load generator full GC passes (ms):", [round(ms, 1) for ms in own_gc])
+                  "load generator full GC passes (ms):",
+                  [round(ms, 1) for gen, ms, _ in own_gc if gen == 2])
         # headroom: how long before its play time an event arrived (send-ahead - lateness)
         print(f"| {workers} | {n} | {len(late) / wall:.0f} | {_pct(late, 50):.1f} | {p99:.1f} | "
               f"{_bucket_p99(h0, h1)} | "
@@ -618,7 +616,7 @@ async def _load_step(n: int, workers: int, seconds: float, window_ms: float,
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    _watch_own_gc()
+    _time_gc_passes(gc_passes)
     ap.add_argument("--part", action="append", choices=["latency", "eleven", "load", "relay"])
     ap.add_argument("--n", type=int, default=50, help="utterances for the latency part")
     ap.add_argument("--counts", default="25,50,100,150,200,250,300")
