@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.elevenlabs import (
@@ -271,35 +270,26 @@ async def test_a_stream_the_service_dropped_at_its_end_leaves_no_cycle(fake_elev
     assert not left, "the closed socket waited for the cyclic collector"
 
 
-async def test_close_quietly_keeps_the_error_without_its_traceback() -> None:
-    """The error aiohttp kept (the peer was gone) stays readable; only its traceback, which
-    formed the cycle, is dropped."""
-
-    async def drop_after_final(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str(json.dumps({"isFinal": True}))
-        assert request.transport is not None
-        request.transport.abort()
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/ws", drop_after_final)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            ws = await http.ws_connect(f"http://127.0.0.1:{runner.addresses[0][1]}/ws")
-            assert json.loads((await ws.receive()).data) == {"isFinal": True}
-            await asyncio.sleep(0.05)  # our side sees the connection go
-            await close_quietly(ws)
-            assert ws.closed
-            exc = ws.exception()
-            assert exc is not None and exc.__traceback__ is None
-    finally:
-        await runner.cleanup()
+async def test_close_quietly_keeps_the_error_without_its_traceback(fake_elevenlabs) -> None:  # noqa: F811
+    """The error aiohttp kept (the service was gone) stays readable; only its traceback,
+    which formed the cycle, is dropped."""
+    fake = await fake_elevenlabs(end_with_drop=True)
+    o = fake.options()
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(o.ws_url(), headers=o.headers)
+        await ws.send_json(o.init_message())
+        await ws.send_json({"text": "Hi. ", "flush": True})
+        await ws.send_json({"text": ""})
+        while (msg := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+            if json.loads(msg.data).get("isFinal"):
+                break
+        else:
+            raise AssertionError(f"the stream ended without its final message: {msg}")
+        await asyncio.sleep(0.05)  # our side sees the connection go
+        await close_quietly(ws)
+        assert ws.closed
+        exc = ws.exception()
+        assert exc is not None and exc.__traceback__ is None
 
 
 async def test_owned_session_closed_given_session_kept(fake_elevenlabs) -> None:  # noqa: F811
