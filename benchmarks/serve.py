@@ -430,6 +430,7 @@ class LoadClient:
         # ~40k events a second of a thousand clients give the load generator's own garbage
         # collector nothing to scan (its full passes delay the arrivals it measures)
         self.arrivals, self.uids, self.pts = array("d"), array("q"), array("d")
+        self.audio = array("b")  # 1: an audio frame (never sent ahead in a bundle)
         self.durations: dict[int, float] = {}
         self.first: float | None = None
         self.record = False
@@ -453,6 +454,7 @@ class LoadClient:
                 self.arrivals.append(now)
                 self.uids.append(uid)
                 self.pts.append(pts)
+                self.audio.append(1)
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 d = msg.data
                 if d.startswith(VISEME_HEAD):
@@ -460,6 +462,7 @@ class LoadClient:
                     self.arrivals.append(now)
                     self.uids.append(uid)
                     self.pts.append(pts)
+                    self.audio.append(0)
                 elif d.startswith('{"type":"utterance_end"'):
                     m = loads(d)
                     self.durations[m["utterance_id"]] = m["pts_ms"]
@@ -470,20 +473,24 @@ class LoadClient:
 
     def lateness(self, window: tuple[float, float], early_ms: float) -> list[float]:
         """Arrival minus due time, ms. Due = session clock origin + (utterance offset + pts -
-        send_ahead); the origin is fitted as the earliest arrival relative to its nominal
-        time plus `early_ms` (the server's write window: the pacer sends events up to that
-        early), so a late first frame does not make everything after it look early."""
+        send_ahead); the origin is fitted on the audio frames as the earliest arrival
+        relative to its nominal time plus `early_ms` (the server's write window: the pacer
+        sends events up to that early; viseme frames bundled behind an earlier one leave
+        earlier still, server/events.bundle_visemes), so a late first frame does not make
+        everything after it look early."""
         if self.first is None:
             return []
         offsets, acc = {}, 0.0
         for uid in range(1, max(self.durations, default=0) + 2):
             offsets[uid] = acc
             acc += self.durations.get(uid, 0.0)
-        nominal = [(a, max(0.0, offsets[u] + p - SEND_AHEAD_MS) / 1000.0)
-                   for a, u, p in zip(self.arrivals, self.uids, self.pts, strict=True)
+        nominal = [(a, max(0.0, offsets[u] + p - SEND_AHEAD_MS) / 1000.0, audio)
+                   for a, u, p, audio in zip(self.arrivals, self.uids, self.pts, self.audio,
+                                             strict=True)
                    if u in offsets]
-        origin = min(a - n for a, n in nominal) + early_ms / 1000.0
-        return [(a - origin - n) * 1000.0 for a, n in nominal if window[0] <= a <= window[1]]
+        origin = min(a - n for a, n, audio in nominal if audio) + early_ms / 1000.0
+        return [(a - origin - n) * 1000.0 for a, n, _ in nominal
+                if window[0] <= a <= window[1]]
 
 
 async def part_load(counts: list[int], seconds: float, tick_ms: float, window_ms: float,

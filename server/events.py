@@ -73,6 +73,45 @@ def viseme_events(uid: int, frames: Iterable[Frame]) -> tuple[list[Event], list[
     return events, shapes
 
 
+def bundle_visemes(events: list[Event], span_ms: float) -> list[Event]:
+    """`events` with each run of consecutive viseme events whose pts lie within `span_ms` of
+    the run's first as one event: its frames back to back, due with the first.
+
+    The pacer's work is per event (heap, write loop, resume buffer), and visemes are three
+    quarters of a session's events at 30 frames/s. A client gets the same messages; those
+    after a bundle's first leave up to `span_ms` earlier, inside the send-ahead they are
+    buffered by anyway. With `span_ms` = write window - tick (server/session.py) they leave
+    at most one write window before they are due."""
+    out: list[Event] = []
+    run: list[Event] = []
+    for ev in events:
+        if ev[KIND] == VISEME:
+            if run and ev[PTS] - run[0][PTS] > span_ms:
+                out.append(_bundle(run))
+                run = []
+            run.append(ev)
+            continue
+        if run:
+            out.append(_bundle(run))
+            run = []
+        out.append(ev)
+    if run:
+        out.append(_bundle(run))
+    return out
+
+
+def _bundle(run: list[Event]) -> Event:
+    if len(run) == 1:
+        return run[0]
+    first = run[0]
+    return (VISEME, first[UID], first[PTS], b"".join([ev[FRAME] for ev in run]), None, 0)
+
+
+def viseme_frames(ev: Event) -> int:
+    """How many viseme messages a viseme event holds (a bundle holds several)."""
+    return ev[FRAME].count(b'"type":"viseme"')
+
+
 def audio_events(uid: int, chunk: SpeechChunk, frame_ms: float) -> list[Event]:
     """A chunk's audio cut into frames of `frame_ms` (binary audio events)."""
     rate = chunk.sample_rate

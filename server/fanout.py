@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from server import wire
 from server.config import ServerConfig
-from server.events import FRAME, KIND, PATCH, VISEME, Event, event_frame
+from server.events import FRAME, KIND, PATCH, VISEME, Event, event_frame, viseme_frames
 from server.metrics import Metrics
 
 #: WebSocket close codes (docs/protocol.md "Close codes").
@@ -64,7 +64,8 @@ class Fanout:
                     continue
                 kept = [event_frame(ev, c.audio_json) for ev in events
                         if ev[KIND] != VISEME and ev[KIND] != PATCH]
-                self.metrics.viseme_frames_dropped += len(events) - len(kept)
+                self.metrics.viseme_frames_dropped += sum(
+                    [viseme_frames(ev) for ev in events if ev[KIND] == VISEME])
                 send(c, b"".join(kept))
             elif c.audio_json:
                 send(c, b"".join([event_frame(ev, True) for ev in events]))

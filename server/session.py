@@ -36,6 +36,7 @@ from server.events import (
     PTS,
     START,
     Event,
+    bundle_visemes,
     event,
     event_frame,
     viseme_events,
@@ -88,6 +89,8 @@ class Session:
         self.closed = False
         self._tick = config.tick_ms / 1000.0
         self._window = max(config.write_window_ms, config.tick_ms) / 1000.0
+        #: Viseme frames this close travel as one pacer event (server/events.bundle_visemes).
+        self._bundle_ms = max(0.0, config.write_window_ms - config.tick_ms)
         #: The process that blends phoneme-timed speech (server/blend.py); None: the loop.
         self.blend_pool: BlendPool | None = None
         #: Where character-aligned chunks wait to be blended with every session's at the
@@ -212,7 +215,7 @@ class Session:
         """Produced events (and their shapes) of `u` onto the timeline; `audio_end_ms`: how
         far its audio now reaches."""
         events, shapes = produced
-        self.timeline.put(u, events)
+        self.timeline.put(u, bundle_visemes(events, self._bundle_ms))
         u.frames.extend(shapes)
         if audio_end_ms is not None:
             u.audio_end_ms = max(u.audio_end_ms, audio_end_ms)

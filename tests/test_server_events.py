@@ -5,10 +5,22 @@ from __future__ import annotations
 import json
 import random
 
+from avatarkit.tts.provider import SpeechChunk
 from avatarkit.visemes.classes import VISEME_CLASSES
 from avatarkit.visemes.coarticulation import Frame
 from server import wire
-from server.events import FRAME, KIND, PTS, UID, VISEME, viseme_events
+from server.events import (
+    AUDIO,
+    FRAME,
+    KIND,
+    PTS,
+    UID,
+    VISEME,
+    audio_events,
+    bundle_visemes,
+    viseme_events,
+    viseme_frames,
+)
 
 
 def _payload(frame: bytes) -> bytes:
@@ -43,3 +55,42 @@ def test_viseme_events_are_the_encoded_messages_and_their_shapes() -> None:
         assert list(msg["weights"]) == list(f.weights)  # the classes in the frame's order
         assert shape == (f.pts_ms, tuple(f.weights.items()))
     assert any(len(ev[FRAME]) > 127 for ev in events)  # both frame header lengths
+
+
+def _frames(data: bytes) -> list[bytes]:
+    """The unmasked server frames written back to back in `data`."""
+    out = []
+    while data:
+        n, start = data[1], 2
+        if n == 126:
+            n, start = int.from_bytes(data[2:4], "big"), 4
+        out.append(data[:start + n])
+        data = data[start + n:]
+    return out
+
+
+def test_visemes_within_the_span_travel_as_one_event_with_the_same_messages() -> None:
+    frames = [Frame(round(k * 1000 / 30), {"AI": 0.75, "Rest": 0.25}) for k in range(30)]
+    visemes, _ = viseme_events(7, frames)
+    audio = audio_events(7, SpeechChunk(bytes(2 * 16000), 16000, 0.0), 100.0)
+    events = audio + visemes + audio[:1]
+    bundled = bundle_visemes(events, 40.0)
+    assert bundled[:10] == audio and bundled[-1] == audio[0]  # audio untouched, in place
+    middle = bundled[10:-1]
+    assert [ev[KIND] for ev in middle] == [VISEME] * 15  # pairs: 33 ms apart, span 40
+    # the same messages in the same order, each bundle due with its first frame
+    assert [f for ev in middle for f in _frames(ev[FRAME])] == [ev[FRAME] for ev in visemes]
+    assert [ev[PTS] for ev in middle] == [ev[PTS] for ev in visemes[::2]]
+    assert [viseme_frames(ev) for ev in middle] == [2] * 15
+    assert {ev[UID] for ev in middle} == {7}
+    # a wider span takes more frames; none leaves more than the span before its own pts
+    for span in (0.0, 20.0, 50.0, 90.0):
+        out = bundle_visemes(visemes, span)
+        assert [f for ev in out for f in _frames(ev[FRAME])] == [ev[FRAME] for ev in visemes]
+        sizes = [viseme_frames(ev) for ev in out]
+        assert max(sizes) == int(span // (1000 / 30)) + 1
+        k = 0
+        for ev, n in zip(out, sizes, strict=True):
+            assert visemes[k + n - 1][PTS] - ev[PTS] <= span
+            k += n
+    assert bundle_visemes(audio, 40.0) == audio and all(ev[KIND] == AUDIO for ev in audio)
