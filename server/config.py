@@ -68,9 +68,11 @@ class ServerConfig:
     #: earliest waiting event is due (never later; keep it well under send-ahead).
     tick_ms: float = 40.0
     #: A session being written to takes every event due within this, ms (at least one
-    #: tick): one socket write per client per ~80 ms of audio instead of per tick - the
-    #: writes were a fifth of a relaying server's CPU - and events leave at most this early.
-    write_window_ms: float = 80.0
+    #: tick): one socket write per client per ~120 ms of audio instead of per tick - the
+    #: writes were a fifth of a relaying server's CPU; 160 rather than 80 ms cut a relayed
+    #: session's server CPU by a further ~14 % (docs/scaling.md) - and events leave at most
+    #: this early (viseme frames up to a window minus a tick more: server/events.py).
+    write_window_ms: float = 160.0
     #: Length of the barge-in ramp back to Rest, ms (100-200).
     ramp_ms: float = 150.0
 

@@ -79,9 +79,10 @@ def bundle_visemes(events: list[Event], span_ms: float) -> list[Event]:
 
     The pacer's work is per event (heap, write loop, resume buffer), and visemes are three
     quarters of a session's events at 30 frames/s. A client gets the same messages; those
-    after a bundle's first leave up to `span_ms` earlier, inside the send-ahead they are
-    buffered by anyway. With `span_ms` = write window - tick (server/session.py) they leave
-    at most one write window before they are due."""
+    after a bundle's first leave up to `span_ms` earlier than alone, ahead of the
+    send-ahead they are buffered by anyway (server/session.py: `span_ms` is the write
+    window minus a tick, so a frame leaves at most two windows less a tick before it is
+    due)."""
     out: list[Event] = []
     run: list[Event] = []
     for ev in events:
