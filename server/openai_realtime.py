@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+import pybase64
 
 from avatarkit.tts.provider import ProviderError, SpeechChunk
 from avatarkit.tts.sockets import close_quietly
@@ -348,7 +349,7 @@ class OpenAIRealtimeProvider:
                 turn.add_text(delta)
                 return
             try:
-                turn.feed(base64.b64decode(delta, validate=True))
+                turn.feed(pybase64.b64decode(delta, validate=True))
             except (binascii.Error, ValueError, WireError) as exc:
                 self._finish(turn, ProviderError(f"bad audio from OpenAI Realtime: {exc}"))
         elif kind in AUDIO_DONE:

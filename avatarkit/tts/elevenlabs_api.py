@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import pybase64
+
 from avatarkit.errors import AvatarkitError
 from avatarkit.tts.alignment import AlignmentChunk, CharAlignment, parse_alignment
 from avatarkit.tts.provider import ProviderError, SpeechChunk
@@ -298,9 +300,9 @@ class ChunkAssembler:
             raise provider_error("provider_error", "audio is not a base64 string",
                                  self.options)
         try:
-            # what base64.b64decode(audio) does, without its copy of the text to bytes
-            # first (~100 us for a 0.6 s chunk at 16 kHz: every chunk of every stream)
-            raw = self._carry + binascii.a2b_base64(audio)
+            # base64.b64decode(audio)'s lenient decoding, ~5x faster: every chunk of every
+            # relayed stream passes here
+            raw = self._carry + pybase64.b64decode(audio)
         except (binascii.Error, ValueError) as exc:
             raise provider_error("provider_error", f"undecodable audio ({exc})",
                                  self.options) from exc
