@@ -627,7 +627,7 @@ async def main() -> None:
     ap.add_argument("--part", action="append", choices=["latency", "eleven", "load", "relay"])
     ap.add_argument("--n", type=int, default=50, help="utterances for the latency part")
     ap.add_argument("--counts", default="25,50,100,150,200,250,300")
-    ap.add_argument("--relay-counts", default="250,500,750,1000")
+    ap.add_argument("--relay-counts", default="500,750,1000,1250")
     ap.add_argument("--workers", default="1,2", help="server workers to compare (load, relay)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--tick-ms", type=float, default=None,
