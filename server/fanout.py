@@ -64,8 +64,9 @@ class Fanout:
                     continue
                 kept = [event_frame(ev, c.audio_json) for ev in events
                         if ev[KIND] != VISEME and ev[KIND] != PATCH]
-                self.metrics.viseme_frames_dropped += sum(
-                    [viseme_frames(ev) for ev in events if ev[KIND] == VISEME])
+                self.metrics.viseme_frames_dropped += sum(  # a bundle holds several
+                    [viseme_frames(ev) if ev[KIND] == VISEME else 1 for ev in events
+                     if ev[KIND] == VISEME or ev[KIND] == PATCH])
                 send(c, b"".join(kept))
             elif c.audio_json:
                 send(c, b"".join([event_frame(ev, True) for ev in events]))

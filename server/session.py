@@ -35,6 +35,7 @@ from server.events import (
     PATCH,
     PTS,
     START,
+    VISEME,
     Event,
     bundle_visemes,
     event,
@@ -309,7 +310,8 @@ class Session:
             self.fanout.broadcast(batch)
         playing = self.playing
         if playing is not None and len(playing.sent) > 64:
-            trim(playing, playback_ms(playing, self.loop.time()) - 2 * self.config.audio_frame_ms)
+            trim(playing, playback_ms(playing, self.loop.time())
+                 - 2 * self.config.audio_frame_ms - self._bundle_ms)
 
     # ------------------------------------------------------------------ clients
     def attach(self, c: Client) -> None:
@@ -327,8 +329,12 @@ class Session:
             resume = resume_point(u, playback_ms(u, self.loop.time()))
             start = event(CONTROL, u.id, resume, wire.utterance_start(
                 u.id, u.text, self.sample_rate, pts_ms=resume, resumed=True).encode())
+            # audio from the resume point on; viseme bundles that reach it (their first
+            # frames are the shape showing there)
+            reach = resume - self._bundle_ms
             send(c, b"".join([start[FRAME]] + [
-                event_frame(ev, c.audio_json) for ev in u.sent if ev[PTS] >= resume]))
+                event_frame(ev, c.audio_json) for ev in u.sent
+                if ev[PTS] >= resume or (ev[KIND] == VISEME and ev[PTS] >= reach)]))
         self.clients.append(c)
 
     def detach(self, c: Client) -> None:

@@ -1,26 +1,34 @@
-"""Viseme events: the bytes a client receives for a frame, built once per frame."""
+"""Viseme events: the bytes a client receives for a frame, built once per frame, bundled
+through the pacer, and skipped (and counted) for a backlogged client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import socket
 
 from avatarkit.tts.provider import SpeechChunk
 from avatarkit.visemes.classes import VISEME_CLASSES
 from avatarkit.visemes.coarticulation import Frame
 from server import wire
+from server.config import ServerConfig
 from server.events import (
     AUDIO,
     FRAME,
     KIND,
+    PATCH,
     PTS,
     UID,
     VISEME,
     audio_events,
     bundle_visemes,
+    event,
     viseme_events,
     viseme_frames,
 )
+from server.fanout import Client, Fanout
+from server.metrics import Metrics
 
 
 def _payload(frame: bytes) -> bytes:
@@ -94,3 +102,32 @@ def test_visemes_within_the_span_travel_as_one_event_with_the_same_messages() ->
             assert visemes[k + n - 1][PTS] - ev[PTS] <= span
             k += n
     assert bundle_visemes(audio, 40.0) == audio and all(ev[KIND] == AUDIO for ev in audio)
+
+
+async def test_a_backlogged_client_skips_each_bundled_and_patch_frame_and_counts_them() -> None:
+    """A real socket whose peer never reads: past `viseme_drop_bytes` of backlog the client
+    gets the audio only, and the metric counts every frame skipped (a bundle holds several)."""
+    ours, peer = socket.socketpair()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol,
+                                                                      sock=ours)
+    try:
+        config = ServerConfig(viseme_drop_bytes=16 * 1024, max_client_backlog_bytes=1 << 20)
+        metrics = Metrics()
+        fanout = Fanout(config, metrics)
+        client = Client(ws=None, transport=transport)  # type: ignore[arg-type]
+        fanout.clients.append(client)
+        transport.write(bytes(64 * 1024))  # the kernel takes a few kB; the rest waits
+        before = client.backlog()
+        assert before > config.viseme_drop_bytes
+        frames = [Frame(k * 33, {"AI": 1.0}) for k in range(3)]
+        bundle = bundle_visemes(viseme_events(1, frames)[0], 100.0)
+        audio = audio_events(1, SpeechChunk(bytes(3200), 16000, 0.0), 100.0)
+        assert len(bundle) == 1 and len(audio) == 1
+        fanout.broadcast(audio + bundle + [event(PATCH, 1, 0.0, b"AKMP" + bytes(40))])
+        assert metrics.viseme_frames_dropped == 4  # three visemes in one bundle, one patch
+        assert client.backlog() == before + len(audio[0][FRAME])  # the audio only
+    finally:
+        transport.abort()
+        peer.close()

@@ -300,8 +300,8 @@ class ChunkAssembler:
             raise provider_error("provider_error", "audio is not a base64 string",
                                  self.options)
         try:
-            # base64.b64decode(audio)'s lenient decoding, ~5x faster: every chunk of every
-            # relayed stream passes here
+            # lenient as base64.b64decode (valid base64 decodes the same; malformed input may
+            # decode differently or raise), ~5x faster: every chunk of every relayed stream
             raw = self._carry + pybase64.b64decode(audio)
         except (binascii.Error, ValueError) as exc:
             raise provider_error("provider_error", f"undecodable audio ({exc})",
