@@ -31,14 +31,17 @@ from server.fanout import Client, Fanout
 from server.metrics import Metrics
 
 
+def _header(data: bytes) -> tuple[int, int]:
+    """(header length, payload length) of the unmasked server frame `data` starts with."""
+    if data[1] == 126:
+        return 4, int.from_bytes(data[2:4], "big")
+    return 2, data[1]
+
+
 def _payload(frame: bytes) -> bytes:
     """The payload of one unmasked server text frame."""
     assert frame[0] == 0x81  # FIN, text
-    n = frame[1]
-    if n == 126:
-        n, start = int.from_bytes(frame[2:4], "big"), 4
-    else:
-        start = 2
+    start, n = _header(frame)
     assert len(frame) == start + n
     return frame[start:]
 
@@ -69,9 +72,7 @@ def _frames(data: bytes) -> list[bytes]:
     """The unmasked server frames written back to back in `data`."""
     out = []
     while data:
-        n, start = data[1], 2
-        if n == 126:
-            n, start = int.from_bytes(data[2:4], "big"), 4
+        start, n = _header(data)
         out.append(data[:start + n])
         data = data[start + n:]
     return out
