@@ -382,6 +382,25 @@ def test_cli_bad_audio_is_one_red_line_and_no_output(tmp_path: Path, content: by
     assert not out.exists()
 
 
+def test_a_missing_acoustic_model_is_one_red_line(tmp_path: Path, monkeypatch) -> None:
+    """pocketsphinx logs its own errors where this package silences them: without the check a
+    broken install would decode every recording to silence."""
+    from avatarkit.listen import phones
+
+    wav = SPEECH.with_suffix(".wav")
+    phones.acoustic_model.cache_clear()
+    phones.DECODERS.clear()
+    monkeypatch.setattr(phones, "model_dir", lambda: tmp_path / "no-model")
+    try:
+        res = runner.invoke(app, ["visemes", "--audio", str(wav), "-o", str(tmp_path / "t.json")])
+    finally:
+        phones.acoustic_model.cache_clear()
+    assert res.exit_code == 1, res.output
+    assert res.output.count("\n") == 1 and "en-us acoustic model is missing" in res.output
+    assert "pip install --force-reinstall pocketsphinx" in res.output
+    assert not (tmp_path / "t.json").exists()
+
+
 def _stop_between_vowels(between: str) -> np.ndarray:
     """A vowel (500-800 ms), 60 ms of `between` (800-860 ms), the vowel again (860-1160 ms)."""
     rng = np.random.default_rng(0)

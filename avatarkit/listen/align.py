@@ -19,7 +19,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from avatarkit.listen.pcm import RATE
-from avatarkit.listen.phones import FILLER, FRAME_MS, DecoderPool, _pcm16, model_dir, to_ipa
+from avatarkit.listen.phones import (
+    FILLER,
+    FRAME_MS,
+    DecoderPool,
+    _pcm16,
+    acoustic_model,
+    model_dir,
+    to_ipa,
+)
 from avatarkit.visemes.phonemes import TimedPhoneme, normalize_ipa
 
 log = logging.getLogger(__name__)
@@ -81,9 +89,8 @@ def ipa_to_arpabet(phonemes: Sequence[str]) -> list[str]:
 def _decoder():  # -> pocketsphinx.Decoder
     from pocketsphinx import Decoder
 
-    m = model_dir()
     return Decoder(
-        hmm=str(m / "en-us" / "en-us"), dict=str(m / "en-us" / "cmudict-en-us.dict"),
+        hmm=str(acoustic_model()), dict=str(model_dir() / "en-us" / "cmudict-en-us.dict"),
         samprate=RATE, loglevel="FATAL", bestpath=False, fsgusefiller=False, **_BEAMS,
     )
 

@@ -37,8 +37,8 @@ RESTART_PAUSE_MS = 120.0
 class RecognizerOptions:
     """Search settings of the allphone decoder (measured in benchmarks/audio_lipsync.py).
 
-    There is no language-weight setting: pocketsphinx's `lw` changes nothing in allphone
-    search (0.5, 2, 6.5 and 10 decode the real clips to identical phones)."""
+    There is no language-weight setting: the search is a phone loop without a phone language
+    model (see `new_decoder`), so pocketsphinx's `lw` has nothing to weigh."""
 
     #: Beam widths (smaller = wider = slower and slightly more accurate).
     beam: float = 1e-10
@@ -53,7 +53,7 @@ class RecognizerOptions:
 
 
 def model_dir() -> Path:
-    """The en-us acoustic model and phone LM shipped in the pocketsphinx wheel."""
+    """The folder of the en-us acoustic model shipped in the pocketsphinx wheel."""
     try:
         import pocketsphinx
     except ImportError as exc:  # pragma: no cover - a dependency, but say what to do
@@ -77,9 +77,18 @@ def to_ipa(arpabet: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _config_base() -> dict[str, str]:
-    m = model_dir()
-    return {"hmm": str(m / "en-us" / "en-us"), "allphone": str(m / "en-us-phone.lm.bin")}
+def acoustic_model() -> Path:
+    """The en-us acoustic model's folder, checked: pocketsphinx's own errors go to a log
+    this package silences, so a missing file would otherwise only decode nothing."""
+    hmm = model_dir() / "en-us" / "en-us"
+    if not (hmm / "mdef").is_file():
+        raise AvatarkitError(f"pocketsphinx's en-us acoustic model is missing ({hmm}): "
+                             "reinstall it with pip install --force-reinstall pocketsphinx")
+    return hmm
+
+
+#: The allphone search's name in a decoder.
+PHONE_LOOP = "phones"
 
 
 def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
@@ -88,13 +97,22 @@ def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
     No word dictionary: pocketsphinx loads its 134k-word CMUdict by default (0.13 s, four
     fifths of the load, a tenth of a `visemes --audio` run), and allphone search decodes
     phones from the acoustic model's own phone set, so it only needs the noise words (fdict).
+
+    No phone language model either: every phone may follow every other. The wheel's phone
+    trigram (en-us/en-us-phone.lm.bin) finds fewer lip closures on real speech (audio alone,
+    dev / LibriVox / MFA set: 21, 31, 66 closures without it; 17, 28, 65 at lw 0.5; 16, 27,
+    62 at lw 1; 15, 28, 61 at lw 2): it turns the short labials the lip cues rest on into
+    likelier phones. docs/audio.md has the figures.
     """
     from pocketsphinx import Decoder
 
-    return Decoder(
-        **_config_base(), dict=None, beam=options.beam,
+    decoder = Decoder(
+        hmm=str(acoustic_model()), dict=None, beam=options.beam,
         pbeam=options.pbeam, topn=options.topn, samprate=RATE, loglevel="FATAL",
     )
+    decoder.add_allphone_file(PHONE_LOOP, None)
+    decoder.activate_search(PHONE_LOOP)
+    return decoder
 
 
 class DecoderPool:
