@@ -20,7 +20,10 @@ SENTENCES = {
     "en-gb": ["Could you possibly hear the bird near the shore?",
               "The boy's joyful voice rang out across the clear air."],
     "de": ["Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich.",
-           "Ich möchte heute Pfannkuchen mit Äpfeln essen.", "Euer Haus ist schön."],
+           "Ich möchte heute Pfannkuchen mit Äpfeln essen.", "Euer Haus ist schön.",
+           # English loanwords: espeak-ng speaks them by English rules between "(en)" and
+           # "(de)" markers, which are no sounds
+           "Das Team-Meeting im Office ist okay."],
     "fr": ["Un œuf brûlé, c'est génial; le vin blanc est bon.",
            "Les enfants jouent dans la rue près du pont."],
     "es": ["El perro corre rápido por la calle; señor, ¿quiere agua?",
@@ -41,6 +44,20 @@ def test_every_symbol_espeak_emits_is_mapped(lang: str) -> None:
     assert len(ipa) > 15 and len(mnemonics) > 15  # the set really is broad
     assert ph.unknown_symbols(ipa, "ipa") == set()
     assert ph.unknown_symbols(mnemonics, "espeak") == set()
+
+
+def test_language_switch_markers_are_no_phonemes() -> None:
+    """A German sentence with English words: no marker in the phonemes, and the synthesised
+    timing still covers the whole utterance without a gap."""
+    eng = engine()
+    sentence = "Ein Team-Meeting im Office."
+    words = eng.text_to_phonemes(sentence, "de")
+    symbols = [s for w in words for s in w]
+    assert not [s for s in symbols if "(" in s], symbols
+    assert ["t", "ˈiː", "m"] == [s for s in words[1][:3]]  # "Team" by English rules
+    timed = eng.synthesize(sentence, "de").phonemes
+    assert not [p for p in timed if "(" in p.symbol]
+    assert all(a.end_ms == b.start_ms for a, b in zip(timed, timed[1:], strict=False))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ loop are serialised there, and no two syntheses can interleave inside the librar
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,9 @@ _BUFFER_MS = 1000
 
 #: Symbol used for espeak's pause "phonemes" (they carry no name in IPA mode).
 PAUSE = "_"
+#: espeak-ng marks a word it speaks with another language's rules: "(en)" before it, "(de)"
+#: after. Markers, not sounds: they are dropped from phoneme lists and timings.
+_LANGUAGE_SWITCH = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]+)*\)")
 
 
 class _EventId(ctypes.Union):
@@ -309,7 +313,8 @@ class EspeakEngine:
         while ptr.value:
             out = self._lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, mode)
             for word in (out or b"").decode("utf-8", "replace").split():
-                symbols = [s for s in word.split(_SEPARATOR) if s]
+                symbols = [s for s in word.split(_SEPARATOR)
+                           if s and not _LANGUAGE_SWITCH.fullmatch(s)]
                 if symbols:
                     words.append(symbols)
         return words
@@ -329,7 +334,9 @@ def _timed(
     words: list[WordEvent] = []
     for etype, text_pos, length, audio_ms, raw in events:
         if etype == _EVENT_PHONEME:
-            onsets.append((_decode_name(raw), float(audio_ms)))
+            name = _decode_name(raw)
+            if not _LANGUAGE_SWITCH.fullmatch(name):  # the sound before it lasts until the next
+                onsets.append((name, float(audio_ms)))
         elif etype == _EVENT_WORD:
             words.append(WordEvent(max(text_pos - 1, 0), length, float(audio_ms)))
     phonemes: list[TimedPhoneme] = []
