@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import wave
 from pathlib import Path
 
@@ -52,6 +54,25 @@ def test_transcript_alignment_closes_the_lips_on_real_speech(real) -> None:
     assert max(p.end_ms - p.start_ms for p in held) <= 500.0
     fillers = [p for p in heard.phones if p.symbol == "ə"]
     assert len(fillers) >= 5 and max(p.end_ms - p.start_ms for p in fillers) >= 300.0
+
+
+def test_a_transcript_that_lacks_most_of_the_speech_is_listened_to(real, caplog) -> None:
+    """A wrong or partial transcript: the aligner puts its few words somewhere and pauses
+    over the rest. Those pauses hold speech: listened to, with a warning (the recording's
+    own transcript, whose pauses hold a cough, warns of nothing)."""
+    samples, text, truth = real
+    with caplog.at_level(logging.WARNING, logger="avatarkit.listen.recipe"):
+        listen(samples, text=text)
+        assert not caplog.records
+        short = listen(samples, text="hello there")
+    assert short.method == "aligned"
+    [warning] = [r.getMessage() for r in caplog.records]  # "misses ~93% of the speech"
+    share = re.fullmatch(r"the transcript misses ~(\d+)% of the speech: listened to that part",
+                         warning)
+    assert share and int(share[1]) >= 80, warning
+    s = _score(short.phones, short.duration_ms, truth)
+    # as audio alone does (13/14, 3/28); before, a Rest mouth for 20 s: 0/14
+    assert s.closure_hit_rate >= 0.78 and s.false_closure_rate <= 0.15, s
 
 
 def test_the_aligner_places_words_around_the_pauses_of_a_noisy_recording(real) -> None:

@@ -47,6 +47,23 @@ def quiet_spans(levels: np.ndarray) -> list[tuple[float, float]]:
     return spans
 
 
+#: A frame sounds like speech within this many dB of the speech level.
+SPEECH_LEVEL_DB = 10.0
+
+
+def speech_ms(levels: np.ndarray, start_ms: float, end_ms: float) -> float:
+    """How long the level between two times stays near the speech level (ms): what tells
+    untranscribed speech from a pause over a noise floor (15-20 dB down on the dev speech)."""
+    if not len(levels):
+        return 0.0
+    total = levels[:, N_BANDS]
+    speech = float(np.percentile(total, 95))
+    first = max(0, int((start_ms - FRAME_CENTRE_MS) // 10.0) + 1)
+    last = int((end_ms - FRAME_CENTRE_MS) // 10.0)
+    span = total[first:last + 1]
+    return 10.0 * float(np.count_nonzero(span >= speech - SPEECH_LEVEL_DB))
+
+
 def insert_pauses(phones: Sequence[TimedPhoneme], spans: Sequence[tuple[float, float]]
                   ) -> list[TimedPhoneme]:
     """`phones` with every quiet span cut out of them and filled by a pause."""

@@ -85,7 +85,8 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
     aligned = align(samples, text, lang)
     if aligned:
         phones = lips.close_murmurs(insert_pauses(aligned, quiet_spans(lips.levels)))
-        phones = lips.fit_nasal_closures(_listen_where_unspoken(samples, phones, opts))
+        phones = lips.fit_nasal_closures(_listen_where_unspoken(samples, phones, lips.levels,
+                                                                opts))
         return Heard(tuple(phones), duration, "aligned")
     log.warning("the transcript did not align with the audio; listening without it")
     matcher = TranscriptMatcher(lang)
@@ -98,26 +99,50 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
 #: An aligned sound held longer than this (ms; vowels, others) is the aligner stretching a
 #: word over speech the transcript does not have: fillers, false starts, laughter.
 HELD_TOO_LONG_MS = {"vowel": 500.0, "other": 300.0}
+#: Aligned pauses at least this long (ms) that hold this share of the recording's speech-level
+#: sound mean the transcript lacks speech (a wrong transcript, or part of one): the word pass
+#: may put silence and noise between the words, and does. A cough or a breath the transcript
+#: leaves out holds far less (dev speech: 7%), and stays a pause.
+UNSPOKEN_PAUSE_MS = 500.0
+UNSPOKEN_SHARE = 0.25
 
 
 def _listen_where_unspoken(samples: np.ndarray, phones: list[TimedPhoneme],
-                           opts: ListenOptions) -> list[TimedPhoneme]:
+                           levels: np.ndarray, opts: ListenOptions
+                           ) -> list[TimedPhoneme]:
     """Aligned phones, with the stretches a transcript cannot have covered listened to.
 
     Transcripts leave out "um", "uh", repeats and restarts; forced alignment must put the
     audio somewhere and holds a neighbouring sound over it, a mouth frozen for a second.
-    Those stretches get the audio-only recipe instead (dev speech: 15 such stretches).
+    Those stretches get the audio-only recipe instead (dev speech: 15 such stretches). So
+    do the long aligned pauses when together they hold much of the recording's speech: a
+    transcript that lacks whole sentences (or is the wrong one) leaves the aligner nothing
+    to put there but pauses.
     """
+    from avatarkit.listen.pauses import speech_ms
     from avatarkit.listen.phones import FILLER
     from avatarkit.visemes.phonemes import lookup
 
+    duration = len(samples) * 1000.0 / RATE
+    long_pauses = [p for p in phones
+                   if p.symbol == "_" and p.end_ms - p.start_ms >= UNSPOKEN_PAUSE_MS]
+    in_pauses = sum(speech_ms(levels, p.start_ms, p.end_ms) for p in long_pauses)
+    share = in_pauses / max(speech_ms(levels, 0.0, duration), 1.0)
+    lacks_speech = share > UNSPOKEN_SHARE
+    if lacks_speech:
+        log.warning("the transcript misses ~%.0f%% of the speech: listened to that part",
+                    100.0 * share)
     out: list[TimedPhoneme] = []
     for p in phones:
-        kind = "vowel" if lookup(p.symbol).info.manner == "vowel" else "other"
-        # a long closure is plausible (a held stop, "mmm") and the transcript's word for
-        # it, and so is a long "uh" (a filler the transcript has)
-        if p.symbol in ("_", "p", "b", "m", FILLER) or (
-                p.end_ms - p.start_ms <= HELD_TOO_LONG_MS[kind]):
+        if p.symbol == "_":
+            held = lacks_speech and p in long_pauses
+        else:
+            kind = "vowel" if lookup(p.symbol).info.manner == "vowel" else "other"
+            # a long closure is plausible (a held stop, "mmm") and the transcript's word
+            # for it, and so is a long "uh" (a filler the transcript has)
+            held = p.symbol not in ("p", "b", "m", FILLER) and (
+                p.end_ms - p.start_ms > HELD_TOO_LONG_MS[kind])
+        if not held:
             out.append(p)
             continue
         a, b = int(p.start_ms * RATE / 1000), int(p.end_ms * RATE / 1000)
