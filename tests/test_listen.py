@@ -403,6 +403,23 @@ def test_cli_bad_audio_is_one_red_line_and_no_output(tmp_path: Path, content: by
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["visemes", "preview"])
+def test_lang_with_audio_alone_is_checked_and_said_to_change_nothing(
+        command: str, tmp_path: Path, hero_dir: Path) -> None:
+    wav = SPEECH.with_suffix(".wav")
+    out = tmp_path / ("t.json" if command == "visemes" else "p.mp4")
+    args = ([command, "--audio", str(wav), "-o", str(out)] if command == "visemes"
+            else [command, str(hero_dir), "--audio", str(wav), "-o", str(out)])
+    res = runner.invoke(app, [*args, "--lang", "xx"])
+    assert res.exit_code == 1 and not out.exists()
+    assert res.output.startswith("error: unknown language 'xx'") and res.output.count("\n") == 1
+    if command == "preview":
+        return  # the warning is the same function's; rendering the whole clip is slow
+    res = runner.invoke(app, [*args, "--lang", "de"])
+    assert res.exit_code == 0 and out.exists(), res.output
+    assert res.output.startswith("warning: --lang de changes nothing without --text")
+
+
 def test_a_missing_acoustic_model_is_one_red_line(tmp_path: Path, monkeypatch) -> None:
     """pocketsphinx logs its own errors where this package silences them: without the check a
     broken install would decode every recording to silence."""

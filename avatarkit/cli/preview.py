@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from avatarkit.cli.root import app, console, guarded, printed_warnings
+from avatarkit.cli.root import app, check_listening_lang, console, guarded, printed_warnings
 from avatarkit.errors import AvatarkitError
 from avatarkit.render import (
     VARIANTS,
@@ -36,7 +36,8 @@ SpeechGate = Annotated[bool, typer.Option(
     help="With --audio alone: the mouth rests wherever Silero VAD hears no speech (music, "
          "noise). Needs `pip install 'avatarkit\\[vad]'`.")]
 Lang = Annotated[str, typer.Option(
-    "--lang", "-l", help="espeak-ng language of --text: en-us, en-gb, de, fr, ...")]
+    "--lang", "-l", help="espeak-ng language of --text: en-us, en-gb, de, fr, ... (--audio "
+                         "alone listens with the English phone model in any language).")]
 Variant = Annotated[str, typer.Option(
     "--variant", help="Mouth drawing: sprites (atlas cross-fade), mesh (warp of the live "
                       "frame plus the interior texture) or onnx (your Wav2Lip-compatible "
@@ -170,6 +171,8 @@ def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | No
     """The speech to render; timeline/audio length warnings are printed in yellow."""
     with printed_warnings():
         if audio is not None and timeline is None and listen:
+            if text is None and lang != "en-us":
+                check_listening_lang(lang)
             with console.status(f"listening to {escape(audio.name)}"):
                 speech = speech_from_audio(audio, text, lang, speech_gate)
         elif text is not None and audio is None:

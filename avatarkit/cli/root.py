@@ -140,6 +140,18 @@ def warn(message: str) -> None:
     _labelled("warning:", "yellow", message)
 
 
+def check_listening_lang(lang: str) -> None:
+    """Audio without a transcript: `lang` is checked like any other, and a language other
+    than English is said to change nothing (audio alone listens with the English phone
+    model; a transcript is what another language needs)."""
+    from avatarkit.tts.espeak_lib import check_language
+
+    code = check_language(lang)
+    if code.split("-")[0] != "en":
+        warn(f"--lang {lang} changes nothing without --text: audio alone listens with the "
+             "English phone model (pass the transcript for the language's own sounds)")
+
+
 @contextlib.contextmanager
 def printed_warnings() -> Iterator[None]:
     """Collect the AvatarkitWarnings raised inside the block and print them after it."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from avatarkit.cli.root import app, guarded, say, status, warn
+from avatarkit.cli.root import app, check_listening_lang, guarded, say, status, warn
 from avatarkit.errors import AvatarkitError
 from avatarkit.visemes.coarticulation import CoarticulationOptions
 from avatarkit.visemes.exporters import FORMATS, export
@@ -18,7 +18,9 @@ Text = Annotated[str | None, typer.Option(
     "--text", "-t", help="What to say (required unless --alignment or --audio is given); "
                          "with --audio, the transcript of that recording.")]
 Lang = Annotated[str, typer.Option(
-    "--lang", "-l", help="espeak-ng language code for synthesis and G2P: en-us, en-gb, de, ...")]
+    "--lang", "-l", help="espeak-ng language code for synthesis and G2P: en-us, en-gb, de, "
+                         "...; with --audio, the language of its transcript (audio alone "
+                         "listens with the English phone model in any language).")]
 Fps = Annotated[float, typer.Option("--fps", help="Frames per second of the timeline.")]
 Format = Annotated[str, typer.Option(
     "--format", "-f",
@@ -80,6 +82,8 @@ def visemes(
         if audio_out is not None or voice is not None or rate is not None:
             raise AvatarkitError("--audio-out, --voice and --rate are for synthesis; with "
                                  "--audio the speech is yours")
+        if text is None and alignment is None and lang != "en-us":
+            check_listening_lang(lang)
         timeline = _from_audio(audio, text, alignment, lang, fps, speech_gate)
     elif alignment is not None:
         if audio_out is not None or voice is not None or rate is not None:
