@@ -133,6 +133,29 @@ def test_audio_files(tmp_path: Path) -> None:
         read_audio(tmp_path / "x.wav")
     with pytest.raises(AvatarkitError, match="no such file"):
         read_audio(tmp_path / "missing.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AvatarkitError, match="empty.wav: the file is empty"):
+        read_audio(tmp_path / "empty.wav")
+
+
+def test_a_cut_off_wav_is_an_error_and_a_streamed_one_is_read(tmp_path: Path) -> None:
+    """A header that promises more than the file holds is a damaged or incomplete file (a
+    copy cut short); a header written before the length was known (0xFFFFFFFF, what
+    streaming writers leave) is no promise, and the samples there are read."""
+    rate = 16000
+    whole = write_wav(tmp_path / "a.wav", 0.3 * np.sin(np.arange(rate * 2) / 10.0), rate)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:len(data) // 4])
+    with pytest.raises(AvatarkitError, match=r"cut.wav: the file is damaged or incomplete "
+                                             r"\(its header promises 2.0 s, it holds 0.5 s\)"):
+        read_audio(cut)
+    streamed = bytearray(data[:len(data) // 4])
+    at = streamed.index(b"data")
+    streamed[4:8] = streamed[at + 4:at + 8] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "streamed.wav").write_bytes(streamed)
+    got = read_audio(tmp_path / "streamed.wav")
+    assert got.sample_rate == rate and len(got.samples) == (len(streamed) - at - 8) // 2
 
 
 def test_place_patch_lands_where_the_affine_says() -> None:

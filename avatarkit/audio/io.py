@@ -51,10 +51,22 @@ class Audio:
             w.writeframes(self.samples.astype("<i2").tobytes())
 
 
+#: The data size a WAV header gives when its writer could not know the length (a stream).
+_UNKNOWN_WAV_SIZE = 0xFFFFFFFF
+
+
 def _read_wav(path: Path) -> Audio:
     with wave.open(str(path), "rb") as w:
         channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-        raw = w.readframes(w.getnframes())
+        promised = w.getnframes()
+        raw = w.readframes(promised)
+    frame = channels * width
+    streamed = promised * frame > _UNKNOWN_WAV_SIZE - frame
+    if len(raw) < promised * frame and not streamed:
+        raise AvatarkitError(
+            f"could not read audio {path.name}: the file is damaged or incomplete (its header "
+            f"promises {promised / rate:.1f} s, it holds {len(raw) // frame / rate:.1f} s)")
+    raw = raw[:len(raw) - len(raw) % frame]  # a stream may stop inside its last frame
     if width == 2 and channels == 1:  # the common case: the samples as they are
         return Audio(np.frombuffer(raw, "<i2").astype(np.int16), rate)
     if width == 1:
@@ -94,6 +106,8 @@ def read_audio(path: str | Path) -> Audio:
     if not path.is_file():
         what = "a folder, not an audio file" if path.is_dir() else "no such file"
         raise AvatarkitError(f"could not read audio {path}: {what}")
+    if path.stat().st_size == 0:
+        raise AvatarkitError(f"could not read audio {path}: the file is empty")
     try:
         audio = _read_wav(path)
     except (wave.Error, EOFError, ValueError, RuntimeError):
