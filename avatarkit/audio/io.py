@@ -64,7 +64,7 @@ def _read_wav(path: Path) -> Audio:
     streamed = promised * frame > _UNKNOWN_WAV_SIZE - frame
     if len(raw) < promised * frame and not streamed:
         raise AvatarkitError(
-            f"could not read audio {path.name}: the file is damaged or incomplete (its header "
+            f"could not read audio {path}: the file is damaged or incomplete (its header "
             f"promises {promised / rate:.1f} s, it holds {len(raw) // frame / rate:.1f} s)")
     raw = raw[:len(raw) - len(raw) % frame]  # a stream may stop inside its last frame
     if width == 2 and channels == 1:  # the common case: the samples as they are
