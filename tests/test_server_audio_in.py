@@ -327,6 +327,7 @@ async def test_a_turn_over_the_limit_and_an_empty_turn(aiohttp_client, avatars):
     await ws.send_str(json.dumps({"type": "audio_end"}))
     await receive_until(ws, rec, is_end(2))
     assert rec.json("error")[-1]["code"] == "provider_empty_audio"
+    assert rec.json("error")[-1]["message"].startswith("the turn ended with no audio: push PCM")
     assert rec.json("utterance_end")[-1]["reason"] == "error"
     await ws.close()
 
