@@ -40,6 +40,22 @@ def test_json_timeline_and_wav(tmp_path: Path) -> None:
     assert max(e["weights"].get("MBP", 0) for e in near) >= 0.8
 
 
+def test_rhubarb_json_names_its_sound_file(tmp_path: Path) -> None:
+    """As Rhubarb's own output does: the recording listened to, or the speech written."""
+    wav = tmp_path / "s.wav"
+    res = runner.invoke(app, ["visemes", "--text", "Maybe.", "-f", "rhubarb",
+                              "--audio-out", str(wav), "-o", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "a.json").read_text())["metadata"]["soundFile"] == str(wav)
+    res = runner.invoke(app, ["visemes", "--audio", str(wav), "-f", "rhubarb",
+                              "-o", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["metadata"]["soundFile"] == str(wav) and doc["mouthCues"]
+    res = runner.invoke(app, ["visemes", "--text", "Maybe.", "-f", "rhubarb"])
+    assert json.loads(res.stdout)["metadata"]["soundFile"] == ""  # no sound file at all
+
+
 def test_alignment_input(tmp_path: Path) -> None:
     text = "Maybe both."
     al = {"chars": list(text), "charStartTimesMs": [i * 70 for i in range(len(text))],

@@ -103,7 +103,8 @@ def visemes(
 
             write_wav(audio_out, synthesis.pcm, synthesis.sample_rate)
             say(f"audio: {audio_out} ({synthesis.duration_ms / 1000:.2f} s)")
-    payload = export(timeline, fmt)
+    sound = audio if audio is not None else audio_out
+    payload = export(timeline, fmt, sound_file=str(sound) if sound is not None else "")
     if out is None:
         sys.stdout.write(payload)
     else:

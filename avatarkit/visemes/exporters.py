@@ -142,19 +142,21 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-_WRITERS: dict[str, Callable[[Timeline], str]] = {
-    "json": lambda t: _dump(t.to_dict()),
-    "live": lambda t: "".join(_dump(e) for e in live_events(t)),
-    "rhubarb": lambda t: json.dumps(rhubarb_json(t), indent=2) + "\n",
-    "tsv": rhubarb_tsv,
-    "oculus": lambda t: _dump(oculus_json(t)),
-    "azure": lambda t: _dump({"visemes": azure_events(t)}),
+#: Format -> writer of (timeline, the sound file's name or "").
+_WRITERS: dict[str, Callable[[Timeline, str], str]] = {
+    "json": lambda t, _: _dump(t.to_dict()),
+    "live": lambda t, _: "".join(_dump(e) for e in live_events(t)),
+    "rhubarb": lambda t, sound: json.dumps(rhubarb_json(t, sound), indent=2) + "\n",
+    "tsv": lambda t, _: rhubarb_tsv(t),
+    "oculus": lambda t, _: _dump(oculus_json(t)),
+    "azure": lambda t, _: _dump({"visemes": azure_events(t)}),
 }
 
 
-def export(timeline: Timeline, fmt: str) -> str:
-    """Render a timeline in one of `FORMATS` as text ready to write to a file."""
+def export(timeline: Timeline, fmt: str, *, sound_file: str = "") -> str:
+    """Render a timeline in one of `FORMATS` as text ready to write to a file
+    (`sound_file`: the audio it belongs to, for formats that name it, as Rhubarb's does)."""
     writer = _WRITERS.get(fmt.lower())
     if writer is None:
         raise AvatarkitError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return writer(timeline)
+    return writer(timeline, sound_file)
