@@ -404,6 +404,10 @@ class AudioTurn:
     After `close` (barge-in, or the producer stopped) further audio is dropped silently:
     a pipeline's frames already in flight are not errors."""
 
+    #: The error of a turn that ended without audio (`provider_empty_audio`).
+    empty_message = ("the turn ended with no audio: push PCM (binary frames or audio_append) "
+                     "between audio_start and audio_end")
+
     def __init__(self, sample_rate: int, channels: int, *, max_ms: float,
                  text: str = "", stall_s: float | None = None) -> None:
         if not isinstance(sample_rate, int) or not MIN_RATE <= sample_rate <= MAX_RATE:

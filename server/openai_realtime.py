@@ -110,6 +110,8 @@ class _Response(AudioTurn):
     """One model response as an utterance's chunk source; with `prompt` (a `speak`), the
     prompt is sent when the utterance's turn comes, and the next response fills it."""
 
+    empty_message = "the model's response had no audio"
+
     def __init__(self, owner: OpenAIRealtimeProvider, max_ms: float, prompt: str = "") -> None:
         super().__init__(SAMPLE_RATE, 1, max_ms=max_ms,
                          stall_s=owner.options.stall_timeout_s)

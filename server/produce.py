@@ -34,7 +34,6 @@ from server.blend import BlendedFrame
 from server.events import VISEME, Event, Shape, audio_events, event, viseme_events
 from server.listen import Listener, is_audio_only
 from server.pacing import PRODUCE_AHEAD_MS, Utterance, produce_wait
-from server.providers import PushedAudio
 
 if TYPE_CHECKING:
     from server.session import Session
@@ -213,11 +212,9 @@ class Producer:
         if run.listener is not None:  # its finish gives its last frames and the audio held
             self._heard(run, run.listener, *await run.listener.finish())
         if u.t0 is None:
-            if isinstance(s.provider, PushedAudio):
-                raise ProviderError("the turn ended with no audio: push PCM (binary frames or "
-                                    "audio_append) between audio_start and audio_end",
-                                    "empty_audio")
-            raise ProviderError("the voice returned no audio for this text", "empty_audio")
+            raise ProviderError(getattr(u.source, "empty_message",
+                                        "the voice returned no audio for this text"),
+                                "empty_audio")
         if run.listener is None:
             if run.vstate.aligned and s.chunk_batch is not None and \
                     s.timeline.due(u, u.audio_end_ms) > s.loop.time() + BATCH_SLACK_S:

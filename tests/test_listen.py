@@ -403,6 +403,16 @@ def test_cli_bad_audio_is_one_red_line_and_no_output(tmp_path: Path, content: by
     assert not out.exists()
 
 
+def test_the_phone_decoder_loads_no_word_model() -> None:
+    """Allphone search needs neither CMUdict nor the 27 MB word model: pocketsphinx loads
+    them unless told not to (60 ms and 38 MB for each decoder of a live session)."""
+    from avatarkit.listen.phones import PHONE_LOOP, RecognizerOptions, new_decoder
+
+    decoder = new_decoder(RecognizerOptions())
+    assert decoder.config["lm"] is None and decoder.config["dict"] is None
+    assert decoder.current_search() == PHONE_LOOP
+
+
 @pytest.mark.parametrize("command", ["visemes", "preview"])
 def test_lang_with_audio_alone_is_checked_and_said_to_change_nothing(
         command: str, tmp_path: Path, hero_dir: Path) -> None:

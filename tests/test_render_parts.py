@@ -156,6 +156,16 @@ def test_a_cut_off_wav_is_an_error_and_a_streamed_one_is_read(tmp_path: Path) ->
     (tmp_path / "streamed.wav").write_bytes(streamed)
     got = read_audio(tmp_path / "streamed.wav")
     assert got.sample_rate == rate and len(got.samples) == (len(streamed) - at - 8) // 2
+    for unknown in (0x7FFFFFFF, 0x7FFFF000, 0):  # what other writers put there
+        streamed[at + 4:at + 8] = unknown.to_bytes(4, "little")
+        (tmp_path / "streamed.wav").write_bytes(streamed)
+        assert read_audio(tmp_path / "streamed.wav").duration_ms == pytest.approx(
+            got.duration_ms, abs=0.1)
+    short = bytearray(data)
+    short[at + 4:at + 8] = (len(data) - at - 8 + 2).to_bytes(4, "little")  # one sample more
+    (tmp_path / "short.wav").write_bytes(short)
+    with pytest.raises(AvatarkitError, match=r"promises 32001 samples, it holds 32000\)"):
+        read_audio(tmp_path / "short.wav")
 
 
 def test_place_patch_lands_where_the_affine_says() -> None:

@@ -330,6 +330,15 @@ async def test_a_turn_over_the_limit_and_an_empty_turn(aiohttp_client, avatars):
     assert rec.json("error")[-1]["message"].startswith("the turn ended with no audio: push PCM")
     assert rec.json("utterance_end")[-1]["reason"] == "error"
     await ws.close()
+    # a session with a voice of its own may push turns too: the same answer
+    ws, rec = await watch(client, await _session(client, sample_rate=RATE))
+    await ws.send_str(json.dumps({"type": "audio_start"}))
+    await ws.send_str(json.dumps({"type": "audio_end"}))
+    await receive_until(ws, rec, is_end(1))
+    [error] = rec.json("error")
+    assert error["code"] == "provider_empty_audio"
+    assert error["message"].startswith("the turn ended with no audio: push PCM")
+    await ws.close()
 
 
 async def test_a_listener_worker_that_dies_fails_one_utterance_not_the_server(aiohttp_client,

@@ -51,8 +51,9 @@ class Audio:
             w.writeframes(self.samples.astype("<i2").tobytes())
 
 
-#: The data size a WAV header gives when its writer could not know the length (a stream).
-_UNKNOWN_WAV_SIZE = 0xFFFFFFFF
+#: Data sizes from here up are what WAV writers put in a header before the length is known
+#: (a stream to a pipe: 0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000 are all in use), not a promise.
+_UNKNOWN_WAV_SIZE = 0x7FFFF000
 
 
 def _read_wav(path: Path) -> Audio:
@@ -60,12 +61,16 @@ def _read_wav(path: Path) -> Audio:
         channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
         promised = w.getnframes()
         raw = w.readframes(promised)
+    if not promised and path.stat().st_size > 64:
+        raise wave.Error("a data size of 0 (some streaming writers): ffmpeg reads to the end")
     frame = channels * width
-    streamed = promised * frame > _UNKNOWN_WAV_SIZE - frame
-    if len(raw) < promised * frame and not streamed:
-        raise AvatarkitError(
-            f"could not read audio {path}: the file is damaged or incomplete (its header "
-            f"promises {promised / rate:.1f} s, it holds {len(raw) // frame / rate:.1f} s)")
+    held = len(raw) // frame
+    if held < promised and promised * frame < _UNKNOWN_WAV_SIZE - frame:
+        want, got = f"{promised / rate:.1f} s", f"{held / rate:.1f} s"
+        if want == got:
+            want, got = f"{promised} samples", f"{held}"
+        raise AvatarkitError(f"could not read audio {path}: the file is damaged or incomplete "
+                             f"(its header promises {want}, it holds {got})")
     raw = raw[:len(raw) - len(raw) % frame]  # a stream may stop inside its last frame
     if width == 2 and channels == 1:  # the common case: the samples as they are
         return Audio(np.frombuffer(raw, "<i2").astype(np.int16), rate)

@@ -51,17 +51,30 @@ def quiet_spans(levels: np.ndarray) -> list[tuple[float, float]]:
 SPEECH_LEVEL_DB = 10.0
 
 
-def speech_ms(levels: np.ndarray, start_ms: float, end_ms: float) -> float:
-    """How long the level between two times stays near the speech level (ms): what tells
-    untranscribed speech from a pause over a noise floor (15-20 dB down on the dev speech)."""
-    if not len(levels):
-        return 0.0
-    total = levels[:, N_BANDS]
-    speech = float(np.percentile(total, 95))
+def _frames(levels: np.ndarray, start_ms: float, end_ms: float) -> np.ndarray:
+    """The whole-band levels of the frames centred in (start_ms, end_ms]."""
     first = max(0, int((start_ms - FRAME_CENTRE_MS) // 10.0) + 1)
     last = int((end_ms - FRAME_CENTRE_MS) // 10.0)
-    span = total[first:last + 1]
-    return 10.0 * float(np.count_nonzero(span >= speech - SPEECH_LEVEL_DB))
+    return levels[first:last + 1, N_BANDS] if last >= first else levels[:0, N_BANDS]
+
+
+def speech_level(levels: np.ndarray, spans: Sequence[tuple[float, float]]) -> float:
+    """The level of speech (dB, the 95th percentile of frame levels) inside `spans`, the
+    phones of a transcript's words; over the whole recording when they hold no frame."""
+    inside = [_frames(levels, a, b) for a, b in spans]
+    frames = np.concatenate(inside) if inside else levels[:0, N_BANDS]
+    if not len(frames):
+        frames = levels[:, N_BANDS]
+    return float(np.percentile(frames, 95)) if len(frames) else QUIET_ABSOLUTE_DB
+
+
+def speech_ms(levels: np.ndarray, start_ms: float, end_ms: float, speech_db: float) -> float:
+    """How long the level between two times stays near the speech level `speech_db` (ms):
+    what tells untranscribed speech from a pause over a noise floor (15-20 dB down on the
+    dev speech). Near-digital silence is never speech, however quiet the speech is."""
+    span = _frames(levels, start_ms, end_ms)
+    near = (span >= speech_db - SPEECH_LEVEL_DB) & (span >= QUIET_ABSOLUTE_DB)
+    return 10.0 * float(np.count_nonzero(near))
 
 
 def insert_pauses(phones: Sequence[TimedPhoneme], spans: Sequence[tuple[float, float]]

@@ -106,8 +106,8 @@ def new_decoder(options: RecognizerOptions):  # -> pocketsphinx.Decoder
     """
     from pocketsphinx import Decoder
 
-    decoder = Decoder(
-        hmm=str(acoustic_model()), dict=None, beam=options.beam,
+    decoder = Decoder(  # lm=None: else pocketsphinx loads its 27 MB word model (60 ms)
+        hmm=str(acoustic_model()), dict=None, lm=None, beam=options.beam,
         pbeam=options.pbeam, topn=options.topn, samprate=RATE, loglevel="FATAL",
     )
     decoder.add_allphone_file(PHONE_LOOP, None)

@@ -119,15 +119,16 @@ def _listen_where_unspoken(samples: np.ndarray, phones: list[TimedPhoneme],
     transcript that lacks whole sentences (or is the wrong one) leaves the aligner nothing
     to put there but pauses.
     """
-    from avatarkit.listen.pauses import speech_ms
+    from avatarkit.listen.pauses import speech_level, speech_ms
     from avatarkit.listen.phones import FILLER
     from avatarkit.visemes.phonemes import lookup
 
     duration = len(samples) * 1000.0 / RATE
     long_pauses = [p for p in phones
                    if p.symbol == "_" and p.end_ms - p.start_ms >= UNSPOKEN_PAUSE_MS]
-    in_pauses = sum(speech_ms(levels, p.start_ms, p.end_ms) for p in long_pauses)
-    share = in_pauses / max(speech_ms(levels, 0.0, duration), 1.0)
+    speech = speech_level(levels, [(p.start_ms, p.end_ms) for p in phones if p.symbol != "_"])
+    in_pauses = sum(speech_ms(levels, p.start_ms, p.end_ms, speech) for p in long_pauses)
+    share = in_pauses / max(speech_ms(levels, 0.0, duration, speech), 1.0)
     lacks_speech = share > UNSPOKEN_SHARE
     if lacks_speech:
         log.warning("the transcript misses ~%.0f%% of the speech: listened to that part",
