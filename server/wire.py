@@ -357,6 +357,11 @@ def parse_client_message(data: str, *, max_chars: int) -> Command:
         raise WireError("bad_message", "message must be a JSON object with a 'type'")
     rid = _request_id(obj)
     kind = obj.get("type")
+    fields = _CLIENT_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is not None and not fields.issuperset(obj):
+        extra = sorted(set(obj) - fields)[0]
+        raise WireError("bad_message", f"unknown field {extra[:40]!r} in a {kind} message; it "
+                        f"takes {', '.join(sorted(fields))}", rid)
     if kind == "speak":
         return parse_speak(obj, max_chars=max_chars, request_id=rid)
     if kind == "stop":
@@ -512,6 +517,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "data": {"type": "string", "contentEncoding": "base64"},
     }, ["data"]),
 }
+
+#: The fields each client message may have (a typo such as `bargein` is an error, not
+#: silently ignored).
+_CLIENT_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset(SCHEMAS[kind]["properties"]) for kind in CLIENT_TYPES}
 
 SERVER_MESSAGES = ("hello", "utterance_start", "viseme", "audio", "utterance_end", "ack",
                    "pong", "error")

@@ -104,6 +104,8 @@ async def test_json_audio_and_ws_commands(aiohttp_client, avatars):
     ('{"type": "speak", "text": "   "}', "text_empty"),
     ('{"type": "speak", "text": "x", "barge_in": "yes"}', "bad_message"),
     ('{"type": "speak", "text": "' + "a" * 101 + '"}', "text_too_long"),
+    ('{"type": "speak", "text": "x", "bargein": true}', "bad_message"),  # a typo, not ignored
+    ('{"type": "stop", "now": 1}', "bad_message"),
 ])
 async def test_malformed_ws_messages_keep_the_socket_open(aiohttp_client, avatars, raw, code):
     client = await _client(aiohttp_client, avatars, max_text_chars=100)
@@ -112,6 +114,9 @@ async def test_malformed_ws_messages_keep_the_socket_open(aiohttp_client, avatar
     await ws.send_str(raw)
     await receive_until(ws, rec, typed("error"))
     assert rec.json("error")[0]["code"] == code
+    if "bargein" in raw:
+        assert rec.json("error")[0]["message"] == (
+            "unknown field 'bargein' in a speak message; it takes barge_in, id, text, type")
     await ws.send_bytes(b"\x00\x01")  # audio with no turn open (docs: "Pushing audio")
     await receive_until(ws, rec, lambda m: typed("error")(m) and m["code"] == "no_audio_turn")
     await ws.send_str('{"type": "ping", "id": 1}')  # still open and answering
