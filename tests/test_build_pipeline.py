@@ -172,6 +172,15 @@ def test_refuses_to_replace_a_folder_that_is_not_an_avatar(tmp_path):
     assert (tmp_path / "hero" / "thesis.docx").read_bytes() == b"years of work"
 
 
+def test_an_output_that_is_a_file_is_said_to_be_one(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    message = (f"could not write to {tmp_path / 'notes.txt'}: {tmp_path / 'notes.txt'} is a "
+               "file - the output (-o) must be a folder")
+    with pytest.raises(AvatarkitError, match=f"^{re.escape(message)}$"):
+        build_avatar(HERO, tmp_path / "notes.txt", FAST)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 # ---- bad input: one clear line, nothing written -------------------------------------------
 
 def assert_refused(path: Path, out: Path, pattern: str, options: BuildOptions = FAST) -> None:

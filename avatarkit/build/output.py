@@ -51,6 +51,10 @@ def staging(target: Path) -> Iterator[Path]:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=parent))
     except OSError as exc:
+        blocker = next((f for f in (parent, *parent.parents) if f.is_file()), None)
+        if blocker is not None:
+            raise AvatarkitError(f"could not write to {parent}: {blocker} is a file - the "
+                                 "output (-o) must be a folder") from None
         raise AvatarkitError(f"could not write to {parent}: {exc.strerror or exc}") from None
     try:
         yield tmp
