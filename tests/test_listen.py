@@ -75,6 +75,30 @@ def test_a_transcript_that_lacks_most_of_the_speech_is_listened_to(real, caplog)
     assert s.closure_hit_rate >= 0.78 and s.false_closure_rate <= 0.15, s
 
 
+def test_a_short_utterance_in_a_minute_of_faint_noise_aligns() -> None:
+    """Half a minute of near-silence on each side of a 1.7 s sentence failed the aligner's
+    word search ("did not align"), and listening instead put phones in the silence. The
+    quiet before the first sound and after the last is left out of the alignment; and the
+    speech level is found although speech is under a twentieth of the recording."""
+    from avatarkit.tts.espeak_lib import engine
+
+    text = "Maybe both of them will be fine."
+    syn = engine().synthesize(text, "en-us")
+    speech = resample(np.frombuffer(syn.pcm, "<i2"), syn.sample_rate)
+    rng = np.random.default_rng(0)
+    pad = 30 * RATE
+    x = np.concatenate([rng.normal(0, 10 ** (-90 / 20), pad), speech,
+                        rng.normal(0, 10 ** (-90 / 20), pad)])
+    heard = listen(x, text=text)
+    assert heard.method == "aligned"
+    start, end = 30_000.0, 30_000.0 + len(speech) * 1000 / RATE
+    outside = [p for p in heard.phones if p.symbol != "_" and (p.end_ms <= start or
+                                                              p.start_ms >= end)]
+    assert not outside, outside
+    closures = [p for p in heard.phones if p.symbol in ("m", "b")]
+    assert len(closures) >= 4 and all(start <= p.start_ms < end for p in closures)
+
+
 def test_the_aligner_places_words_around_the_pauses_of_a_noisy_recording(real) -> None:
     """The dev recording's pauses are too loud to count as quiet; the word pass leaves
     them out of the words (they used to drag the words after them ~0.5 s early)."""

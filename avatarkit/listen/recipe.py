@@ -82,9 +82,15 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
     if not transcript_words(text):
         raise AvatarkitError("the transcript has no words: pass the spoken text, or no --text")
     lips = _lips(samples, opts)
-    aligned = align(samples, text, lang)
+    quiet = quiet_spans(lips.levels)
+    first_ms, last_ms = _sounding(quiet, duration)
+    a, b = int(first_ms * RATE / 1000), int(last_ms * RATE / 1000)
+    aligned = align(samples[a:b], text, lang)
     if aligned:
-        phones = lips.close_murmurs(insert_pauses(aligned, quiet_spans(lips.levels)))
+        if a:
+            aligned = [TimedPhoneme(p.symbol, p.start_ms + first_ms, p.end_ms + first_ms)
+                       for p in aligned]
+        phones = lips.close_murmurs(insert_pauses(aligned, quiet))
         phones = lips.fit_nasal_closures(_listen_where_unspoken(samples, phones, lips.levels,
                                                                 opts))
         return Heard(tuple(phones), duration, "aligned")
@@ -94,6 +100,24 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
     return Heard(tuple(matcher.relabel(_recognized(samples, lips, opts, keep_stops=True),
                                        final=True)), duration,
                  "recognized+text")
+
+
+#: Quiet kept on each side of the sounding part of a recording when it is aligned, ms.
+ALIGN_MARGIN_MS = 200.0
+#: A quiet span this close to an end of the recording reaches it (analysis frames), ms.
+EDGE_MS = 50.0
+
+
+def _sounding(quiet: list[tuple[float, float]], duration: float) -> tuple[float, float]:
+    """From where to where a recording sounds (ms): the quiet before the first sound and
+    after the last holds no word, and long silence there can fail the aligner's search
+    (a short utterance inside a minute of near-silence did)."""
+    first, last = 0.0, duration
+    if quiet and quiet[0][0] <= EDGE_MS:
+        first = max(0.0, quiet[0][1] - ALIGN_MARGIN_MS)
+    if quiet and quiet[-1][1] >= duration - EDGE_MS:
+        last = min(duration, quiet[-1][0] + ALIGN_MARGIN_MS)
+    return (first, last) if last - first >= 200.0 else (0.0, duration)
 
 
 #: An aligned sound held longer than this (ms; vowels, others) is the aligner stretching a
