@@ -510,11 +510,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     }, []),
     "audio_append": _obj("audio_append", {
         "data": {"type": "string", "contentEncoding": "base64"},
+        "id": _REQ_ID,
     }, ["data"]),
-    "audio_text": _obj("audio_text", {"text": {"type": "string"}}, ["text"]),
+    "audio_text": _obj("audio_text", {"text": {"type": "string"}, "id": _REQ_ID}, ["text"]),
     "audio_end": _obj("audio_end", {"id": _REQ_ID}, []),
     "user_audio": _obj("user_audio", {
         "data": {"type": "string", "contentEncoding": "base64"},
+        "id": _REQ_ID,
     }, ["data"]),
 }
 

@@ -86,6 +86,8 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
     first_ms, last_ms = _sounding(quiet, duration)
     a, b = int(first_ms * RATE / 1000), int(last_ms * RATE / 1000)
     aligned = align(samples[a:b], text, lang)
+    if not aligned and (a or b < len(samples)):  # soft speech in the quiet left out
+        aligned, a, first_ms = align(samples, text, lang), 0, 0.0
     if aligned:
         if a:
             aligned = [TimedPhoneme(p.symbol, p.start_ms + first_ms, p.end_ms + first_ms)
@@ -102,20 +104,24 @@ def _listen_with_text(samples: np.ndarray, text: str, lang: str, opts: ListenOpt
                  "recognized+text")
 
 
-#: Quiet kept on each side of the sounding part of a recording when it is aligned, ms.
+#: Quiet at an end of a recording at least this long (ms) is left out of the alignment...
+TRIM_QUIET_MS = 3000.0
+#: ... but for this much next to the sound (ms).
 ALIGN_MARGIN_MS = 200.0
 #: A quiet span this close to an end of the recording reaches it (analysis frames), ms.
 EDGE_MS = 50.0
 
 
 def _sounding(quiet: list[tuple[float, float]], duration: float) -> tuple[float, float]:
-    """From where to where a recording sounds (ms): the quiet before the first sound and
-    after the last holds no word, and long silence there can fail the aligner's search
-    (a short utterance inside a minute of near-silence did)."""
+    """From where to where a recording sounds (ms): long silence before the first sound or
+    after the last can fail the aligner's search (a short utterance inside a minute of
+    near-silence did). Only long quiet is left out: speech 30 dB under the rest is quiet
+    too, and if what is left does not align, the whole recording is aligned after all."""
     first, last = 0.0, duration
-    if quiet and quiet[0][0] <= EDGE_MS:
+    if quiet and quiet[0][0] <= EDGE_MS and quiet[0][1] - quiet[0][0] >= TRIM_QUIET_MS:
         first = max(0.0, quiet[0][1] - ALIGN_MARGIN_MS)
-    if quiet and quiet[-1][1] >= duration - EDGE_MS:
+    if quiet and quiet[-1][1] >= duration - EDGE_MS and (
+            quiet[-1][1] - quiet[-1][0] >= TRIM_QUIET_MS):
         last = min(duration, quiet[-1][0] + ALIGN_MARGIN_MS)
     return (first, last) if last - first >= 200.0 else (0.0, duration)
 
