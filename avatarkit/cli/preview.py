@@ -171,7 +171,7 @@ def _speech(text: str | None, lang: str, audio: Path | None, timeline: Path | No
     """The speech to render; timeline/audio length warnings are printed in yellow."""
     with printed_warnings():
         if audio is not None and timeline is None and listen:
-            if text is None and lang != "en-us":
+            if text is None:
                 check_listening_lang(lang)
             with console.status(f"listening to {escape(audio.name)}"):
                 speech = speech_from_audio(audio, text, lang, speech_gate)

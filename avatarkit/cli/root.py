@@ -144,6 +144,8 @@ def check_listening_lang(lang: str) -> None:
     """Audio without a transcript: `lang` is checked like any other, and a language other
     than English is said to change nothing (audio alone listens with the English phone
     model; a transcript is what another language needs)."""
+    if lang == "en-us":  # the default: nothing to check, and espeak-ng need not load
+        return
     from avatarkit.tts.espeak_lib import check_language
 
     code = check_language(lang)

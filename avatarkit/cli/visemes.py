@@ -82,7 +82,7 @@ def visemes(
         if audio_out is not None or voice is not None or rate is not None:
             raise AvatarkitError("--audio-out, --voice and --rate are for synthesis; with "
                                  "--audio the speech is yours")
-        if text is None and alignment is None and lang != "en-us":
+        if text is None and alignment is None:
             check_listening_lang(lang)
         timeline = _from_audio(audio, text, alignment, lang, fps, speech_gate)
     elif alignment is not None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from avatarkit.listen.features import N_BANDS
-from avatarkit.listen.lips import FRAME_CENTRE_MS
+from avatarkit.listen.lips import FRAME_CENTRE_MS, frame_index
 from avatarkit.visemes.phonemes import TimedPhoneme
 
 #: A frame is quiet this far below the speech level (the 95th percentile of frame levels), dB.
@@ -59,10 +59,8 @@ SPEECH_LEVEL_DB = 10.0
 
 
 def _frames(levels: np.ndarray, start_ms: float, end_ms: float) -> np.ndarray:
-    """The whole-band levels of the frames centred in (start_ms, end_ms]."""
-    first = max(0, int((start_ms - FRAME_CENTRE_MS) // 10.0) + 1)
-    last = int((end_ms - FRAME_CENTRE_MS) // 10.0)
-    return levels[first:last + 1, N_BANDS] if last >= first else levels[:0, N_BANDS]
+    """The whole-band levels of the frames centred in [start_ms, end_ms)."""
+    return levels[frame_index(start_ms):frame_index(end_ms), N_BANDS]
 
 
 def speech_level(levels: np.ndarray, spans: Sequence[tuple[float, float]]) -> float:
