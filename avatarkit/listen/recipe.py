@@ -166,7 +166,7 @@ def _listen_where_unspoken(samples: np.ndarray, phones: list[TimedPhoneme],
     out: list[TimedPhoneme] = []
     for p in phones:
         if p.symbol == "_":
-            held = lacks_speech and p in long_pauses
+            held = lacks_speech and p.end_ms - p.start_ms >= UNSPOKEN_PAUSE_MS
         else:
             kind = "vowel" if lookup(p.symbol).info.manner == "vowel" else "other"
             # a long closure is plausible (a held stop, "mmm") and the transcript's word
